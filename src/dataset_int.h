@@ -1,0 +1,38 @@
+/*
+ * dataset_int.h — the dataset handle's insides, shared by dataset.c and
+ * verify.c (and later the loader).
+ */
+#ifndef IBSTORE_DATASET_INT_H
+#define IBSTORE_DATASET_INT_H
+
+#include <pthread.h>
+
+#include "catalog.h"
+#include "format.h"
+#include "internal.h"
+
+struct ibstore_dataset {
+	char errmsg[IB_ERRMSG_LEN];
+	pthread_mutex_t lock; /* errmsg and LMDB lookups */
+	int open;
+	char *path;
+	uint64_t catalog_size;
+	ib_catalog cat;       /* a read transaction living until close */
+	ib_summary sum;
+	const uint8_t *index; /* mapped: IB_INDEX_ENTRY_SIZE * samples */
+	ib_shard_entry *shard_tab;
+	char **shard_paths;
+	int *fds;
+	ibstore_info info;
+};
+
+int ib_dsfail(ibstore_dataset *ds, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int ib_dataset_entry(const ibstore_dataset *ds, uint64_t id, ib_index_entry *e);
+/* Checks record bytes (header + payload, `len`) of sample `id` and decodes
+ * into buf (e->size bytes); the message (IB_ERRMSG_LEN bytes in msg) names
+ * shard, offset and sample. */
+int ib_dataset_decode(const ibstore_dataset *ds, uint64_t id, const ib_index_entry *e,
+		      const uint8_t *rec, size_t len, void *buf, char *msg);
+
+#endif

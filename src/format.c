@@ -1,0 +1,274 @@
+/*
+ * format.c — encode and decode format v1's on-disk structures.  This is the
+ * only file that turns disk bytes into structs: every length is checked
+ * against the bytes present before it is used.  Layouts: format/FORMAT.md.
+ */
+#include <inttypes.h>
+#include <string.h>
+
+#include "format.h"
+#include "internal.h"
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static int is_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+/* Shard header and manifest share a shape: magic, version, body, and an
+ * xxh3-64 of bytes 0..55 in bytes 56..63. */
+static void seal64(uint8_t out[64])
+{
+	put64(out + 56, ib_hash(out, 56, 0));
+}
+
+static int check_sealed(const uint8_t *p, size_t len, const char *magic, const char *what,
+			uint32_t *version, char *err)
+{
+	if (len < 64)
+		return ib_fail(err, IBSTORE_ETRUNCATED, "%s truncated: %zu of 64 bytes", what,
+			       len);
+	if (memcmp(p, magic, 8) != 0)
+		return ib_fail(err, IBSTORE_EFORMAT, "not an ibstore %s (bad magic)", what);
+	*version = get32(p + 8);
+	if (*version != IBSTORE_FORMAT_VERSION)
+		return ib_fail(err, IBSTORE_EVERSION,
+			       "%s has format version %" PRIu32 ", this library reads %d", what,
+			       *version, IBSTORE_FORMAT_VERSION);
+	if (get64(p + 56) != ib_hash(p, 56, 0))
+		return ib_fail(err, IBSTORE_ECORRUPT, "%s checksum mismatch", what);
+	return 0;
+}
+
+void ib_shard_header_encode(const ib_shard_header *h, uint8_t out[IB_SHARD_HEADER_SIZE])
+{
+	memset(out, 0, IB_SHARD_HEADER_SIZE);
+	memcpy(out, IB_SHARD_MAGIC, 8);
+	put32(out + 8, h->version);
+	put32(out + 12, h->shard);
+	memcpy(out + 16, h->uuid, 16);
+	put32(out + 32, h->alignment);
+	seal64(out);
+}
+
+int ib_shard_header_decode(const uint8_t *p, size_t len, ib_shard_header *h, char *err)
+{
+	int rc = check_sealed(p, len, IB_SHARD_MAGIC, "shard header", &h->version, err);
+	if (rc)
+		return rc;
+	h->shard = get32(p + 12);
+	memcpy(h->uuid, p + 16, 16);
+	h->alignment = get32(p + 32);
+	if (h->alignment == 0 || h->alignment > IB_MAX_ALIGNMENT ||
+	    (h->alignment & (h->alignment - 1)))
+		return ib_fail(err, IBSTORE_EFORMAT, "shard header: bad alignment %" PRIu32,
+			       h->alignment);
+	return 0;
+}
+
+void ib_manifest_encode(const ib_manifest *m, uint8_t out[IB_MANIFEST_SIZE])
+{
+	memset(out, 0, IB_MANIFEST_SIZE);
+	memcpy(out, IB_MANIFEST_MAGIC, 8);
+	put32(out + 8, m->version);
+	memcpy(out + 16, m->uuid, 16);
+	put64(out + 32, m->catalog_size);
+	put64(out + 40, m->catalog_hash);
+	seal64(out);
+}
+
+int ib_manifest_decode(const uint8_t *p, size_t len, ib_manifest *m, char *err)
+{
+	int rc = check_sealed(p, len, IB_MANIFEST_MAGIC, "manifest", &m->version, err);
+	if (rc)
+		return rc;
+	if (len != IB_MANIFEST_SIZE)
+		return ib_fail(err, IBSTORE_EFORMAT, "manifest has %zu bytes, expected %d", len,
+			       IB_MANIFEST_SIZE);
+	memcpy(m->uuid, p + 16, 16);
+	m->catalog_size = get64(p + 32);
+	m->catalog_hash = get64(p + 40);
+	return 0;
+}
+
+/* The header check covers bytes 0..27 and, through the seed, the payload
+ * hash, so any flipped header bit is caught even without the index. */
+static uint32_t record_header_check(const uint8_t *p, uint64_t payload_hash)
+{
+	return (uint32_t)ib_hash(p, 28, payload_hash);
+}
+
+void ib_record_header_encode(const ib_record_header *h, uint8_t out[IB_RECORD_HEADER_SIZE])
+{
+	memset(out, 0, IB_RECORD_HEADER_SIZE);
+	put32(out, IB_RECORD_MAGIC);
+	out[4] = (uint8_t)h->codec;
+	put64(out + 8, h->id);
+	put32(out + 16, h->stored_size);
+	put32(out + 20, h->size);
+	put32(out + 24, (uint32_t)h->label);
+	put64(out + 32, h->payload_hash);
+	put32(out + 28, record_header_check(out, h->payload_hash));
+}
+
+int ib_record_header_decode(const uint8_t *p, size_t len, ib_record_header *h, char *err)
+{
+	if (len < IB_RECORD_HEADER_SIZE)
+		return ib_fail(err, IBSTORE_ETRUNCATED, "record header truncated: %zu of %d bytes",
+			       len, IB_RECORD_HEADER_SIZE);
+	if (get32(p) != IB_RECORD_MAGIC)
+		return ib_fail(err, IBSTORE_ECORRUPT, "no record header here (bad magic)");
+	h->payload_hash = get64(p + 32);
+	if (get32(p + 28) != record_header_check(p, h->payload_hash))
+		return ib_fail(err, IBSTORE_ECORRUPT, "record header checksum mismatch");
+	h->codec = p[4];
+	if (h->codec > IB_MAX_CODEC || p[5] != 0 || get16(p + 6) != 0)
+		return ib_fail(err, IBSTORE_EFORMAT, "record header: unknown codec %u or flags",
+			       (unsigned)h->codec);
+	h->id = get64(p + 8);
+	h->stored_size = get32(p + 16);
+	h->size = get32(p + 20);
+	h->label = (int32_t)get32(p + 24);
+	return 0;
+}
+
+void ib_index_entry_encode(const ib_index_entry *e, uint8_t out[IB_INDEX_ENTRY_SIZE])
+{
+	memset(out, 0, IB_INDEX_ENTRY_SIZE);
+	put32(out, e->shard);
+	put32(out + 4, e->stored_size);
+	put64(out + 8, e->offset);
+	put32(out + 16, e->size);
+	put32(out + 20, (uint32_t)e->label);
+	out[24] = (uint8_t)e->codec;
+}
+
+void ib_index_entry_decode(const uint8_t p[IB_INDEX_ENTRY_SIZE], ib_index_entry *e)
+{
+	e->shard = get32(p);
+	e->stored_size = get32(p + 4);
+	e->offset = get64(p + 8);
+	e->size = get32(p + 16);
+	e->label = (int32_t)get32(p + 20);
+	e->codec = p[24] | (is_zero(p + 25, 7) ? 0u : 0x100u); /* reserved bytes must be 0 */
+}
+
+void ib_shard_entry_encode(const ib_shard_entry *e, uint8_t out[IB_SHARD_ENTRY_SIZE])
+{
+	put64(out, e->size);
+	put64(out + 8, e->hash);
+	put64(out + 16, e->records);
+	put64(out + 24, e->first_id);
+}
+
+void ib_shard_entry_decode(const uint8_t p[IB_SHARD_ENTRY_SIZE], ib_shard_entry *e)
+{
+	e->size = get64(p);
+	e->hash = get64(p + 8);
+	e->records = get64(p + 16);
+	e->first_id = get64(p + 24);
+}
+
+void ib_summary_encode(const ib_summary *s, uint8_t out[IB_SUMMARY_SIZE])
+{
+	memset(out, 0, IB_SUMMARY_SIZE);
+	put32(out, s->version);
+	put32(out + 4, s->alignment);
+	memcpy(out + 8, s->uuid, 16);
+	put64(out + 24, s->created);
+	put64(out + 32, s->samples);
+	put32(out + 40, s->shards);
+	put32(out + 44, s->labels);
+	put64(out + 48, s->bytes_stored);
+	put64(out + 56, s->bytes_raw);
+	put64(out + 64, s->codec_count[0]);
+	put64(out + 72, s->codec_count[1]);
+	put64(out + 80, s->keys);
+}
+
+int ib_summary_decode(const uint8_t *p, size_t len, ib_summary *s, char *err)
+{
+	if (len != IB_SUMMARY_SIZE)
+		return ib_fail(err, IBSTORE_EFORMAT, "catalog summary has %zu bytes, expected %d",
+			       len, IB_SUMMARY_SIZE);
+	s->version = get32(p);
+	if (s->version != IBSTORE_FORMAT_VERSION)
+		return ib_fail(err, IBSTORE_EVERSION,
+			       "catalog has format version %" PRIu32 ", this library reads %d",
+			       s->version, IBSTORE_FORMAT_VERSION);
+	s->alignment = get32(p + 4);
+	memcpy(s->uuid, p + 8, 16);
+	s->created = get64(p + 24);
+	s->samples = get64(p + 32);
+	s->shards = get32(p + 40);
+	s->labels = get32(p + 44);
+	s->bytes_stored = get64(p + 48);
+	s->bytes_raw = get64(p + 56);
+	s->codec_count[0] = get64(p + 64);
+	s->codec_count[1] = get64(p + 72);
+	s->keys = get64(p + 80);
+	if (s->alignment == 0 || s->alignment > IB_MAX_ALIGNMENT ||
+	    (s->alignment & (s->alignment - 1)))
+		return ib_fail(err, IBSTORE_EFORMAT, "catalog: bad alignment %" PRIu32,
+			       s->alignment);
+	return 0;
+}
+
+uint64_t ib_first_record_offset(uint32_t alignment)
+{
+	return ib_align_up(IB_SHARD_HEADER_SIZE, alignment);
+}
+
+int ib_record_check(const uint8_t *p, size_t len, uint64_t id, const ib_index_entry *want,
+		    const uint8_t **payload, char *err)
+{
+	ib_record_header h;
+	char why[IB_ERRMSG_LEN];
+	int rc = ib_record_header_decode(p, len, &h, why);
+	if (rc)
+		return ib_fail(err, rc, "%s", why);
+	if (h.id != id)
+		return ib_fail(err, IBSTORE_ECORRUPT,
+			       "record holds sample %" PRIu64 " (misdirected read or corrupt index)",
+			       h.id);
+	if (h.codec != want->codec || h.stored_size != want->stored_size ||
+	    h.size != want->size || h.label != want->label)
+		return ib_fail(err, IBSTORE_ECORRUPT, "record header disagrees with the index");
+	if (len - IB_RECORD_HEADER_SIZE < h.stored_size)
+		return ib_fail(err, IBSTORE_ETRUNCATED, "record payload truncated");
+	const uint8_t *pl = p + IB_RECORD_HEADER_SIZE;
+	if (ib_hash(pl, h.stored_size, id) != h.payload_hash)
+		return ib_fail(err, IBSTORE_ECORRUPT, "checksum mismatch");
+	*payload = pl;
+	return 0;
+}

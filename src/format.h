@@ -1,0 +1,128 @@
+/*
+ * format.h — the on-disk structures of format v1 and the only code that
+ * turns disk bytes into them (format.c).  format/FORMAT.md is the spec;
+ * every constant here is named there.
+ */
+#ifndef IBSTORE_FORMAT_H
+#define IBSTORE_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Shard file header: 64 bytes at offset 0 of every shard-NNNNNN.ibr. */
+#define IB_SHARD_MAGIC "IBSHARD\x01"
+#define IB_SHARD_HEADER_SIZE 64
+
+typedef struct ib_shard_header {
+	uint32_t version;
+	uint32_t shard;      /* this shard's number */
+	uint8_t uuid[16];    /* dataset UUID */
+	uint32_t alignment;  /* record alignment of this shard */
+} ib_shard_header;
+
+/* Record header: 40 bytes before each record's stored payload. */
+#define IB_RECORD_MAGIC 0x31524249u /* "IBR1" read as little-endian u32 */
+#define IB_RECORD_HEADER_SIZE 40
+
+typedef struct ib_record_header {
+	uint32_t codec;
+	uint64_t id;
+	uint32_t stored_size;
+	uint32_t size;
+	int32_t label;
+	uint64_t payload_hash; /* xxh3-64 of the stored payload, seed = id */
+} ib_record_header;
+
+/* Manifest: the 64-byte file MANIFEST beside the catalog. */
+#define IB_MANIFEST_MAGIC "IBSMANI\x01"
+#define IB_MANIFEST_SIZE 64
+#define IB_MANIFEST_NAME "MANIFEST"
+#define IB_CATALOG_DIR "catalog"
+#define IB_CATALOG_FILE "catalog/data.mdb"
+
+typedef struct ib_manifest {
+	uint32_t version;
+	uint8_t uuid[16];
+	uint64_t catalog_size;
+	uint64_t catalog_hash; /* xxh3-64 of catalog/data.mdb, seed 0 */
+} ib_manifest;
+
+/* Sample index entry: 32 bytes; the index is an array of them by id. */
+#define IB_INDEX_ENTRY_SIZE 32
+
+typedef struct ib_index_entry {
+	uint32_t shard;
+	uint32_t stored_size;
+	uint64_t offset;     /* of the record header */
+	uint32_t size;
+	int32_t label;
+	uint32_t codec;
+} ib_index_entry;
+
+/* Shard table entry in the catalog: 32 bytes per shard. */
+#define IB_SHARD_ENTRY_SIZE 32
+
+typedef struct ib_shard_entry {
+	uint64_t size;    /* file size in bytes */
+	uint64_t hash;    /* xxh3-64 of the whole file, seed 0 */
+	uint64_t records;
+	uint64_t first_id;
+} ib_shard_entry;
+
+/* Dataset summary kept in the catalog's meta database under "summary". */
+#define IB_SUMMARY_SIZE 96
+
+typedef struct ib_summary {
+	uint32_t version;
+	uint32_t alignment;
+	uint8_t uuid[16];
+	uint64_t created;
+	uint64_t samples;
+	uint32_t shards;
+	uint32_t labels;
+	uint64_t bytes_stored;
+	uint64_t bytes_raw;
+	uint64_t codec_count[2];
+	uint64_t keys;
+} ib_summary;
+
+#define IB_MAX_ALIGNMENT 4096u
+#define IB_MAX_CODEC 1u
+
+/* Encoders write exactly the struct's size into `out`. */
+void ib_shard_header_encode(const ib_shard_header *h, uint8_t out[IB_SHARD_HEADER_SIZE]);
+void ib_record_header_encode(const ib_record_header *h, uint8_t out[IB_RECORD_HEADER_SIZE]);
+void ib_manifest_encode(const ib_manifest *m, uint8_t out[IB_MANIFEST_SIZE]);
+void ib_index_entry_encode(const ib_index_entry *e, uint8_t out[IB_INDEX_ENTRY_SIZE]);
+void ib_shard_entry_encode(const ib_shard_entry *e, uint8_t out[IB_SHARD_ENTRY_SIZE]);
+void ib_summary_encode(const ib_summary *s, uint8_t out[IB_SUMMARY_SIZE]);
+
+/*
+ * Decoders take the bytes actually present (`len`) and check them before
+ * use.  They return 0 or a negative IBSTORE_E* code with a message in
+ * `err` (IB_ERRMSG_LEN bytes) that the caller prefixes with the file name.
+ */
+int ib_shard_header_decode(const uint8_t *p, size_t len, ib_shard_header *h, char *err);
+int ib_record_header_decode(const uint8_t *p, size_t len, ib_record_header *h, char *err);
+int ib_manifest_decode(const uint8_t *p, size_t len, ib_manifest *m, char *err);
+void ib_index_entry_decode(const uint8_t p[IB_INDEX_ENTRY_SIZE], ib_index_entry *e);
+void ib_shard_entry_decode(const uint8_t p[IB_SHARD_ENTRY_SIZE], ib_shard_entry *e);
+int ib_summary_decode(const uint8_t *p, size_t len, ib_summary *s, char *err);
+
+/* Offset of the first record in a shard of the given alignment. */
+uint64_t ib_first_record_offset(uint32_t alignment);
+/* Rounds up to the alignment (a power of two). */
+static inline uint64_t ib_align_up(uint64_t v, uint32_t a)
+{
+	return (v + a - 1) & ~(uint64_t)(a - 1);
+}
+
+/*
+ * Checks a whole record (header + stored payload, `len` bytes at `p`)
+ * against what the index says it should be.  On success *payload points
+ * at the stored payload inside `p`.  Message in `err` (without file name).
+ */
+int ib_record_check(const uint8_t *p, size_t len, uint64_t id, const ib_index_entry *want,
+		    const uint8_t **payload, char *err);
+
+#endif

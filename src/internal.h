@@ -1,0 +1,53 @@
+/*
+ * internal.h — declarations shared by the library's files; nothing here is
+ * public API.
+ */
+#ifndef IBSTORE_INTERNAL_H
+#define IBSTORE_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ibstore.h"
+
+#define IB_API __attribute__((visibility("default")))
+
+#define IB_ERRMSG_LEN 512
+
+/* Formats a message into buf (always NUL-terminated) and returns `code`. */
+int ib_fail(char *buf, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- codec.c: checksums and lz4 ---------------------------------------- */
+
+uint64_t ib_hash(const void *data, size_t len, uint64_t seed);
+
+/* Compresses src into dst (capacity dst_cap); returns stored codec and size.
+ * With IBSTORE_COMPRESS_AUTO, or when lz4 output would not be smaller,
+ * the caller is told to store raw (codec NONE, *stored = 0, dst unused). */
+int ib_compress(ibstore_compress how, int level, const void *src, size_t len, void *dst,
+		size_t dst_cap, uint32_t *codec_out, size_t *stored_out);
+size_t ib_compress_bound(size_t len);
+
+/* Decodes `stored` bytes of `codec` into dst that must take exactly `raw`
+ * bytes.  IBSTORE_ECORRUPT when the stream is malformed or of another size. */
+int ib_decompress(uint32_t codec, const void *src, size_t stored, void *dst, size_t raw);
+
+/* ---- fsutil.c ------------------------------------------------------- */
+
+/* Writes all of buf at offset (pwrite loop).  0 or -errno. */
+int ib_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+/* Reads exactly len bytes at offset; 0, -errno, or 1 when the file ends first. */
+int ib_pread_all(int fd, void *buf, size_t len, uint64_t off);
+/* fsync of a directory by path; 0 or -errno. */
+int ib_fsync_dir(const char *path);
+/* Removes a directory tree of plain files (one level of sub-directories). */
+void ib_remove_tree(const char *path);
+/* Reads a whole (small) file into a new buffer; 0 or -errno. */
+int ib_read_file(const char *path, uint8_t **out, size_t *len, size_t max);
+
+/* Size and xxh3-64 (seed 0) of a whole file, streamed; 0 or -errno. */
+int ib_hash_file(const char *path, uint64_t *size, uint64_t *hash);
+
+#endif
