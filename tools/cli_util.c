@@ -1,0 +1,278 @@
+/*
+ * cli_util.c — helpers shared by the ibstore subcommands (see cli_util.h).
+ */
+#include "cli_util.h"
+#include "ibstore.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "ibstore %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'ibstore %s --help' for more information.\n", cmd);
+	return CLI_EXIT_USAGE;
+}
+
+int cli_fail(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "ibstore %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return CLI_EXIT_FAIL;
+}
+
+int cli_getopt_error(const char *cmd)
+{
+	/* getopt_long has already printed what was wrong. */
+	fprintf(stderr, "Try 'ibstore %s --help' for more information.\n", cmd);
+	return CLI_EXIT_USAGE;
+}
+
+const char *cli_errmsg(const char *msg, int rc)
+{
+	return msg != NULL && msg[0] != '\0' ? msg : ibstore_strerror(rc);
+}
+
+/* Parses leading decimal digits; *end points past them.  0 or -1. */
+static int parse_digits(const char *s, uint64_t *out, const char **end)
+{
+	uint64_t v = 0;
+	const char *p = s;
+
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*out = v;
+	*end = p;
+	return 0;
+}
+
+int cli_parse_u64(const char *s, uint64_t *out)
+{
+	const char *end;
+	uint64_t v;
+
+	if (s == NULL || parse_digits(s, &v, &end) != 0 || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	const char *end;
+	uint64_t v;
+	unsigned shift = 0;
+
+	if (s == NULL || parse_digits(s, &v, &end) != 0)
+		return -1;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k': case 'K': shift = 10; break;
+	case 'm': case 'M': shift = 20; break;
+	case 'g': case 'G': shift = 30; break;
+	case 't': case 'T': shift = 40; break;
+	case 'b': case 'B':
+		if (end[1] != '\0')
+			return -1;
+		break;
+	default:
+		return -1;
+	}
+	if (shift != 0) {
+		const char *rest = end + 1;
+
+		if (strcmp(rest, "") != 0 && strcmp(rest, "B") != 0 &&
+		    strcmp(rest, "iB") != 0 && strcmp(rest, "b") != 0)
+			return -1;
+		if (v > (UINT64_MAX >> shift))
+			return -1;
+		v <<= shift;
+	}
+	*out = v;
+	return 0;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid. */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	size_t n, i;
+	uint32_t cp;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0; /* also stops at the terminating NUL */
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	/* Overlong forms, surrogates and values past U+10FFFF are invalid. */
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+void cli_json_string(FILE *f, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	if (s == NULL) {
+		fputs("null", f);
+		return;
+	}
+	fputc('"', f);
+	while (*p != '\0') {
+		size_t n;
+
+		switch (*p) {
+		case '"': fputs("\\\"", f); p++; continue;
+		case '\\': fputs("\\\\", f); p++; continue;
+		case '\b': fputs("\\b", f); p++; continue;
+		case '\f': fputs("\\f", f); p++; continue;
+		case '\n': fputs("\\n", f); p++; continue;
+		case '\r': fputs("\\r", f); p++; continue;
+		case '\t': fputs("\\t", f); p++; continue;
+		default: break;
+		}
+		if (*p < 0x20 || *p == 0x7f) {
+			fprintf(f, "\\u%04x", *p);
+			p++;
+			continue;
+		}
+		n = utf8_len(p);
+		if (n == 0) {
+			fputs("\\ufffd", f);
+			p++;
+			continue;
+		}
+		fwrite(p, 1, n, f);
+		p += n;
+	}
+	fputc('"', f);
+}
+
+const char *cli_human_bytes(uint64_t n, char *buf, size_t len)
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	double v = (double)n;
+	size_t u = 0;
+
+	if (n < 1024) {
+		snprintf(buf, len, "%llu B", (unsigned long long)n);
+		return buf;
+	}
+	v /= 1024.0;
+	while (v >= 1024.0 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024.0;
+		u++;
+	}
+	snprintf(buf, len, "%.1f %s", v, units[u]);
+	return buf;
+}
+
+double cli_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void cli_progress_init(cli_progress *p, FILE *out, int enabled)
+{
+	memset(p, 0, sizeof(*p));
+	p->out = out;
+	p->enabled = enabled;
+	p->tty = enabled && isatty(fileno(out));
+	p->start = cli_now();
+	p->last = p->start;
+}
+
+double cli_progress_elapsed(const cli_progress *p)
+{
+	return cli_now() - p->start;
+}
+
+static void progress_print(cli_progress *p, double now)
+{
+	double secs = now - p->start;
+	double mbps = secs > 0 ? (double)p->bytes / 1e6 / secs : 0.0;
+	char line[160];
+	int n;
+
+	n = snprintf(line, sizeof(line), "%llu records, %.1f MB in, %.1f MB/s, %.1f s",
+		     p->samples, (double)p->bytes / 1e6, mbps, secs);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line))
+		n = (int)sizeof(line) - 1;
+	if (p->tty) {
+		/* Pad with spaces so a shorter line covers the previous one. */
+		size_t pad = p->line_len > (size_t)n ? p->line_len - (size_t)n : 0;
+
+		fprintf(p->out, "\r%s%*s", line, (int)pad, "");
+		p->line_len = (size_t)n;
+	} else {
+		fprintf(p->out, "%s\n", line);
+	}
+	fflush(p->out);
+}
+
+void cli_progress_update(cli_progress *p, unsigned long long samples,
+			 unsigned long long bytes)
+{
+	double now, every;
+
+	p->samples = samples;
+	p->bytes = bytes;
+	if (!p->enabled)
+		return;
+	now = cli_now();
+	every = p->tty ? 0.2 : 5.0;
+	if (now - p->last < every)
+		return;
+	p->last = now;
+	progress_print(p, now);
+}
+
+void cli_progress_finish(cli_progress *p)
+{
+	if (!p->enabled || !p->tty || p->line_len == 0)
+		return;
+	fprintf(p->out, "\r%*s\r", (int)p->line_len, "");
+	fflush(p->out);
+	p->line_len = 0;
+}

@@ -1,0 +1,119 @@
+/*
+ * cli_util.h — small helpers shared by the `ibstore` subcommands: strict
+ * number and size parsing for options, JSON string output, human byte
+ * sizes, uniform error reporting with the CLI's exit codes, and a progress
+ * reporter for long-running commands.  Nothing here keeps global state.
+ */
+#ifndef IBSTORE_CLI_UTIL_H
+#define IBSTORE_CLI_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes of every subcommand. */
+enum {
+	CLI_EXIT_OK = 0,    /* success (verify: everything sound) */
+	CLI_EXIT_FAIL = 1,  /* runtime failure, or verify found problems */
+	CLI_EXIT_USAGE = 2, /* wrong arguments */
+};
+
+/* ---- subcommands (one file each; argv[0] is the command's name) ---- */
+
+int cmd_pack(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_get(int argc, char **argv);
+
+void cmd_pack_usage(FILE *f);
+void cmd_info_usage(FILE *f);
+void cmd_verify_usage(FILE *f);
+void cmd_get_usage(FILE *f);
+
+/* ---- errors ---- */
+
+/*
+ * Prints "ibstore CMD: MESSAGE" and a hint to run "ibstore CMD --help" on
+ * stderr; returns CLI_EXIT_USAGE so callers can `return cli_usage_error(..)`.
+ */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Prints "ibstore CMD: MESSAGE" on stderr; returns CLI_EXIT_FAIL. */
+int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Reports a getopt_long() error character ('?' for an unknown option or a
+ * missing argument — getopt has already named it) with the usage hint;
+ * returns CLI_EXIT_USAGE.
+ */
+int cli_getopt_error(const char *cmd);
+
+/*
+ * The message to show for a failed library call: `msg` (a handle's errmsg,
+ * may be NULL) when it says something, else ibstore_strerror(rc).
+ */
+const char *cli_errmsg(const char *msg, int rc);
+
+/* ---- parsing (all strict: the whole string must match) ---- */
+
+/* Unsigned decimal integer: digits only, no sign, spaces or overflow. 0 or -1. */
+int cli_parse_u64(const char *s, uint64_t *out);
+
+/*
+ * Byte size: a decimal integer with an optional binary suffix K, M, G or T
+ * (any case, optionally followed by "B" or "iB"; 1K = 1024), e.g. "256M",
+ * "4096", "1GiB".  0 or -1 (malformed or overflow).
+ */
+int cli_parse_size(const char *s, uint64_t *out);
+
+/* ---- output ---- */
+
+/*
+ * Writes `s` as a JSON string literal (with the quotes), or `null` when s
+ * is NULL.  Control characters are escaped; bytes that are not valid UTF-8
+ * become U+FFFD so the output is always valid JSON.
+ */
+void cli_json_string(FILE *f, const char *s);
+
+/*
+ * Formats `n` bytes for people ("812 B", "44.9 MiB") into buf; returns buf.
+ * A buffer of 32 bytes is always enough.
+ */
+const char *cli_human_bytes(uint64_t n, char *buf, size_t len);
+
+/* Seconds on a monotonic clock, for durations. */
+double cli_now(void);
+
+/* ---- progress ---- */
+
+/*
+ * Progress of a long command on stderr.  On a terminal one line is
+ * rewritten in place at most ~5 times per second; otherwise a plain line
+ * is printed every ~5 seconds; nothing at all when disabled.
+ */
+typedef struct cli_progress {
+	FILE *out;
+	int enabled;
+	int tty;
+	double start;       /* cli_now() at init */
+	double last;        /* last time a line was printed */
+	size_t line_len;    /* length of the in-place line on a terminal */
+	unsigned long long samples;
+	unsigned long long bytes;
+} cli_progress;
+
+/* Starts the clock; `enabled` = 0 silences everything (--quiet). */
+void cli_progress_init(cli_progress *p, FILE *out, int enabled);
+
+/* Records the latest counters and prints a line when one is due. */
+void cli_progress_update(cli_progress *p, unsigned long long samples,
+			 unsigned long long bytes);
+
+/* Clears the in-place line (terminal) so a summary can follow. */
+void cli_progress_finish(cli_progress *p);
+
+/* Seconds since cli_progress_init(). */
+double cli_progress_elapsed(const cli_progress *p);
+
+#endif

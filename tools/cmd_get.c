@@ -1,0 +1,285 @@
+/*
+ * cmd_get.c — `ibstore get`: extracts one sample, by id or by key, as its
+ * decoded bytes (verified against the record checksum) or as JSON metadata.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli_util.h"
+#include "ibstore.h"
+
+#define CMD "get"
+
+void cmd_get_usage(FILE *f)
+{
+	fputs("Usage: ibstore get [options] DATASET ID\n"
+	      "       ibstore get [options] DATASET --key KEY\n"
+	      "\n"
+	      "Writes sample ID (a decimal number), or the sample with key KEY, decoded\n"
+	      "and checked against its record checksum, to standard output or FILE.\n"
+	      "\n"
+	      "Options:\n"
+	      "  -k, --key KEY      select the sample by its key instead of its id\n"
+	      "  -o, --output FILE  write to FILE (through FILE.tmp and a rename)\n"
+	      "  --json             print the sample's metadata as one JSON object\n"
+	      "                     (id, key, label, class, size, stored_size, codec,\n"
+	      "                     shard, offset, payload_offset) instead of its bytes;\n"
+	      "                     the payload is not read\n"
+	      "  -h, --help         show this help\n"
+	      "\n"
+	      "Exit status: 0 success, 1 failure (no such sample, checksum mismatch, ...),\n"
+	      "2 wrong arguments.\n", f);
+}
+
+static const char *base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash != NULL ? slash + 1 : path;
+}
+
+static int print_json(ibstore_dataset *ds, const ibstore_location *loc)
+{
+	const char *key = NULL, *shard_path, *class_name = NULL;
+	char shard_name[32];
+	int rc;
+
+	rc = ibstore_dataset_key(ds, loc->id, &key);
+	if (rc != 0)
+		return rc;
+	shard_path = ibstore_dataset_shard_path(ds, loc->shard);
+	if (shard_path == NULL) {
+		snprintf(shard_name, sizeof(shard_name), "shard-%06" PRIu32 ".ibr", loc->shard);
+		shard_path = shard_name;
+	}
+	printf("{\"id\":%" PRIu64 ",\"key\":", loc->id);
+	cli_json_string(stdout, key);
+	if (loc->label == IBSTORE_NO_LABEL) {
+		fputs(",\"label\":null", stdout);
+	} else {
+		printf(",\"label\":%" PRId32, loc->label);
+		class_name = ibstore_dataset_class_name(ds, loc->label);
+	}
+	fputs(",\"class\":", stdout);
+	cli_json_string(stdout, class_name);
+	printf(",\"size\":%" PRIu32 ",\"stored_size\":%" PRIu32 ",\"codec\":", loc->size,
+	       loc->stored_size);
+	cli_json_string(stdout, ibstore_codec_name((int)loc->codec));
+	fputs(",\"shard\":", stdout);
+	cli_json_string(stdout, base_name(shard_path));
+	printf(",\"offset\":%" PRIu64 ",\"payload_offset\":%" PRIu64 "}\n", loc->offset,
+	       loc->payload_offset);
+	return 0;
+}
+
+static int write_all(int fd, const unsigned char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = write(fd, p, n);
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* Writes buf to path via path.tmp and rename(), so path is whole or absent. */
+static int write_file(const char *path, const void *buf, size_t len)
+{
+	size_t plen = strlen(path);
+	char *tmp = malloc(plen + sizeof(".tmp"));
+	int fd = -1, saved;
+
+	if (tmp == NULL)
+		return cli_fail(CMD, "out of memory");
+	memcpy(tmp, path, plen);
+	memcpy(tmp + plen, ".tmp", sizeof(".tmp"));
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	if (fd < 0) {
+		cli_fail(CMD, "%s: %s", tmp, strerror(errno));
+		goto fail_free;
+	}
+	if (write_all(fd, buf, len) != 0) {
+		saved = errno;
+		cli_fail(CMD, "%s: %s", tmp, strerror(saved));
+		goto fail;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		saved = errno;
+		cli_fail(CMD, "%s: %s", tmp, strerror(saved));
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0) {
+		saved = errno;
+		cli_fail(CMD, "cannot rename %s to %s: %s", tmp, path, strerror(saved));
+		goto fail;
+	}
+	free(tmp);
+	return CLI_EXIT_OK;
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+fail_free:
+	free(tmp);
+	return CLI_EXIT_FAIL;
+}
+
+/*
+ * Finds an argument that looks like a negative id ("-5"), which getopt
+ * would otherwise report as an unknown option "-5".
+ */
+static const char *negative_id(int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "--") == 0)
+			break;
+		if (strcmp(a, "-o") == 0 || strcmp(a, "-k") == 0 || strcmp(a, "--output") == 0 ||
+		    strcmp(a, "--key") == 0) {
+			i++; /* its value may begin with '-' */
+			continue;
+		}
+		if (a[0] == '-' && a[1] >= '0' && a[1] <= '9')
+			return a;
+	}
+	return NULL;
+}
+
+int cmd_get(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "key", required_argument, NULL, 'k' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char progname[] = "ibstore " CMD;
+	const char *key = NULL, *output = NULL, *path, *neg;
+	ibstore_dataset *ds = NULL;
+	ibstore_location loc;
+	unsigned char *buf = NULL;
+	int json = 0, opt, rc, npos, status = CLI_EXIT_FAIL;
+	uint64_t id = 0;
+	size_t size = 0;
+
+	neg = negative_id(argc, argv);
+	if (neg != NULL)
+		return cli_usage_error(CMD, "bad sample id '%s' (ids are not negative)", neg);
+	argv[0] = progname;
+	while ((opt = getopt_long(argc, argv, "k:o:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'k':
+			key = optarg;
+			break;
+		case 'o':
+			if (optarg[0] == '\0')
+				return cli_usage_error(CMD, "empty --output file name");
+			output = optarg;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'h':
+			cmd_get_usage(stdout);
+			return CLI_EXIT_OK;
+		default:
+			return cli_getopt_error(CMD);
+		}
+	}
+	npos = argc - optind;
+	if (npos == 0)
+		return cli_usage_error(CMD, "missing DATASET");
+	if (key != NULL && npos != 1)
+		return cli_usage_error(CMD, "give either an ID or --key, not both");
+	if (key == NULL && npos != 2)
+		return cli_usage_error(CMD, npos == 1 ? "missing ID (or --key KEY)"
+						      : "too many arguments");
+	if (json && output != NULL)
+		return cli_usage_error(CMD, "--json and --output do not go together");
+	if (key == NULL && cli_parse_u64(argv[optind + 1], &id) != 0)
+		return cli_usage_error(CMD, "bad sample id '%s' (a decimal number)",
+				       argv[optind + 1]);
+	path = argv[optind];
+
+	rc = ibstore_dataset_open(path, &ds);
+	if (rc != 0) {
+		status = cli_fail(CMD, "%s",
+				  cli_errmsg(ds != NULL ? ibstore_dataset_errmsg(ds) : NULL, rc));
+		goto done;
+	}
+	if (key != NULL) {
+		rc = ibstore_dataset_find_key(ds, key, &id);
+		if (rc == IBSTORE_ENOTFOUND) {
+			status = cli_fail(CMD, "%s: no sample has key '%s'", path, key);
+			goto done;
+		}
+		if (rc != 0)
+			goto fail_lib;
+	}
+	rc = ibstore_dataset_locate(ds, id, &loc);
+	if (rc == IBSTORE_ENOTFOUND) {
+		ibstore_info info;
+
+		if (ibstore_dataset_info(ds, &info) == 0)
+			status = cli_fail(CMD, "%s: no sample %" PRIu64 " (the dataset has %" PRIu64
+					       " samples)", path, id, info.samples);
+		else
+			status = cli_fail(CMD, "%s: no sample %" PRIu64, path, id);
+		goto done;
+	}
+	if (rc != 0)
+		goto fail_lib;
+
+	if (json) {
+		rc = print_json(ds, &loc);
+		if (rc != 0)
+			goto fail_lib;
+		status = CLI_EXIT_OK;
+		goto done;
+	}
+
+	buf = malloc(loc.size > 0 ? loc.size : 1);
+	if (buf == NULL) {
+		status = cli_fail(CMD, "out of memory for a sample of %" PRIu32 " bytes", loc.size);
+		goto done;
+	}
+	rc = ibstore_dataset_read(ds, id, buf, loc.size, &size, NULL);
+	if (rc != 0)
+		goto fail_lib;
+
+	if (output != NULL) {
+		status = write_file(output, buf, size);
+		goto done;
+	}
+	if (fwrite(buf, 1, size, stdout) != size || fflush(stdout) != 0) {
+		status = cli_fail(CMD, "error writing to standard output: %s", strerror(errno));
+		goto done;
+	}
+	status = CLI_EXIT_OK;
+	goto done;
+
+fail_lib:
+	status = cli_fail(CMD, "%s", cli_errmsg(ibstore_dataset_errmsg(ds), rc));
+done:
+	free(buf);
+	ibstore_dataset_close(ds);
+	return status;
+}
