@@ -1,0 +1,369 @@
+/*
+ * import_folder.c — image-folder importer, as torchvision's ImageFolder:
+ * DIR/<class>/<any depth>/<file>.
+ *
+ * Choices a user may need to know:
+ *  - Names starting with '.' (files and directories) are skipped at every
+ *    level, so editor droppings and .DS_Store never become samples.
+ *  - Class directories are the non-hidden sub-directories of DIR (not
+ *    symlinks to directories); regular files directly in DIR are ignored.
+ *    A class directory without files still takes its label, so labels match
+ *    ImageFolder's class_to_idx for the same tree.
+ *  - Below a class directory, symbolic links to regular files are followed
+ *    (a dataset assembled from links works); symbolic links to directories
+ *    are not, which rules out loops.  A dangling link is an error, not a
+ *    silently missing sample.  FIFOs, sockets and devices are skipped.
+ *  - Samples are added class by class in label order and, within a class,
+ *    in strcmp order of their path relative to DIR, which is also their key.
+ *  - Only one directory is open at a time, so deep trees cannot exhaust
+ *    file descriptors.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "import.h"
+
+#define FOLDER_PROGRESS_EVERY 1024u
+#define FOLDER_MAX_SAMPLE 0xffffffffull /* 4 GiB - 1, the format's limit */
+
+typedef struct strvec {
+	char **v;
+	size_t n, cap;
+} strvec;
+
+typedef struct folder_run {
+	import_ctx *c;
+	const char *dir;   /* as given, for messages */
+	int rootfd;
+	unsigned char *buf; /* reused for every file */
+	size_t bufcap;
+	unsigned long long samples, bytes_in;
+} folder_run;
+
+static int fail(import_ctx *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(import_ctx *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->err != NULL && c->errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(c->err, c->errlen, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+static int errno_code(int e)
+{
+	return e == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO;
+}
+
+static void strvec_free(strvec *sv)
+{
+	for (size_t i = 0; i < sv->n; i++)
+		free(sv->v[i]);
+	free(sv->v);
+	sv->v = NULL;
+	sv->n = sv->cap = 0;
+}
+
+/* Takes ownership of `s` (even on failure). */
+static int strvec_push(strvec *sv, char *s)
+{
+	if (s == NULL)
+		return IBSTORE_ENOMEM;
+	if (sv->n == sv->cap) {
+		size_t cap = sv->cap ? sv->cap * 2 : 64;
+		char **v = realloc(sv->v, cap * sizeof(*v));
+
+		if (v == NULL) {
+			free(s);
+			return IBSTORE_ENOMEM;
+		}
+		sv->v = v;
+		sv->cap = cap;
+	}
+	sv->v[sv->n++] = s;
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void strvec_sort(strvec *sv)
+{
+	if (sv->n > 1)
+		qsort(sv->v, sv->n, sizeof(*sv->v), cmp_str);
+}
+
+static char *join(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *s = malloc(la + lb + 2);
+
+	if (s == NULL)
+		return NULL;
+	memcpy(s, a, la);
+	s[la] = '/';
+	memcpy(s + la + 1, b, lb + 1);
+	return s;
+}
+
+/*
+ * Lists directory `rel` (relative to the root): regular files (and links to
+ * them) go to `files` as paths relative to the root, sub-directories to
+ * `subdirs` as names.  Hidden entries are skipped.
+ */
+static int list_dir(folder_run *r, const char *rel, strvec *files, strvec *subdirs)
+{
+	DIR *d = NULL;
+	struct dirent *de;
+	int fd, rc = 0;
+
+	fd = openat(r->rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return fail(r->c, errno_code(errno), "%s/%s: cannot open directory: %s",
+			    r->dir, rel, strerror(errno));
+	d = fdopendir(fd);
+	if (d == NULL) {
+		rc = fail(r->c, IBSTORE_EIO, "%s/%s: cannot read directory: %s", r->dir,
+			  rel, strerror(errno));
+		close(fd);
+		return rc;
+	}
+	for (;;) {
+		struct stat st;
+
+		errno = 0;
+		de = readdir(d);
+		if (de == NULL) {
+			if (errno != 0)
+				rc = fail(r->c, IBSTORE_EIO, "%s/%s: cannot read directory: %s",
+					  r->dir, rel, strerror(errno));
+			break;
+		}
+		if (de->d_name[0] == '.')
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+			rc = fail(r->c, IBSTORE_EIO, "%s/%s/%s: cannot stat: %s", r->dir, rel,
+				  de->d_name, strerror(errno));
+			break;
+		}
+		if (S_ISLNK(st.st_mode)) {
+			if (fstatat(dirfd(d), de->d_name, &st, 0) != 0) {
+				rc = fail(r->c, IBSTORE_EIO,
+					  "%s/%s/%s: cannot follow symbolic link: %s", r->dir,
+					  rel, de->d_name, strerror(errno));
+				break;
+			}
+			if (!S_ISREG(st.st_mode))
+				continue; /* links to directories are never followed */
+		} else if (S_ISDIR(st.st_mode)) {
+			rc = strvec_push(subdirs, strdup(de->d_name));
+			if (rc != 0)
+				break;
+			continue;
+		}
+		if (!S_ISREG(st.st_mode))
+			continue;
+		rc = strvec_push(files, join(rel, de->d_name));
+		if (rc != 0)
+			break;
+	}
+	closedir(d);
+	if (rc == IBSTORE_ENOMEM)
+		fail(r->c, rc, "%s/%s: out of memory listing directory", r->dir, rel);
+	return rc;
+}
+
+/* Collects every file below `rel`, depth first; the caller sorts. */
+static int walk(folder_run *r, const char *rel, strvec *files)
+{
+	strvec subdirs = { 0 };
+	int rc = list_dir(r, rel, files, &subdirs);
+
+	for (size_t i = 0; rc == 0 && i < subdirs.n; i++) {
+		char *child = join(rel, subdirs.v[i]);
+
+		if (child == NULL) {
+			rc = fail(r->c, IBSTORE_ENOMEM, "%s/%s: out of memory", r->dir, rel);
+			break;
+		}
+		rc = walk(r, child, files);
+		free(child);
+	}
+	strvec_free(&subdirs);
+	return rc;
+}
+
+/* Reads file `rel` whole into r->buf; *len gets its size. */
+static int read_file(folder_run *r, const char *rel, size_t *len)
+{
+	struct stat st;
+	size_t size, done = 0;
+	int fd, rc = 0;
+
+	fd = openat(r->rootfd, rel, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail(r->c, errno_code(errno), "%s/%s: cannot open: %s", r->dir, rel,
+			    strerror(errno));
+	if (fstat(fd, &st) != 0) {
+		rc = fail(r->c, IBSTORE_EIO, "%s/%s: cannot stat: %s", r->dir, rel,
+			  strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = fail(r->c, IBSTORE_EIO, "%s/%s: no longer a regular file", r->dir, rel);
+		goto fail;
+	}
+	if ((unsigned long long)st.st_size > FOLDER_MAX_SAMPLE) {
+		rc = fail(r->c, IBSTORE_ETOOBIG,
+			  "%s/%s: %llu bytes exceeds the sample limit of 4 GiB - 1", r->dir,
+			  rel, (unsigned long long)st.st_size);
+		goto fail;
+	}
+	size = (size_t)st.st_size;
+	if (size > r->bufcap || r->buf == NULL) {
+		size_t cap = size > 4096 ? size : 4096;
+		unsigned char *b = realloc(r->buf, cap);
+
+		if (b == NULL) {
+			rc = fail(r->c, IBSTORE_ENOMEM, "%s/%s: out of memory for %zu bytes",
+				  r->dir, rel, size);
+			goto fail;
+		}
+		r->buf = b;
+		r->bufcap = cap;
+	}
+	while (done < size) {
+		ssize_t n = read(fd, r->buf + done, size - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = fail(r->c, IBSTORE_EIO, "%s/%s: read failed: %s", r->dir, rel,
+				  strerror(errno));
+			goto fail;
+		}
+		if (n == 0) {
+			rc = fail(r->c, IBSTORE_EIO,
+				  "%s/%s: file shrank while being read (%zu of %zu bytes)",
+				  r->dir, rel, done, size);
+			goto fail;
+		}
+		done += (size_t)n;
+	}
+	*len = size;
+fail:
+	close(fd);
+	return rc;
+}
+
+static int add_class(folder_run *r, int32_t label, const char *name)
+{
+	strvec files = { 0 };
+	int rc;
+
+	rc = ibstore_writer_set_class_name(r->c->w, label, name);
+	if (rc != 0) {
+		rc = fail(r->c, rc, "%s/%s: %s", r->dir, name,
+			  ibstore_writer_errmsg(r->c->w));
+		goto fail;
+	}
+	rc = walk(r, name, &files);
+	if (rc != 0)
+		goto fail;
+	strvec_sort(&files);
+	for (size_t i = 0; i < files.n; i++) {
+		size_t len = 0;
+
+		rc = read_file(r, files.v[i], &len);
+		if (rc != 0)
+			goto fail;
+		rc = ibstore_writer_add(r->c->w, r->buf, len, label, files.v[i], NULL);
+		if (rc != 0) {
+			rc = fail(r->c, rc, "%s/%s: %s", r->dir, files.v[i],
+				  ibstore_writer_errmsg(r->c->w));
+			goto fail;
+		}
+		r->samples++;
+		r->bytes_in += len;
+		if (r->c->progress != NULL && r->samples % FOLDER_PROGRESS_EVERY == 0)
+			r->c->progress(r->c->progress_ctx, r->samples, r->bytes_in);
+	}
+fail:
+	strvec_free(&files);
+	return rc;
+}
+
+int import_folder(import_ctx *c, const char *dir)
+{
+	folder_run r = { .c = c, .dir = dir, .rootfd = -1 };
+	strvec classes = { 0 }, top_files = { 0 };
+	int rc;
+
+	if (c == NULL || c->w == NULL)
+		return IBSTORE_EINVAL;
+	if (dir == NULL)
+		return fail(c, IBSTORE_EINVAL, "import_folder: missing directory");
+
+	r.rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (r.rootfd < 0)
+		return fail(c, errno_code(errno), "%s: cannot open directory: %s", dir,
+			    strerror(errno));
+
+	rc = list_dir(&r, ".", &top_files, &classes);
+	if (rc != 0)
+		goto fail;
+	if (classes.n == 0) {
+		rc = fail(c, IBSTORE_EFORMAT,
+			  "%s: no samples found: no class sub-directories "
+			  "(expected %s/<class>/<files>)", dir, dir);
+		goto fail;
+	}
+	if (classes.n > INT32_MAX) {
+		rc = fail(c, IBSTORE_ETOOBIG, "%s: too many class directories (%zu)", dir,
+			  classes.n);
+		goto fail;
+	}
+	strvec_sort(&classes);
+
+	rc = ibstore_writer_set_attr(c->w, "source", "folder");
+	if (rc != 0) {
+		rc = fail(c, rc, "%s: %s", dir, ibstore_writer_errmsg(c->w));
+		goto fail;
+	}
+	for (size_t k = 0; k < classes.n; k++) {
+		rc = add_class(&r, (int32_t)k, classes.v[k]);
+		if (rc != 0)
+			goto fail;
+	}
+	if (r.samples == 0) {
+		rc = fail(c, IBSTORE_EFORMAT,
+			  "%s: no samples found: %zu class director%s but no files in them",
+			  dir, classes.n, classes.n == 1 ? "y" : "ies");
+		goto fail;
+	}
+	if (c->progress != NULL)
+		c->progress(c->progress_ctx, r.samples, r.bytes_in);
+
+fail:
+	strvec_free(&classes);
+	strvec_free(&top_files);
+	free(r.buf);
+	if (r.rootfd >= 0)
+		close(r.rootfd);
+	return rc;
+}
