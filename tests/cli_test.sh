@@ -318,5 +318,27 @@ run 0 "info (text) of the folder dataset" info "$T/dsf"
 check "info lists the class names" grep -q "dog" "$T/out"
 run 0 "verify the folder dataset" verify "$T/dsf"
 
+# --------------------------------------------------------------- cifar --
+
+# Two synthetic CIFAR-10 batches (label byte + 3072 pixel bytes per record).
+"$PY" -c '
+import random, sys
+r = random.Random(7)
+for name, n in ((sys.argv[1], 3), (sys.argv[2], 2)):
+    with open(name, "wb") as f:
+        for _ in range(n):
+            f.write(bytes([r.randrange(10)]) + bytes(r.randrange(256) for _ in range(3072)))
+' "$T/batch1.bin" "$T/batch2.bin"
+run 0 "pack --from cifar with two batches" pack --from cifar --cifar 10 --no-fsync --quiet \
+	"$T/batch1.bin" "$T/batch2.bin" "$T/dsc"
+check "cifar: 5 samples of 3072 bytes" test \
+	"$("$IB" info --json "$T/dsc" | json_field samples)/$("$IB" info --json "$T/dsc" | json_field fixed_size)" = 5/3072
+run 0 "get of the 4th cifar sample" get "$T/dsc" 3
+tail -c +2 "$T/batch2.bin" | head -c 3072 >"$T/want"
+check "it is the first record of the second batch" cmp -s "$T/out" "$T/want"
+run 0 "get --json of the 4th cifar sample" get --json "$T/dsc" 3
+check "its label is the record's label byte" \
+	test "$(json_field label <"$T/out")" = "$(od -An -tu1 -N1 "$T/batch2.bin" | tr -d ' \n')"
+
 echo "1..$n"
 [ "$failed" -eq 0 ]
