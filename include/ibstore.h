@@ -278,6 +278,210 @@ int ibstore_dataset_verify(ibstore_dataset *ds,
 			   int (*cb)(const ibstore_problem *p, void *ctx), void *ctx,
 			   ibstore_verify_stats *stats);
 
+
+/* ---------------------------------------------------------------------- */
+/* Pruning: policies and plans (pure computation, no I/O)                  */
+/* ---------------------------------------------------------------------- */
+
+typedef enum {
+	IBSTORE_POLICY_INFOBATCH = 0, /* prune below-mean samples, rescale survivors */
+	IBSTORE_POLICY_RANDOM = 1,    /* prune as many, uniformly from all samples */
+	IBSTORE_POLICY_NONE = 2,      /* full data, weight 1, shuffled */
+} ibstore_policy;
+
+typedef enum {
+	IBSTORE_MODE_NATIVE = 0, /* paper semantics with the fixes of INFOBATCH.md */
+	IBSTORE_MODE_COMPAT = 1, /* bit-for-bit the reference package's prune() */
+} ibstore_mode;
+
+typedef struct ibstore_prune_opts {
+	ibstore_policy policy; /* default IBSTORE_POLICY_INFOBATCH */
+	ibstore_mode mode;     /* default IBSTORE_MODE_NATIVE */
+	double ratio;          /* prune ratio r, default 0.5; keep = clamp(1-r, 0.1, 1) */
+	double delta;          /* share of epochs that prune, default 0.875 */
+	uint32_t epochs;       /* total epochs C of the run (required, > 0) */
+	uint64_t seed;         /* default 0; compat mode seeds MT19937 with seed+e+1 */
+	double ema;            /* 0 (default): a loss overwrites the score; else
+			          score = ema*score + (1-ema)*loss, 0 <= ema < 1 */
+} ibstore_prune_opts;
+
+/* Fills *opts with the defaults above (epochs = 0: the caller must set it). */
+void ibstore_prune_opts_init(ibstore_prune_opts *opts);
+
+/* Parses "infobatch|random|none" and "native|compat"; 0 or IBSTORE_EINVAL. */
+int ibstore_policy_parse(const char *name, ibstore_policy *out);
+int ibstore_mode_parse(const char *name, ibstore_mode *out);
+
+/* Checks opts; IBSTORE_EINVAL with a message in msg (256 bytes) if bad. */
+int ibstore_prune_opts_check(const ibstore_prune_opts *opts, char *msg, size_t msglen);
+
+/* 1 when epoch `epoch` (0-based) prunes under opts, 0 when it anneals. */
+int ibstore_prune_epoch_prunes(const ibstore_prune_opts *opts, uint32_t epoch);
+
+/* The initial score of a sample never trained on: NaN in native mode (never
+ * seen: excluded from the mean, always kept), 3.0 in compat mode. */
+float ibstore_prune_initial_score(const ibstore_prune_opts *opts);
+
+/* What a plan did, globally (before slicing). */
+typedef struct ibstore_plan_stats {
+	uint64_t samples;    /* N */
+	uint64_t kept;       /* plan length */
+	uint64_t pruned;     /* N - kept */
+	uint64_t below_mean; /* candidates for pruning (scores < threshold) */
+	uint64_t unseen;     /* native: samples never seen (always kept) */
+	double threshold;    /* the mean; NaN when no sample had a score */
+	double weight_sum;   /* sum of the plan's weights */
+	int prunes;          /* 1 in a pruning epoch, 0 when annealing */
+} ibstore_plan_stats;
+
+/* An epoch's global plan: a permutation of the surviving ids, each with its
+ * gradient weight.  Immutable once computed. */
+typedef struct ibstore_plan {
+	uint64_t len;
+	const uint64_t *ids;
+	const float *weights;
+	ibstore_plan_stats stats;
+} ibstore_plan;
+
+/*
+ * Computes the plan of epoch `epoch` from `n` scores (float32, one per
+ * sample id).  Pure: the result depends only on (opts, epoch, scores).
+ * Compat mode rejects non-finite scores with IBSTORE_EINVAL.  Free the plan
+ * with ibstore_plan_free().  msg (may be NULL) receives a message on error.
+ * Thread-safe (no shared state).
+ */
+int ibstore_plan_compute(const ibstore_prune_opts *opts, uint32_t epoch, const float *scores,
+			 uint64_t n, ibstore_plan **out, char *msg, size_t msglen);
+void ibstore_plan_free(ibstore_plan *plan);
+
+/* How a rank's slice is balanced when the plan does not divide by world. */
+typedef enum {
+	IBSTORE_SLICE_PAD = 0,  /* repeat plan entries from its start, weight 0 */
+	IBSTORE_SLICE_DROP = 1, /* drop the tail so every rank has floor(len/world) */
+} ibstore_slice_mode;
+
+/* Number of entries of rank `rank`'s slice (equal on every rank). */
+uint64_t ibstore_plan_slice_len(const ibstore_plan *plan, uint32_t world,
+				ibstore_slice_mode mode);
+
+/*
+ * Entry i of rank `rank`'s slice: plan position i*world + rank as PyTorch's
+ * DistributedSampler strides it; positions past the plan's end are padding
+ * (the entry at position - len, repeated from the start, weight 0).
+ * IBSTORE_EINVAL when rank >= world or i >= the slice length.
+ */
+int ibstore_plan_slice_entry(const ibstore_plan *plan, uint32_t rank, uint32_t world,
+			     ibstore_slice_mode mode, uint64_t i, uint64_t *id, float *weight);
+
+/* ---------------------------------------------------------------------- */
+/* Run state: one small LMDB file per training run                         */
+/* ---------------------------------------------------------------------- */
+
+typedef struct ibstore_run ibstore_run;
+
+typedef struct ibstore_run_opts {
+	ibstore_prune_opts prune;
+	uint64_t samples;          /* N, the dataset's sample count (required) */
+	uint32_t batch_size;       /* default 128 */
+	int drop_last;             /* drop a last partial batch; default 0 */
+	uint32_t rank, world;      /* this process's slice; default 0 of 1 */
+	ibstore_slice_mode slice;  /* default IBSTORE_SLICE_PAD */
+	uint32_t checkpoint_every; /* commit every so many batches; default 64 */
+} ibstore_run_opts;
+
+void ibstore_run_opts_init(ibstore_run_opts *opts);
+
+/*
+ * Opens the run state at `path` (a file), creating it from `opts` when it
+ * does not exist.  When it exists, `opts` may be NULL (the stored
+ * configuration is used) or must agree with it (IBSTORE_EMISMATCH names the
+ * first difference).  The file is locked: a second opener gets
+ * IBSTORE_ESTATE.  *out is set even on failure (unless IBSTORE_ENOMEM) for
+ * ibstore_run_errmsg(); close it with ibstore_run_close().
+ * A run handle must be used by one thread at a time.
+ */
+int ibstore_run_open(const char *path, const ibstore_run_opts *opts, ibstore_run **out);
+void ibstore_run_close(ibstore_run *run);
+const char *ibstore_run_errmsg(const ibstore_run *run);
+
+/* The stored configuration. */
+int ibstore_run_config(const ibstore_run *run, ibstore_run_opts *out);
+
+/* This epoch's plan and its rank slice, known before any I/O. */
+typedef struct ibstore_epoch_info {
+	uint32_t epoch;
+	uint64_t samples;  /* entries of this rank's slice (incl. weight-0 padding) */
+	uint64_t batches;  /* batches of this rank's slice */
+	uint64_t cursor;   /* batches already reported (resume point) */
+	ibstore_plan_stats plan;
+} ibstore_epoch_info;
+
+/*
+ * Begins epoch `epoch`.  If the state holds this epoch unfinished (a run
+ * that stopped mid-epoch), its stored plan and cursor are resumed, so the
+ * batches after the last commit are served again exactly; otherwise the
+ * plan is computed from the current scores and committed with cursor 0.
+ */
+int ibstore_run_epoch_begin(ibstore_run *run, uint32_t epoch, ibstore_epoch_info *info);
+
+/*
+ * Batch `b` of this rank's slice in the current epoch: `*n` entries at
+ * `ids` and `weights` (pointers valid until the next epoch_begin or close).
+ */
+int ibstore_run_batch(ibstore_run *run, uint64_t b, const uint64_t **ids,
+		      const float **weights, size_t *n);
+
+/* The global plan of the current epoch (valid until the next epoch_begin). */
+const ibstore_plan *ibstore_run_plan(const ibstore_run *run);
+
+/*
+ * Records per-sample (unweighted) losses by id: they become scores (or are
+ * smoothed into them).  All-or-nothing: a non-finite loss or an id >= N
+ * gives IBSTORE_EINVAL naming it, and no score changes.  Losses of other
+ * ranks' samples (after an all-gather) are reported the same way.
+ */
+int ibstore_run_report(ibstore_run *run, const uint64_t *ids, const float *losses, size_t n);
+
+/*
+ * Marks the next `nbatches` batches of this rank as done (their losses
+ * reported); commits every checkpoint_every batches.
+ */
+int ibstore_run_advance(ibstore_run *run, uint64_t nbatches);
+
+/* Commits scores and cursor now. */
+int ibstore_run_checkpoint(ibstore_run *run);
+
+/* I/O figures the loader adds to an epoch's statistics. */
+typedef struct ibstore_epoch_io {
+	uint64_t bytes_read;
+	uint64_t bytes_skipped;
+	double seconds;
+} ibstore_epoch_io;
+
+/* Ends the current epoch: records its statistics and commits. `io` may be NULL. */
+int ibstore_run_epoch_end(ibstore_run *run, const ibstore_epoch_io *io);
+
+/* Statistics of one finished epoch. */
+typedef struct ibstore_epoch_stats {
+	uint32_t epoch;
+	ibstore_plan_stats plan;
+	ibstore_epoch_io io;
+} ibstore_epoch_stats;
+
+typedef struct ibstore_run_info {
+	uint32_t epoch;      /* current (or last begun) epoch */
+	int in_epoch;        /* 1 between epoch_begin and epoch_end */
+	uint64_t cursor;     /* batches reported in the current epoch */
+	uint32_t epochs_done;/* finished epochs with statistics */
+	uint64_t reports_rejected; /* report calls refused (non-finite, bad id) */
+} ibstore_run_info;
+
+int ibstore_run_info_get(const ibstore_run *run, ibstore_run_info *out);
+/* Statistics of finished epoch `epoch`; IBSTORE_ENOTFOUND if none. */
+int ibstore_run_epoch_stats(const ibstore_run *run, uint32_t epoch, ibstore_epoch_stats *out);
+/* The current scores (N floats; NaN = never seen), valid until the next call. */
+const float *ibstore_run_scores(const ibstore_run *run, uint64_t *n);
+
 #ifdef __cplusplus
 }
 #endif

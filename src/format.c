@@ -272,3 +272,154 @@ int ib_record_check(const uint8_t *p, size_t len, uint64_t id, const ib_index_en
 	*payload = pl;
 	return 0;
 }
+
+/* ---- run state ------------------------------------------------------ */
+
+static void put_f64(uint8_t *p, double v)
+{
+	uint64_t u;
+	memcpy(&u, &v, 8);
+	put64(p, u);
+}
+
+static double get_f64(const uint8_t *p)
+{
+	uint64_t u = get64(p);
+	double v;
+	memcpy(&v, &u, 8);
+	return v;
+}
+
+void ib_f32_encode(const float *v, uint64_t n, uint8_t *out)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		uint32_t u;
+		memcpy(&u, &v[i], 4);
+		put32(out + 4 * i, u);
+	}
+}
+
+void ib_f32_decode(const uint8_t *p, uint64_t n, float *v)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		uint32_t u = get32(p + 4 * i);
+		memcpy(&v[i], &u, 4);
+	}
+}
+
+void ib_run_config_encode(const ib_run_config *c, uint8_t out[IB_RUN_CONFIG_SIZE])
+{
+	memset(out, 0, IB_RUN_CONFIG_SIZE);
+	put32(out, IB_RUN_VERSION);
+	put32(out + 4, c->policy);
+	put32(out + 8, c->mode);
+	put32(out + 12, c->epochs);
+	put_f64(out + 16, c->ratio);
+	put_f64(out + 24, c->delta);
+	put_f64(out + 32, c->ema);
+	put64(out + 40, c->seed);
+	put64(out + 48, c->samples);
+	put32(out + 56, c->batch_size);
+	put32(out + 60, c->drop_last);
+	put32(out + 64, c->rank);
+	put32(out + 68, c->world);
+	put32(out + 72, c->slice);
+	put32(out + 76, c->checkpoint_every);
+}
+
+int ib_run_config_decode(const uint8_t *p, size_t len, ib_run_config *c, char *err)
+{
+	if (len != IB_RUN_CONFIG_SIZE)
+		return ib_fail(err, IBSTORE_EFORMAT, "run configuration has %zu bytes, expected %d",
+			       len, IB_RUN_CONFIG_SIZE);
+	if (get32(p) != IB_RUN_VERSION)
+		return ib_fail(err, IBSTORE_EVERSION, "run state version %" PRIu32
+			       " is not supported (this library writes %d)", get32(p),
+			       IB_RUN_VERSION);
+	c->policy = get32(p + 4);
+	c->mode = get32(p + 8);
+	c->epochs = get32(p + 12);
+	c->ratio = get_f64(p + 16);
+	c->delta = get_f64(p + 24);
+	c->ema = get_f64(p + 32);
+	c->seed = get64(p + 40);
+	c->samples = get64(p + 48);
+	c->batch_size = get32(p + 56);
+	c->drop_last = get32(p + 60);
+	c->rank = get32(p + 64);
+	c->world = get32(p + 68);
+	c->slice = get32(p + 72);
+	c->checkpoint_every = get32(p + 76);
+	return 0;
+}
+
+void ib_run_progress_encode(const ib_run_progress *g, uint8_t out[IB_RUN_PROGRESS_SIZE])
+{
+	memset(out, 0, IB_RUN_PROGRESS_SIZE);
+	put32(out, g->epoch);
+	put32(out + 4, g->in_epoch);
+	put64(out + 8, g->cursor);
+	put32(out + 16, g->epochs_done);
+	put64(out + 24, g->rejected);
+}
+
+int ib_run_progress_decode(const uint8_t *p, size_t len, ib_run_progress *g, char *err)
+{
+	if (len != IB_RUN_PROGRESS_SIZE)
+		return ib_fail(err, IBSTORE_EFORMAT, "run progress has %zu bytes, expected %d", len,
+			       IB_RUN_PROGRESS_SIZE);
+	g->epoch = get32(p);
+	g->in_epoch = get32(p + 4);
+	g->cursor = get64(p + 8);
+	g->epochs_done = get32(p + 16);
+	g->rejected = get64(p + 24);
+	return 0;
+}
+
+void ib_plan_stats_encode(const ib_plan_stats *s, uint8_t out[IB_PLAN_STATS_SIZE])
+{
+	memset(out, 0, IB_PLAN_STATS_SIZE);
+	put64(out, s->samples);
+	put64(out + 8, s->kept);
+	put64(out + 16, s->pruned);
+	put64(out + 24, s->below_mean);
+	put64(out + 32, s->unseen);
+	put_f64(out + 40, s->threshold);
+	put_f64(out + 48, s->weight_sum);
+	put32(out + 56, s->prunes);
+}
+
+void ib_plan_stats_decode(const uint8_t p[IB_PLAN_STATS_SIZE], ib_plan_stats *s)
+{
+	s->samples = get64(p);
+	s->kept = get64(p + 8);
+	s->pruned = get64(p + 16);
+	s->below_mean = get64(p + 24);
+	s->unseen = get64(p + 32);
+	s->threshold = get_f64(p + 40);
+	s->weight_sum = get_f64(p + 48);
+	s->prunes = get32(p + 56);
+}
+
+void ib_epoch_stats_encode(const ib_epoch_stats *s, uint8_t out[IB_EPOCH_STATS_SIZE])
+{
+	memset(out, 0, IB_EPOCH_STATS_SIZE);
+	ib_plan_stats_encode(&s->plan, out);
+	put32(out + 64, s->epoch);
+	put64(out + 72, s->bytes_read);
+	put64(out + 80, s->bytes_skipped);
+	put_f64(out + 88, s->seconds);
+}
+
+int ib_epoch_stats_decode(const uint8_t *p, size_t len, ib_epoch_stats *s, char *err)
+{
+	if (len != IB_EPOCH_STATS_SIZE)
+		return ib_fail(err, IBSTORE_EFORMAT, "epoch statistics have %zu bytes, expected %d",
+			       len, IB_EPOCH_STATS_SIZE);
+	ib_plan_stats_decode(p, &s->plan);
+	s->epoch = get32(p + 64);
+	s->bytes_read = get64(p + 72);
+	s->bytes_skipped = get64(p + 80);
+	s->seconds = get_f64(p + 88);
+	return 0;
+}

@@ -125,4 +125,57 @@ static inline uint64_t ib_align_up(uint64_t v, uint32_t a)
 int ib_record_check(const uint8_t *p, size_t len, uint64_t id, const ib_index_entry *want,
 		    const uint8_t **payload, char *err);
 
+
+
+/* ---- run state (one LMDB file per training run) ------------------------ */
+
+#define IB_RUN_VERSION 1
+#define IB_RUN_CONFIG_SIZE 96
+#define IB_RUN_PROGRESS_SIZE 32
+#define IB_PLAN_STATS_SIZE 64
+#define IB_EPOCH_STATS_SIZE (IB_PLAN_STATS_SIZE + 32)
+
+typedef struct ib_run_config {
+	uint32_t policy, mode;
+	double ratio, delta, ema;
+	uint32_t epochs;
+	uint64_t seed;
+	uint64_t samples;
+	uint32_t batch_size, drop_last, rank, world, slice, checkpoint_every;
+} ib_run_config;
+
+typedef struct ib_run_progress {
+	uint32_t epoch;
+	uint32_t in_epoch;
+	uint64_t cursor;
+	uint32_t epochs_done;
+	uint64_t rejected;
+} ib_run_progress;
+
+typedef struct ib_plan_stats {
+	uint64_t samples, kept, pruned, below_mean, unseen;
+	double threshold, weight_sum;
+	uint32_t prunes;
+} ib_plan_stats;
+
+typedef struct ib_epoch_stats {
+	uint32_t epoch;
+	ib_plan_stats plan;
+	uint64_t bytes_read, bytes_skipped;
+	double seconds;
+} ib_epoch_stats;
+
+void ib_run_config_encode(const ib_run_config *c, uint8_t out[IB_RUN_CONFIG_SIZE]);
+int ib_run_config_decode(const uint8_t *p, size_t len, ib_run_config *c, char *err);
+void ib_run_progress_encode(const ib_run_progress *g, uint8_t out[IB_RUN_PROGRESS_SIZE]);
+int ib_run_progress_decode(const uint8_t *p, size_t len, ib_run_progress *g, char *err);
+void ib_plan_stats_encode(const ib_plan_stats *s, uint8_t out[IB_PLAN_STATS_SIZE]);
+void ib_plan_stats_decode(const uint8_t p[IB_PLAN_STATS_SIZE], ib_plan_stats *s);
+void ib_epoch_stats_encode(const ib_epoch_stats *s, uint8_t out[IB_EPOCH_STATS_SIZE]);
+int ib_epoch_stats_decode(const uint8_t *p, size_t len, ib_epoch_stats *s, char *err);
+
+/* float32 arrays are stored little-endian; these copy to and from disk. */
+void ib_f32_encode(const float *v, uint64_t n, uint8_t *out);
+void ib_f32_decode(const uint8_t *p, uint64_t n, float *v);
+
 #endif

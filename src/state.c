@@ -1,0 +1,680 @@
+/*
+ * state.c — the run state: one small LMDB file per training run holding its
+ * configuration, scores, the current epoch's plan and cursor, and per-epoch
+ * statistics.  Commits at epoch ends and every checkpoint_every batches;
+ * reopening resumes exactly from the last commit.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <lmdb.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "format.h"
+#include "internal.h"
+
+#define RUN_MAPSIZE ((size_t)64 << 30)
+
+struct ibstore_run {
+	char errmsg[IB_ERRMSG_LEN];
+	int lock_fd;
+	MDB_env *env;
+	MDB_dbi dbi;
+	int open;
+	ib_run_config cfg;
+	ibstore_run_opts opts; /* cfg as public options */
+	ib_run_progress prog;
+	uint64_t committed_cursor;
+	float *scores;
+	ibstore_plan *plan;   /* current epoch's plan, when in an epoch */
+	uint64_t *slice_ids;  /* this rank's slice */
+	float *slice_w;
+	uint64_t slice_len;
+	uint64_t batches;
+};
+
+static int rfail(ibstore_run *r, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int rfail(ibstore_run *r, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->errmsg, sizeof r->errmsg, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+static int lmdb_fail(ibstore_run *r, int rc, const char *what)
+{
+	return rfail(r, rc == MDB_MAP_FULL ? IBSTORE_ETOOBIG : IBSTORE_ECATALOG,
+		     "run state: %s: %s", what, mdb_strerror(rc));
+}
+
+IB_API void ibstore_run_opts_init(ibstore_run_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	ibstore_prune_opts_init(&o->prune);
+	o->batch_size = 128;
+	o->world = 1;
+	o->slice = IBSTORE_SLICE_PAD;
+	o->checkpoint_every = 64;
+}
+
+static void opts_to_cfg(const ibstore_run_opts *o, ib_run_config *c)
+{
+	*c = (ib_run_config){.policy = (uint32_t)o->prune.policy, .mode = (uint32_t)o->prune.mode,
+			     .ratio = o->prune.ratio, .delta = o->prune.delta,
+			     .ema = o->prune.ema, .epochs = o->prune.epochs,
+			     .seed = o->prune.seed, .samples = o->samples,
+			     .batch_size = o->batch_size, .drop_last = o->drop_last ? 1 : 0,
+			     .rank = o->rank, .world = o->world, .slice = (uint32_t)o->slice,
+			     .checkpoint_every = o->checkpoint_every};
+}
+
+static void cfg_to_opts(const ib_run_config *c, ibstore_run_opts *o)
+{
+	ibstore_run_opts_init(o);
+	o->prune.policy = (ibstore_policy)c->policy;
+	o->prune.mode = (ibstore_mode)c->mode;
+	o->prune.ratio = c->ratio;
+	o->prune.delta = c->delta;
+	o->prune.ema = c->ema;
+	o->prune.epochs = c->epochs;
+	o->prune.seed = c->seed;
+	o->samples = c->samples;
+	o->batch_size = c->batch_size;
+	o->drop_last = (int)c->drop_last;
+	o->rank = c->rank;
+	o->world = c->world;
+	o->slice = (ibstore_slice_mode)c->slice;
+	o->checkpoint_every = c->checkpoint_every;
+}
+
+static int check_opts(ibstore_run *r, const ibstore_run_opts *o)
+{
+	char msg[256];
+	if (ibstore_prune_opts_check(&o->prune, msg, sizeof msg))
+		return rfail(r, IBSTORE_EINVAL, "%s", msg);
+	if (o->samples == 0 || o->samples > UINT32_MAX)
+		return rfail(r, IBSTORE_EINVAL, "the sample count must be in 1 .. 2^32 - 1");
+	if (o->batch_size == 0)
+		return rfail(r, IBSTORE_EINVAL, "batch size must be > 0");
+	if (o->world == 0 || o->rank >= o->world)
+		return rfail(r, IBSTORE_EINVAL, "rank %" PRIu32 " is not below world %" PRIu32,
+			     o->rank, o->world);
+	if (o->slice != IBSTORE_SLICE_PAD && o->slice != IBSTORE_SLICE_DROP)
+		return rfail(r, IBSTORE_EINVAL, "unknown slice mode");
+	if (o->checkpoint_every == 0)
+		return rfail(r, IBSTORE_EINVAL, "checkpoint_every must be > 0");
+	return 0;
+}
+
+/* Names the first field where the stored configuration and `o` differ. */
+static int compare_cfg(ibstore_run *r, const ib_run_config *have, const ib_run_config *want)
+{
+#define SAME(f, fmt)                                                                        \
+	if (have->f != want->f)                                                             \
+		return rfail(r, IBSTORE_EMISMATCH,                                          \
+			     "run state was created with " #f " = " fmt ", not " fmt, have->f, \
+			     want->f)
+	SAME(samples, "%" PRIu64);
+	SAME(policy, "%" PRIu32);
+	SAME(mode, "%" PRIu32);
+	SAME(ratio, "%g");
+	SAME(delta, "%g");
+	SAME(ema, "%g");
+	SAME(epochs, "%" PRIu32);
+	SAME(seed, "%" PRIu64);
+	SAME(batch_size, "%" PRIu32);
+	SAME(drop_last, "%" PRIu32);
+	SAME(rank, "%" PRIu32);
+	SAME(world, "%" PRIu32);
+	SAME(slice, "%" PRIu32);
+	SAME(checkpoint_every, "%" PRIu32);
+#undef SAME
+	return 0;
+}
+
+static int get_val(ibstore_run *r, MDB_txn *txn, const char *key, MDB_val *v)
+{
+	MDB_val k = {strlen(key), (void *)key};
+	int rc = mdb_get(txn, r->dbi, &k, v);
+	if (rc == MDB_NOTFOUND)
+		return IBSTORE_ENOTFOUND;
+	return rc ? lmdb_fail(r, rc, key) : 0;
+}
+
+static int put_val(ibstore_run *r, MDB_txn *txn, const char *key, const void *data, size_t len)
+{
+	MDB_val k = {strlen(key), (void *)key}, v = {len, NULL};
+	int rc = mdb_put(txn, r->dbi, &k, &v, MDB_RESERVE);
+	if (rc)
+		return lmdb_fail(r, rc, key);
+	memcpy(v.mv_data, data, len);
+	return 0;
+}
+
+static int put_scores(ibstore_run *r, MDB_txn *txn)
+{
+	MDB_val k = {6, "scores"}, v = {r->cfg.samples * 4, NULL};
+	int rc = mdb_put(txn, r->dbi, &k, &v, MDB_RESERVE);
+	if (rc)
+		return lmdb_fail(r, rc, "scores");
+	ib_f32_encode(r->scores, r->cfg.samples, v.mv_data);
+	return 0;
+}
+
+static int put_progress(ibstore_run *r, MDB_txn *txn)
+{
+	uint8_t b[IB_RUN_PROGRESS_SIZE];
+	ib_run_progress_encode(&r->prog, b);
+	return put_val(r, txn, "progress", b, sizeof b);
+}
+
+/* The plan: stats, then len u32 ids, then len float32 weights. */
+static ib_plan_stats stats_to_disk(const ibstore_plan_stats *s)
+{
+	return (ib_plan_stats){s->samples, s->kept, s->pruned, s->below_mean, s->unseen,
+			       s->threshold, s->weight_sum, (uint32_t)s->prunes};
+}
+
+static ibstore_plan_stats stats_from_disk(const ib_plan_stats *s)
+{
+	return (ibstore_plan_stats){s->samples, s->kept, s->pruned, s->below_mean, s->unseen,
+				    s->threshold, s->weight_sum, (int)s->prunes};
+}
+
+static int put_plan(ibstore_run *r, MDB_txn *txn)
+{
+	const ibstore_plan *p = r->plan;
+	size_t len = IB_PLAN_STATS_SIZE + (size_t)p->len * 8;
+	MDB_val k = {4, "plan"}, v = {len, NULL};
+	int rc = mdb_put(txn, r->dbi, &k, &v, MDB_RESERVE);
+	if (rc)
+		return lmdb_fail(r, rc, "plan");
+	uint8_t *o = v.mv_data;
+	ib_plan_stats ps = stats_to_disk(&p->stats);
+	ib_plan_stats_encode(&ps, o);
+	uint8_t *ids = o + IB_PLAN_STATS_SIZE;
+	for (uint64_t i = 0; i < p->len; i++) {
+		uint32_t id = (uint32_t)p->ids[i];
+		for (int b = 0; b < 4; b++)
+			ids[4 * i + (uint64_t)b] = (uint8_t)(id >> (8 * b));
+	}
+	ib_f32_encode(p->weights, p->len, ids + 4 * p->len);
+	return 0;
+}
+
+static int load_plan(ibstore_run *r, MDB_txn *txn)
+{
+	MDB_val v;
+	int rc = get_val(r, txn, "plan", &v);
+	if (rc)
+		return rc == IBSTORE_ENOTFOUND
+			       ? rfail(r, IBSTORE_EFORMAT, "run state: epoch in progress but no plan")
+			       : rc;
+	if (v.mv_size < IB_PLAN_STATS_SIZE || (v.mv_size - IB_PLAN_STATS_SIZE) % 8)
+		return rfail(r, IBSTORE_EFORMAT, "run state: plan of %zu bytes is malformed",
+			     v.mv_size);
+	uint64_t len = (v.mv_size - IB_PLAN_STATS_SIZE) / 8;
+	ib_plan_stats ps;
+	const uint8_t *p = v.mv_data;
+	ib_plan_stats_decode(p, &ps);
+	if (len > r->cfg.samples || ps.kept != len)
+		return rfail(r, IBSTORE_EFORMAT, "run state: plan length is inconsistent");
+	ibstore_plan *plan = calloc(1, sizeof *plan);
+	uint64_t *ids = malloc((len ? len : 1) * 8);
+	float *w = malloc((len ? len : 1) * 4);
+	if (!plan || !ids || !w) {
+		free(plan);
+		free(ids);
+		free(w);
+		return rfail(r, IBSTORE_ENOMEM, "out of memory");
+	}
+	const uint8_t *ip = p + IB_PLAN_STATS_SIZE;
+	for (uint64_t i = 0; i < len; i++) {
+		ids[i] = (uint64_t)ip[4 * i] | (uint64_t)ip[4 * i + 1] << 8 |
+			 (uint64_t)ip[4 * i + 2] << 16 | (uint64_t)ip[4 * i + 3] << 24;
+		if (ids[i] >= r->cfg.samples) {
+			free(plan);
+			free(ids);
+			free(w);
+			return rfail(r, IBSTORE_EFORMAT, "run state: plan holds an unknown id");
+		}
+	}
+	ib_f32_decode(ip + 4 * len, len, w);
+	plan->len = len;
+	plan->ids = ids;
+	plan->weights = w;
+	plan->stats = stats_from_disk(&ps);
+	ibstore_plan_free(r->plan);
+	r->plan = plan;
+	return 0;
+}
+
+static int build_slice(ibstore_run *r)
+{
+	const ib_run_config *c = &r->cfg;
+	uint64_t n = ibstore_plan_slice_len(r->plan, c->world, (ibstore_slice_mode)c->slice);
+	free(r->slice_ids);
+	free(r->slice_w);
+	r->slice_ids = malloc((n ? n : 1) * sizeof *r->slice_ids);
+	r->slice_w = malloc((n ? n : 1) * sizeof *r->slice_w);
+	if (!r->slice_ids || !r->slice_w)
+		return rfail(r, IBSTORE_ENOMEM, "out of memory");
+	for (uint64_t i = 0; i < n; i++)
+		ibstore_plan_slice_entry(r->plan, c->rank, c->world, (ibstore_slice_mode)c->slice,
+					 i, &r->slice_ids[i], &r->slice_w[i]);
+	r->slice_len = n;
+	r->batches = c->drop_last ? n / c->batch_size : (n + c->batch_size - 1) / c->batch_size;
+	return 0;
+}
+
+static int load(ibstore_run *r, const ibstore_run_opts *want)
+{
+	MDB_txn *txn;
+	MDB_val v;
+	int rc = mdb_txn_begin(r->env, NULL, MDB_RDONLY, &txn);
+	if (rc)
+		return lmdb_fail(r, rc, "begin");
+	char why[IB_ERRMSG_LEN];
+	if ((rc = get_val(r, txn, "config", &v)))
+		goto out;
+	if ((rc = ib_run_config_decode(v.mv_data, v.mv_size, &r->cfg, why))) {
+		rfail(r, rc, "run state: %s", why);
+		goto out;
+	}
+	cfg_to_opts(&r->cfg, &r->opts);
+	if ((rc = check_opts(r, &r->opts)))
+		goto out;
+	if (want) {
+		ib_run_config w;
+		opts_to_cfg(want, &w);
+		if ((rc = compare_cfg(r, &r->cfg, &w)))
+			goto out;
+	}
+	if ((rc = get_val(r, txn, "progress", &v)))
+		goto out;
+	if ((rc = ib_run_progress_decode(v.mv_data, v.mv_size, &r->prog, why))) {
+		rfail(r, rc, "run state: %s", why);
+		goto out;
+	}
+	if ((rc = get_val(r, txn, "scores", &v)))
+		goto out;
+	if (v.mv_size != r->cfg.samples * 4) {
+		rc = rfail(r, IBSTORE_EFORMAT, "run state: scores have %zu bytes, expected %" PRIu64,
+			   v.mv_size, r->cfg.samples * 4);
+		goto out;
+	}
+	r->scores = malloc(v.mv_size);
+	if (!r->scores) {
+		rc = rfail(r, IBSTORE_ENOMEM, "out of memory");
+		goto out;
+	}
+	ib_f32_decode(v.mv_data, r->cfg.samples, r->scores);
+	if (r->prog.in_epoch) {
+		if ((rc = load_plan(r, txn)) || (rc = build_slice(r)))
+			goto out;
+		if (r->prog.cursor > r->batches) {
+			rc = rfail(r, IBSTORE_EFORMAT, "run state: cursor past the epoch's end");
+			goto out;
+		}
+	}
+	r->committed_cursor = r->prog.cursor;
+out:
+	mdb_txn_abort(txn);
+	if (rc == IBSTORE_ENOTFOUND)
+		rc = rfail(r, IBSTORE_EFORMAT, "run state: a record is missing (not a run state?)");
+	return rc;
+}
+
+static int create(ibstore_run *r, const ibstore_run_opts *o)
+{
+	int rc = check_opts(r, o);
+	if (rc)
+		return rc;
+	opts_to_cfg(o, &r->cfg);
+	r->opts = *o;
+	r->scores = malloc(o->samples * sizeof *r->scores);
+	if (!r->scores)
+		return rfail(r, IBSTORE_ENOMEM, "out of memory");
+	float init = ibstore_prune_initial_score(&o->prune);
+	for (uint64_t i = 0; i < o->samples; i++)
+		r->scores[i] = init;
+	MDB_txn *txn;
+	if ((rc = mdb_txn_begin(r->env, NULL, 0, &txn)))
+		return lmdb_fail(r, rc, "begin");
+	uint8_t cb[IB_RUN_CONFIG_SIZE];
+	ib_run_config_encode(&r->cfg, cb);
+	if ((rc = put_val(r, txn, "config", cb, sizeof cb)) || (rc = put_progress(r, txn)) ||
+	    (rc = put_scores(r, txn))) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	if ((rc = mdb_txn_commit(txn)))
+		return lmdb_fail(r, rc, "commit");
+	return 0;
+}
+
+IB_API int ibstore_run_open(const char *path, const ibstore_run_opts *opts, ibstore_run **out)
+{
+	if (!out)
+		return IBSTORE_EINVAL;
+	ibstore_run *r = calloc(1, sizeof *r);
+	*out = r;
+	if (!r)
+		return IBSTORE_ENOMEM;
+	r->lock_fd = -1;
+	if (!path || !*path)
+		return rfail(r, IBSTORE_EINVAL, "no run state path given");
+	struct stat st;
+	int exists = stat(path, &st) == 0;
+	if (exists && !S_ISREG(st.st_mode))
+		return rfail(r, IBSTORE_EFORMAT, "%s is not a run state file", path);
+	if (!exists && !opts)
+		return rfail(r, IBSTORE_ENOTFOUND, "%s: no such run state", path);
+	if (exists && st.st_size == 0)
+		return rfail(r, IBSTORE_EFORMAT, "%s is empty, not a run state", path);
+	r->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (r->lock_fd < 0)
+		return rfail(r, IBSTORE_EIO, "%s: %s", path, strerror(errno));
+	if (flock(r->lock_fd, LOCK_EX | LOCK_NB))
+		return rfail(r, IBSTORE_ESTATE, "%s is in use by another process", path);
+	int rc = mdb_env_create(&r->env);
+	if (rc)
+		return lmdb_fail(r, rc, "create");
+	mdb_env_set_mapsize(r->env, RUN_MAPSIZE);
+	/* one process per run (the flock above), so LMDB's lock file is not needed */
+	rc = mdb_env_open(r->env, path, MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOTLS, 0644);
+	if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
+		return rfail(r, IBSTORE_EFORMAT, "%s is not a run state (%s)", path, mdb_strerror(rc));
+	if (rc)
+		return lmdb_fail(r, rc, path);
+	MDB_txn *txn;
+	if ((rc = mdb_txn_begin(r->env, NULL, 0, &txn)))
+		return lmdb_fail(r, rc, "begin");
+	rc = mdb_dbi_open(txn, NULL, 0, &r->dbi);
+	if (rc) {
+		mdb_txn_abort(txn);
+		return lmdb_fail(r, rc, "open database");
+	}
+	if ((rc = mdb_txn_commit(txn)))
+		return lmdb_fail(r, rc, "commit");
+	MDB_stat ms;
+	mdb_env_stat(r->env, &ms);
+	if (exists && ms.ms_entries)
+		rc = load(r, opts);
+	else if (opts)
+		rc = create(r, opts);
+	else
+		rc = rfail(r, IBSTORE_EFORMAT, "%s holds no run state", path);
+	if (rc)
+		return rc;
+	r->open = 1;
+	r->errmsg[0] = '\0';
+	return 0;
+}
+
+IB_API void ibstore_run_close(ibstore_run *r)
+{
+	if (!r)
+		return;
+	if (r->env)
+		mdb_env_close(r->env);
+	if (r->lock_fd >= 0)
+		close(r->lock_fd);
+	ibstore_plan_free(r->plan);
+	free(r->slice_ids);
+	free(r->slice_w);
+	free(r->scores);
+	free(r);
+}
+
+IB_API const char *ibstore_run_errmsg(const ibstore_run *r)
+{
+	return r ? r->errmsg : "no run handle (out of memory?)";
+}
+
+static int usable(ibstore_run *r)
+{
+	return r && r->open ? 0 : IBSTORE_EINVAL;
+}
+
+IB_API int ibstore_run_config(const ibstore_run *r, ibstore_run_opts *out)
+{
+	if (!r || !r->open || !out)
+		return IBSTORE_EINVAL;
+	*out = r->opts;
+	return 0;
+}
+
+/* Commits scores, progress and, with `with_plan`, the plan, in one txn. */
+static int commit(ibstore_run *r, int with_plan, const ib_epoch_stats *es)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(r->env, NULL, 0, &txn);
+	if (rc)
+		return lmdb_fail(r, rc, "begin");
+	if ((rc = put_scores(r, txn)) || (rc = put_progress(r, txn)) ||
+	    (with_plan && (rc = put_plan(r, txn))))
+		goto fail;
+	if (es) {
+		char key[32];
+		snprintf(key, sizeof key, "stats/%010" PRIu32, es->epoch);
+		uint8_t b[IB_EPOCH_STATS_SIZE];
+		ib_epoch_stats_encode(es, b);
+		if ((rc = put_val(r, txn, key, b, sizeof b)))
+			goto fail;
+	}
+	if ((rc = mdb_txn_commit(txn)))
+		return lmdb_fail(r, rc, "commit");
+	r->committed_cursor = r->prog.cursor;
+	return 0;
+fail:
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+static void fill_epoch_info(const ibstore_run *r, ibstore_epoch_info *info)
+{
+	if (!info)
+		return;
+	*info = (ibstore_epoch_info){.epoch = r->prog.epoch, .samples = r->slice_len,
+				     .batches = r->batches, .cursor = r->prog.cursor,
+				     .plan = r->plan->stats};
+}
+
+IB_API int ibstore_run_epoch_begin(ibstore_run *r, uint32_t epoch, ibstore_epoch_info *info)
+{
+	int rc = usable(r);
+	if (rc)
+		return rc;
+	if (r->prog.in_epoch && r->prog.epoch == epoch && r->plan) {
+		fill_epoch_info(r, info); /* resume where the last commit left off */
+		return 0;
+	}
+	if (epoch >= r->cfg.epochs)
+		return rfail(r, IBSTORE_EINVAL, "epoch %" PRIu32 " is past the run's %" PRIu32
+			     " epochs", epoch, r->cfg.epochs);
+	ibstore_plan *plan;
+	char msg[256];
+	rc = ibstore_plan_compute(&r->opts.prune, epoch, r->scores, r->cfg.samples, &plan, msg,
+				  sizeof msg);
+	if (rc)
+		return rfail(r, rc, "plan of epoch %" PRIu32 ": %s", epoch, msg);
+	ibstore_plan_free(r->plan);
+	r->plan = plan;
+	ib_run_progress saved = r->prog;
+	r->prog.epoch = epoch;
+	r->prog.in_epoch = 1;
+	r->prog.cursor = 0;
+	if ((rc = build_slice(r)) || (rc = commit(r, 1, NULL))) {
+		r->prog = saved;
+		ibstore_plan_free(r->plan);
+		r->plan = NULL;
+		return rc;
+	}
+	fill_epoch_info(r, info);
+	return 0;
+}
+
+IB_API int ibstore_run_batch(ibstore_run *r, uint64_t b, const uint64_t **ids,
+			     const float **weights, size_t *n)
+{
+	int rc = usable(r);
+	if (rc)
+		return rc;
+	if (!r->prog.in_epoch)
+		return rfail(r, IBSTORE_ESTATE, "no epoch has begun");
+	if (b >= r->batches)
+		return rfail(r, IBSTORE_EINVAL, "batch %" PRIu64 " is past the epoch's %" PRIu64,
+			     b, r->batches);
+	uint64_t start = b * r->cfg.batch_size;
+	uint64_t end = start + r->cfg.batch_size;
+	if (end > r->slice_len)
+		end = r->slice_len;
+	*ids = r->slice_ids + start;
+	*weights = r->slice_w + start;
+	*n = (size_t)(end - start);
+	return 0;
+}
+
+IB_API const ibstore_plan *ibstore_run_plan(const ibstore_run *r)
+{
+	return r && r->open && r->prog.in_epoch ? r->plan : NULL;
+}
+
+IB_API int ibstore_run_report(ibstore_run *r, const uint64_t *ids, const float *losses,
+			      size_t n)
+{
+	int rc = usable(r);
+	if (rc)
+		return rc;
+	if (n && (!ids || !losses))
+		return rfail(r, IBSTORE_EINVAL, "no ids or losses");
+	for (size_t i = 0; i < n; i++) {
+		if (ids[i] >= r->cfg.samples) {
+			r->prog.rejected++;
+			return rfail(r, IBSTORE_EINVAL, "loss for unknown sample id %" PRIu64
+				     " (the run has %" PRIu64 "); nothing recorded", ids[i],
+				     r->cfg.samples);
+		}
+		if (!isfinite(losses[i])) {
+			r->prog.rejected++;
+			return rfail(r, IBSTORE_EINVAL, "loss of sample %" PRIu64
+				     " is %g, not finite; nothing recorded", ids[i],
+				     (double)losses[i]);
+		}
+	}
+	double m = r->cfg.ema;
+	for (size_t i = 0; i < n; i++) {
+		float *s = &r->scores[ids[i]];
+		if (m == 0.0 || isnan(*s))
+			*s = losses[i];
+		else
+			*s = (float)(m * *s + (1.0 - m) * losses[i]);
+	}
+	return 0;
+}
+
+IB_API int ibstore_run_advance(ibstore_run *r, uint64_t nbatches)
+{
+	int rc = usable(r);
+	if (rc)
+		return rc;
+	if (!r->prog.in_epoch)
+		return rfail(r, IBSTORE_ESTATE, "no epoch has begun");
+	if (nbatches > r->batches - r->prog.cursor)
+		return rfail(r, IBSTORE_EINVAL, "advancing past the epoch's %" PRIu64 " batches",
+			     r->batches);
+	r->prog.cursor += nbatches;
+	if (r->prog.cursor - r->committed_cursor >= r->cfg.checkpoint_every)
+		return commit(r, 0, NULL);
+	return 0;
+}
+
+IB_API int ibstore_run_checkpoint(ibstore_run *r)
+{
+	int rc = usable(r);
+	return rc ? rc : commit(r, 0, NULL);
+}
+
+IB_API int ibstore_run_epoch_end(ibstore_run *r, const ibstore_epoch_io *io)
+{
+	int rc = usable(r);
+	if (rc)
+		return rc;
+	if (!r->prog.in_epoch)
+		return rfail(r, IBSTORE_ESTATE, "no epoch has begun");
+	ib_epoch_stats es = {.epoch = r->prog.epoch, .plan = stats_to_disk(&r->plan->stats)};
+	if (io) {
+		es.bytes_read = io->bytes_read;
+		es.bytes_skipped = io->bytes_skipped;
+		es.seconds = io->seconds;
+	}
+	ib_run_progress saved = r->prog;
+	r->prog.in_epoch = 0;
+	r->prog.epochs_done++;
+	if ((rc = commit(r, 0, &es))) {
+		r->prog = saved;
+		return rc;
+	}
+	return 0;
+}
+
+IB_API int ibstore_run_info_get(const ibstore_run *r, ibstore_run_info *out)
+{
+	if (!r || !r->open || !out)
+		return IBSTORE_EINVAL;
+	*out = (ibstore_run_info){.epoch = r->prog.epoch, .in_epoch = (int)r->prog.in_epoch,
+				  .cursor = r->prog.cursor, .epochs_done = r->prog.epochs_done,
+				  .reports_rejected = r->prog.rejected};
+	return 0;
+}
+
+IB_API int ibstore_run_epoch_stats(const ibstore_run *r, uint32_t epoch,
+				   ibstore_epoch_stats *out)
+{
+	if (!r || !r->open || !out)
+		return IBSTORE_EINVAL;
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(r->env, NULL, MDB_RDONLY, &txn);
+	if (rc)
+		return IBSTORE_ECATALOG;
+	char key[32];
+	snprintf(key, sizeof key, "stats/%010" PRIu32, epoch);
+	MDB_val k = {strlen(key), key}, v;
+	rc = mdb_get(txn, r->dbi, &k, &v);
+	ib_epoch_stats es;
+	char why[IB_ERRMSG_LEN];
+	if (rc == MDB_NOTFOUND)
+		rc = IBSTORE_ENOTFOUND;
+	else if (rc)
+		rc = IBSTORE_ECATALOG;
+	else
+		rc = ib_epoch_stats_decode(v.mv_data, v.mv_size, &es, why);
+	mdb_txn_abort(txn);
+	if (rc)
+		return rc;
+	*out = (ibstore_epoch_stats){
+		.epoch = es.epoch,
+		.plan = stats_from_disk(&es.plan),
+		.io = {es.bytes_read, es.bytes_skipped, es.seconds}};
+	return 0;
+}
+
+IB_API const float *ibstore_run_scores(const ibstore_run *r, uint64_t *n)
+{
+	if (!r || !r->open)
+		return NULL;
+	if (n)
+		*n = r->cfg.samples;
+	return r->scores;
+}
