@@ -80,7 +80,7 @@ typedef enum {
 	IBSTORE_COMPRESS_NONE = 0,
 	IBSTORE_COMPRESS_LZ4 = 1,
 	IBSTORE_COMPRESS_LZ4HC = 2,
-	IBSTORE_COMPRESS_AUTO = 3, /* lz4; stores raw when it does not shrink */
+	IBSTORE_COMPRESS_AUTO = 3, /* lz4; stores raw unless it saves >= 1/16 */
 } ibstore_compress;
 
 /* Parses "none", "lz4", "lz4hc", "auto".  0 or IBSTORE_EINVAL. */

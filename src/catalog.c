@@ -33,9 +33,11 @@ static uint64_t from_be64(const uint8_t *p)
 	return v;
 }
 
-uint64_t ib_key_hash(const char *key, size_t len)
+void ib_key_hash(const char *key, size_t len, uint8_t out[8])
 {
-	return ib_hash(key, len, 0x6b6579ULL); /* "key" */
+	uint64_t h = ib_hash(key, len, 0x6b6579ULL); /* "key" */
+	for (int i = 0; i < 8; i++)
+		out[i] = (uint8_t)(h >> (8 * i));
 }
 
 static int open_dbi(ib_catalog *c, const char *name, unsigned flags, MDB_dbi *dbi, char *err)
@@ -128,8 +130,9 @@ int ib_catalog_key(ib_catalog *c, uint64_t id, const char **key, char *err)
 int ib_catalog_find_key(ib_catalog *c, const char *key, uint64_t *id, char *err)
 {
 	size_t len = strlen(key);
-	uint64_t h = ib_key_hash(key, len);
-	MDB_val kv = {sizeof h, &h}, v;
+	uint8_t h[8];
+	ib_key_hash(key, len, h);
+	MDB_val kv = {sizeof h, h}, v;
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(c->txn, c->keyhash, &cur);
 	if (rc)

@@ -38,7 +38,8 @@ void ib_catalog_close(ib_catalog *c);
 
 void ib_be32(uint8_t out[4], uint32_t v);
 void ib_be64(uint8_t out[8], uint64_t v);
-uint64_t ib_key_hash(const char *key, size_t len);
+/* xxh3 of a key, as the 8 little-endian bytes the keyhash database uses. */
+void ib_key_hash(const char *key, size_t len, uint8_t out[8]);
 
 /* Looks up `key` in the write or read transaction; IBSTORE_ENOTFOUND when
  * absent.  The returned id's key was compared byte for byte. */

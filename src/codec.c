@@ -51,7 +51,8 @@ int ib_decompress(uint32_t codec, const void *src, size_t stored, void *dst, siz
 	if (codec == IBSTORE_CODEC_NONE) {
 		if (stored != raw)
 			return IBSTORE_ECORRUPT;
-		memcpy(dst, src, raw);
+		if (raw)
+			memcpy(dst, src, raw);
 		return 0;
 	}
 	if (codec != IBSTORE_CODEC_LZ4 || stored > (size_t)LZ4_MAX_INPUT_SIZE ||

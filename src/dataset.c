@@ -49,7 +49,8 @@ static int read_manifest(ibstore_dataset *ds, ib_manifest *m)
 				 "%s is not an ibstore dataset (no %s file)", ds->path,
 				 IB_MANIFEST_NAME);
 	if (rc == -EFBIG)
-		return ib_dsfail(ds, IBSTORE_EFORMAT, "%s: not an ibstore manifest (too large)", path);
+		return ib_dsfail(ds, IBSTORE_EFORMAT,
+				 "%s: not an ibstore manifest (too large, or not a file)", path);
 	if (rc)
 		return ib_dsfail(ds, IBSTORE_EIO, "%s: %s", path, strerror(-rc));
 	char why[IB_ERRMSG_LEN];
@@ -178,7 +179,8 @@ static int check_index(ibstore_dataset *ds)
 		if (!s || e.codec > IB_MAX_CODEC || id < s->first_id ||
 		    id - s->first_id >= s->records || e.offset < first ||
 		    e.offset % ds->sum.alignment ||
-		    e.offset + IB_RECORD_HEADER_SIZE + e.stored_size > s->size ||
+		    e.offset > s->size ||
+		    s->size - e.offset < (uint64_t)IB_RECORD_HEADER_SIZE + e.stored_size ||
 		    (e.codec == IBSTORE_CODEC_NONE && e.stored_size != e.size))
 			return ib_dsfail(ds, IBSTORE_EFORMAT,
 					 "%s: index entry of sample %" PRIu64 " is inconsistent",

@@ -218,14 +218,16 @@ void ib_summary_encode(const ib_summary *s, uint8_t out[IB_SUMMARY_SIZE])
 
 int ib_summary_decode(const uint8_t *p, size_t len, ib_summary *s, char *err)
 {
-	if (len != IB_SUMMARY_SIZE)
-		return ib_fail(err, IBSTORE_EFORMAT, "catalog summary has %zu bytes, expected %d",
-			       len, IB_SUMMARY_SIZE);
+	if (len < 4)
+		return ib_fail(err, IBSTORE_EFORMAT, "catalog summary has %zu bytes", len);
 	s->version = get32(p);
 	if (s->version != IBSTORE_FORMAT_VERSION)
 		return ib_fail(err, IBSTORE_EVERSION,
 			       "catalog has format version %" PRIu32 ", this library reads %d",
 			       s->version, IBSTORE_FORMAT_VERSION);
+	if (len != IB_SUMMARY_SIZE)
+		return ib_fail(err, IBSTORE_EFORMAT, "catalog summary has %zu bytes, expected %d",
+			       len, IB_SUMMARY_SIZE);
 	s->alignment = get32(p + 4);
 	memcpy(s->uuid, p + 8, 16);
 	s->created = get64(p + 24);

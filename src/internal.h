@@ -23,9 +23,10 @@ int ib_fail(char *buf, int code, const char *fmt, ...)
 
 uint64_t ib_hash(const void *data, size_t len, uint64_t seed);
 
-/* Compresses src into dst (capacity dst_cap); returns stored codec and size.
- * With IBSTORE_COMPRESS_AUTO, or when lz4 output would not be smaller,
- * the caller is told to store raw (codec NONE, *stored = 0, dst unused). */
+/* Compresses src into dst (capacity dst_cap); returns the stored codec and
+ * size.  When compression does not pay (lz4/lz4hc: output not smaller;
+ * auto: it saves less than len/16) the caller is told to store raw:
+ * codec NONE, *stored_out = len, dst unused. */
 int ib_compress(ibstore_compress how, int level, const void *src, size_t len, void *dst,
 		size_t dst_cap, uint32_t *codec_out, size_t *stored_out);
 size_t ib_compress_bound(size_t len);

@@ -335,9 +335,10 @@ static int add_key(ibstore_writer *w, const char *key, uint64_t id)
 		return wfail(w, rc, "%s", why);
 	uint8_t k[8];
 	ib_be64(k, id);
-	uint64_t h = ib_key_hash(key, len);
+	uint8_t h[8];
+	ib_key_hash(key, len, h);
 	MDB_val kv = {8, k}, v = {len + 1, (void *)key};
-	MDB_val hk = {sizeof h, &h}, hv = {8, k};
+	MDB_val hk = {sizeof h, h}, hv = {8, k};
 	if ((rc = mdb_put(w->cat.txn, w->cat.ids, &kv, &v, 0)) ||
 	    (rc = mdb_put(w->cat.txn, w->cat.keyhash, &hk, &hv, 0))) {
 		w->state = W_FAILED;
@@ -412,9 +413,9 @@ IB_API int ibstore_writer_add(ibstore_writer *w, const void *data, size_t len, i
 			     "sample %" PRIu64 " (%zu bytes stored) does not fit in a shard of "
 			     "%" PRIu64 " bytes; raise --shard-size", id, slen,
 			     w->opts.shard_size);
-	if (key && *key && (rc = add_key(w, key, id)))
-		return rc;
 	if ((rc = grow_index(w)))
+		return rc;
+	if (key && *key && (rc = add_key(w, key, id)))
 		return rc;
 	if (w->fd >= 0 &&
 	    ib_align_up(w->pos, a) + IB_RECORD_HEADER_SIZE + slen > w->opts.shard_size &&
@@ -433,8 +434,10 @@ IB_API int ibstore_writer_add(ibstore_writer *w, const void *data, size_t len, i
 			    .size = (uint32_t)len, .label = label, .codec = codec};
 	if ((rc = emit(w, hb, sizeof hb)) || (rc = emit(w, stored, slen)))
 		return rc;
-	if (label_seen(w, label))
+	if (label_seen(w, label)) {
+		w->state = W_FAILED; /* the record is written but not indexed */
 		return wfail(w, IBSTORE_ENOMEM, "out of memory");
+	}
 	ib_index_entry_encode(&e, w->index + id * IB_INDEX_ENTRY_SIZE);
 	w->count++;
 	w->shard_records++;
@@ -530,14 +533,9 @@ static int write_manifest(ibstore_writer *w)
 	snprintf(path, sizeof path, "%s/%s", w->tmp_path, IB_CATALOG_FILE);
 	ib_manifest m = {.version = IBSTORE_FORMAT_VERSION};
 	memcpy(m.uuid, w->uuid, 16);
-	uint8_t *cat = NULL;
-	size_t len = 0;
-	int rc = ib_read_file(path, &cat, &len, SIZE_MAX);
+	int rc = ib_hash_file(path, &m.catalog_size, &m.catalog_hash);
 	if (rc)
 		return wfail(w, IBSTORE_EIO, "%s: %s", path, strerror(-rc));
-	m.catalog_size = len;
-	m.catalog_hash = ib_hash(cat, len, 0);
-	free(cat);
 	uint8_t mb[IB_MANIFEST_SIZE];
 	ib_manifest_encode(&m, mb);
 	snprintf(path, sizeof path, "%s/%s", w->tmp_path, IB_MANIFEST_NAME);
