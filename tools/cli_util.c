@@ -4,7 +4,10 @@
 #include "cli_util.h"
 #include "ibstore.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -71,6 +74,34 @@ int cli_parse_u64(const char *s, uint64_t *out)
 	uint64_t v;
 
 	if (s == NULL || parse_digits(s, &v, &end) != 0 || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int cli_parse_u32(const char *s, uint32_t *out)
+{
+	uint64_t v;
+
+	if (cli_parse_u64(s, &v) != 0 || v > UINT32_MAX)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+int cli_parse_double(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	/* strtod would skip leading space and accept "inf", "nan" and hex */
+	if (s == NULL || !(*s == '-' || *s == '+' || *s == '.' || (*s >= '0' && *s <= '9')))
+		return -1;
+	if (strpbrk(s, "xXnNiI") != NULL)
+		return -1;
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v))
 		return -1;
 	*out = v;
 	return 0;
@@ -201,6 +232,14 @@ const char *cli_human_bytes(uint64_t n, char *buf, size_t len)
 	}
 	snprintf(buf, len, "%.1f %s", v, units[u]);
 	return buf;
+}
+
+void cli_json_double(FILE *f, double x)
+{
+	if (isfinite(x))
+		fprintf(f, "%.17g", x);
+	else
+		fputs("null", f);
 }
 
 double cli_now(void)

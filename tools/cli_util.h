@@ -24,11 +24,15 @@ int cmd_pack(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_get(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+int cmd_scores(int argc, char **argv);
 
 void cmd_pack_usage(FILE *f);
 void cmd_info_usage(FILE *f);
 void cmd_verify_usage(FILE *f);
 void cmd_get_usage(FILE *f);
+void cmd_plan_usage(FILE *f);
+void cmd_scores_usage(FILE *f);
 
 /* ---- errors ---- */
 
@@ -60,6 +64,15 @@ const char *cli_errmsg(const char *msg, int rc);
 /* Unsigned decimal integer: digits only, no sign, spaces or overflow. 0 or -1. */
 int cli_parse_u64(const char *s, uint64_t *out);
 
+/* Like cli_parse_u64, at most UINT32_MAX.  0 or -1. */
+int cli_parse_u32(const char *s, uint32_t *out);
+
+/*
+ * Finite decimal number as strtod reads it ("0.5", "1e-3", ".25"): no
+ * leading space, nothing after it, no inf/nan, no overflow.  0 or -1.
+ */
+int cli_parse_double(const char *s, double *out);
+
 /*
  * Byte size: a decimal integer with an optional binary suffix K, M, G or T
  * (any case, optionally followed by "B" or "iB"; 1K = 1024), e.g. "256M",
@@ -81,6 +94,12 @@ void cli_json_string(FILE *f, const char *s);
  * A buffer of 32 bytes is always enough.
  */
 const char *cli_human_bytes(uint64_t n, char *buf, size_t len);
+
+/*
+ * Writes `x` as a JSON number with %.17g (round-trips a double), or `null`
+ * when it is NaN or infinite (JSON has no such numbers).
+ */
+void cli_json_double(FILE *f, double x);
 
 /* Seconds on a monotonic clock, for durations. */
 double cli_now(void);

@@ -21,6 +21,8 @@ static const command commands[] = {
 	{ "info", cmd_info, cmd_info_usage, "describe a dataset (text or --json)" },
 	{ "verify", cmd_verify, cmd_verify_usage, "check every record's header and checksum" },
 	{ "get", cmd_get, cmd_get_usage, "extract one sample (by id or --key) or its metadata" },
+	{ "plan", cmd_plan, cmd_plan_usage, "an epoch's pruning plan from a file of scores" },
+	{ "scores", cmd_scores, cmd_scores_usage, "a run state's configuration, epochs and scores" },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
