@@ -482,6 +482,144 @@ int ibstore_run_epoch_stats(const ibstore_run *run, uint32_t epoch, ibstore_epoc
 /* The current scores (N floats; NaN = never seen), valid until the next call. */
 const float *ibstore_run_scores(const ibstore_run *run, uint64_t *n);
 
+
+/* ---------------------------------------------------------------------- */
+/* Loader: pruned epochs streamed from storage                             */
+/* ---------------------------------------------------------------------- */
+
+typedef struct ibstore_loader ibstore_loader;
+
+typedef enum {
+	IBSTORE_BACKEND_AUTO = 0,  /* io_uring, else the pread pool */
+	IBSTORE_BACKEND_URING = 1, /* io_uring only (fails if refused) */
+	IBSTORE_BACKEND_PREAD = 2, /* a pool of threads calling pread */
+} ibstore_backend;
+
+typedef enum {
+	IBSTORE_ORDER_RANDOM = 0,   /* the plan's order (a uniform permutation) */
+	IBSTORE_ORDER_LOCALITY = 1, /* blocks of neighbouring records in random
+				       order, samples shuffled within a window of
+				       blocks: fewer, larger reads for small records */
+} ibstore_order;
+
+typedef enum {
+	IBSTORE_CORRUPT_FAIL = 0, /* a corrupt sample fails the epoch */
+	IBSTORE_CORRUPT_SKIP = 1, /* it is left out of its batch and counted */
+} ibstore_corrupt_policy;
+
+typedef struct ibstore_loader_opts {
+	uint32_t batch_size;      /* 0: the run's; otherwise must equal it */
+	int drop_last;            /* -1: the run's; otherwise must equal it */
+	uint32_t prefetch;        /* batches decoded ahead of the consumer; default 4 */
+	uint32_t queue_depth;     /* reads in flight; default 64 */
+	uint32_t threads;         /* decode threads; 0 = cores - 1, at least 1 */
+	ibstore_backend backend;  /* default AUTO */
+	int direct;               /* O_DIRECT reads; default 0 */
+	ibstore_order order;      /* default RANDOM */
+	int verify;               /* xxh3 check of every payload; default 1 */
+	ibstore_corrupt_policy corrupt; /* default FAIL */
+	uint64_t gap;             /* read through gaps up to this many bytes between
+				     wanted records (coalescing); 0 turns it off;
+				     default 32 KiB */
+	uint64_t max_read;        /* largest coalesced read; default 1 MiB */
+	uint64_t budget;          /* bytes of read windows + decoded batches;
+				     default 512 MiB */
+	/* Called from the I/O thread for every read request (tracing, tests).
+	 * May be NULL. */
+	void (*on_read)(void *ctx, uint32_t shard, uint64_t offset, uint64_t length);
+	void *on_read_ctx;
+} ibstore_loader_opts;
+
+void ibstore_loader_opts_init(ibstore_loader_opts *opts);
+int ibstore_backend_parse(const char *name, ibstore_backend *out);
+int ibstore_order_parse(const char *name, ibstore_order *out);
+
+/*
+ * Opens a loader over a dataset and a run (whose sample count must equal
+ * the dataset's).  Both must outlive the loader, and neither may be used
+ * directly while the loader is open, except reading calls on the dataset.
+ * *out is set even on failure (unless IBSTORE_ENOMEM) for
+ * ibstore_loader_errmsg(); close it with ibstore_loader_close().
+ * Thread-safety: all loader calls are made from one consumer thread,
+ * except ibstore_loader_release(), which any thread may call.
+ */
+int ibstore_loader_open(ibstore_dataset *ds, ibstore_run *run, const ibstore_loader_opts *opts,
+			ibstore_loader **out);
+void ibstore_loader_close(ibstore_loader *l);
+const char *ibstore_loader_errmsg(const ibstore_loader *l);
+
+/*
+ * Begins epoch `epoch` (through ibstore_run_epoch_begin, so a run stopped
+ * mid-epoch resumes after its last committed batch) and starts reading.
+ * `info` (may be NULL) has the exact sample and batch counts.
+ */
+int ibstore_loader_epoch_begin(ibstore_loader *l, uint32_t epoch, ibstore_epoch_info *info);
+
+/* A batch: structure of arrays plus one contiguous data arena. */
+typedef struct ibstore_batch {
+	uint32_t epoch;
+	uint64_t index;          /* batch number within the epoch */
+	size_t n;                /* samples in this batch */
+	const uint64_t *ids;
+	const int32_t *labels;
+	const float *weights;    /* gradient rescale weights; 0 for padding */
+	const uint32_t *sizes;   /* decoded bytes of each sample */
+	const uint64_t *offsets; /* of each sample in data */
+	const uint8_t *data;     /* the arena: samples back to back */
+	uint64_t data_size;
+	uint32_t sample_size;    /* when every sample has this size, data is a
+				    dense [n, sample_size] block; else 0 */
+	size_t n_skipped;        /* corrupt samples left out (skip policy) */
+	const uint64_t *skipped_ids;
+} ibstore_batch;
+
+/*
+ * Next batch of the epoch, in order.  At the end of the epoch returns 0
+ * with *out = NULL.  A batch stays valid until released; several may be
+ * held at once and released in any order.  A corrupt sample under the fail
+ * policy gives IBSTORE_ECORRUPT naming it (the epoch cannot continue).
+ */
+int ibstore_loader_next(ibstore_loader *l, const ibstore_batch **out);
+
+/* Gives a batch's memory back.  Any thread; each batch exactly once. */
+void ibstore_loader_release(ibstore_loader *l, const ibstore_batch *batch);
+
+/*
+ * Reports the per-sample (unweighted) losses of a batch, in its order
+ * (batch->n values), before it is released.  The run's cursor advances
+ * over batches whose losses are all reported, committing every
+ * checkpoint_every batches.  Rejects non-finite losses (nothing recorded).
+ */
+int ibstore_loader_report(ibstore_loader *l, const ibstore_batch *batch, const float *losses);
+
+/* Ends the epoch (all batches must have been taken): records statistics in
+ * the run and commits. */
+int ibstore_loader_epoch_end(ibstore_loader *l);
+
+typedef struct ibstore_loader_stats {
+	uint32_t epoch;
+	uint64_t batches;         /* emitted so far this epoch */
+	uint64_t samples;         /* emitted so far */
+	uint64_t kept, pruned;    /* of the plan (global) */
+	uint64_t bytes_read;      /* all bytes requested from the kernel */
+	uint64_t bytes_skipped;   /* record bytes of pruned samples never requested */
+	uint64_t read_around;     /* requested bytes of no wanted record */
+	uint64_t requests;        /* read requests submitted */
+	uint64_t corrupt_skipped; /* samples left out under the skip policy */
+	double io_wait;           /* seconds the consumer waited in next() */
+	double seconds;           /* since epoch_begin (to epoch_end once ended) */
+	const char *backend;      /* "io_uring" or "pread" */
+	const char *buffers;      /* "hugetlb", "thp" or "normal" read windows */
+	int direct;               /* O_DIRECT in use */
+	int registered;           /* io_uring registered files+buffers in use */
+} ibstore_loader_stats;
+
+int ibstore_loader_stats_get(const ibstore_loader *l, ibstore_loader_stats *out);
+
+/* Evicts the dataset's shards from the page cache (posix_fadvise
+ * DONTNEED), for cold-cache measurements. */
+int ibstore_dataset_evict(ibstore_dataset *ds);
+
 #ifdef __cplusplus
 }
 #endif

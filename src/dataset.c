@@ -172,9 +172,20 @@ static int check_index(ibstore_dataset *ds)
 	uint64_t stored = 0, raw = 0, codecs[2] = {0, 0};
 	uint64_t first = ib_first_record_offset(ds->sum.alignment);
 	ibstore_info *in = &ds->info;
+	uint32_t prev_shard = 0;
+	uint64_t prev_end = 0;
 	for (uint64_t id = 0; id < ds->sum.samples; id++) {
 		ib_index_entry e;
 		ib_index_entry_decode(ds->index + id * IB_INDEX_ENTRY_SIZE, &e);
+		/* records lie in id order in the files: readers rely on it */
+		if (e.shard < prev_shard || (e.shard == prev_shard && e.offset < prev_end))
+			return ib_dsfail(ds, IBSTORE_EFORMAT,
+					 "%s: sample %" PRIu64 " is not stored after sample %" PRIu64,
+					 ds->path, id, id - 1);
+		if (e.shard != prev_shard)
+			prev_end = 0;
+		prev_shard = e.shard;
+		prev_end = e.offset + IB_RECORD_HEADER_SIZE + e.stored_size;
 		const ib_shard_entry *s = e.shard < ds->sum.shards ? &ds->shard_tab[e.shard] : NULL;
 		if (!s || e.codec > IB_MAX_CODEC || id < s->first_id ||
 		    id - s->first_id >= s->records || e.offset < first ||
@@ -323,19 +334,18 @@ IB_API int ibstore_dataset_locate(const ibstore_dataset *ds, uint64_t id, ibstor
 }
 
 int ib_dataset_decode(const ibstore_dataset *ds, uint64_t id, const ib_index_entry *e,
-		      const uint8_t *rec, size_t len, void *buf, char *msg)
+		      const uint8_t *rec, size_t len, int verify, void *buf, char *msg)
 {
 	char why[IB_ERRMSG_LEN];
 	const uint8_t *payload;
-	const char *shard = strrchr(ds->shard_paths[e->shard], '/') + 1;
-	int rc = ib_record_check(rec, len, id, e, &payload, why);
+	int rc = ib_record_check(rec, len, id, e, verify, &payload, why);
+	if (!rc && ib_decompress(e->codec, payload, e->stored_size, buf, e->size)) {
+		rc = IBSTORE_ECORRUPT;
+		snprintf(why, sizeof why, "does not decode");
+	}
 	if (rc)
-		return ib_fail(msg, rc, "%s offset %" PRIu64 ": %s for sample %" PRIu64, shard,
-			       e->offset, why, id);
-	if (ib_decompress(e->codec, payload, e->stored_size, buf, e->size))
-		return ib_fail(msg, IBSTORE_ECORRUPT,
-			       "%s offset %" PRIu64 ": sample %" PRIu64 " does not decode", shard,
-			       e->offset, id);
+		return ib_fail(msg, rc, "%s offset %" PRIu64 ": %s for sample %" PRIu64,
+			       strrchr(ds->shard_paths[e->shard], '/') + 1, e->offset, why, id);
 	return 0;
 }
 
@@ -365,7 +375,7 @@ IB_API int ibstore_dataset_read(ibstore_dataset *ds, uint64_t id, void *buf, siz
 		goto out;
 	}
 	char msg[IB_ERRMSG_LEN];
-	rc = ib_dataset_decode(ds, id, &e, rec, len, buf, msg);
+	rc = ib_dataset_decode(ds, id, &e, rec, len, 1, buf, msg);
 	if (rc) {
 		ib_dsfail(ds, rc, "%s", msg);
 		goto out;
@@ -438,4 +448,17 @@ IB_API const char *ibstore_dataset_shard_path(const ibstore_dataset *ds, uint32_
 	if (not_open(ds) || shard >= ds->sum.shards)
 		return NULL;
 	return ds->shard_paths[shard];
+}
+
+IB_API int ibstore_dataset_evict(ibstore_dataset *ds)
+{
+	if (not_open(ds))
+		return IBSTORE_EINVAL;
+	for (uint32_t s = 0; s < ds->sum.shards; s++) {
+		int rc = posix_fadvise(ds->fds[s], 0, 0, POSIX_FADV_DONTNEED);
+		if (rc)
+			return ib_dsfail(ds, IBSTORE_EIO, "%s: posix_fadvise: %s", ds->shard_paths[s],
+					 strerror(rc));
+	}
+	return 0;
 }

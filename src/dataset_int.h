@@ -33,6 +33,6 @@ int ib_dataset_entry(const ibstore_dataset *ds, uint64_t id, ib_index_entry *e);
  * into buf (e->size bytes); the message (IB_ERRMSG_LEN bytes in msg) names
  * shard, offset and sample. */
 int ib_dataset_decode(const ibstore_dataset *ds, uint64_t id, const ib_index_entry *e,
-		      const uint8_t *rec, size_t len, void *buf, char *msg);
+		      const uint8_t *rec, size_t len, int verify, void *buf, char *msg);
 
 #endif

@@ -120,10 +120,11 @@ static inline uint64_t ib_align_up(uint64_t v, uint32_t a)
 /*
  * Checks a whole record (header + stored payload, `len` bytes at `p`)
  * against what the index says it should be.  On success *payload points
- * at the stored payload inside `p`.  Message in `err` (without file name).
+ * at the stored payload inside `p`.  With `verify` 0 the payload checksum
+ * is not computed (the header is still checked).  Message in `err`.
  */
 int ib_record_check(const uint8_t *p, size_t len, uint64_t id, const ib_index_entry *want,
-		    const uint8_t **payload, char *err);
+		    int verify, const uint8_t **payload, char *err);
 
 
 

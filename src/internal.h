@@ -51,4 +51,8 @@ int ib_read_file(const char *path, uint8_t **out, size_t *len, size_t max);
 /* Size and xxh3-64 (seed 0) of a whole file, streamed; 0 or -errno. */
 int ib_hash_file(const char *path, uint64_t *size, uint64_t *hash);
 
+/* prune.c: a native counter-based Fisher–Yates shuffle of n u64 values,
+ * depending only on (seed, epoch, stream). */
+void ib_shuffle_u64(uint64_t seed, uint32_t epoch, uint32_t stream, uint64_t *a, uint64_t n);
+
 #endif

@@ -465,3 +465,15 @@ IB_API void ibstore_plan_free(ibstore_plan *p)
 	free((void *)p->weights);
 	free(p);
 }
+
+void ib_shuffle_u64(uint64_t seed, uint32_t epoch, uint32_t stream, uint64_t *a, uint64_t n)
+{
+	rng r;
+	rng_init(&r, 0, seed, epoch, stream);
+	for (uint64_t i = n; i-- > 1;) {
+		uint64_t j = rng_upto(&r, i);
+		uint64_t t = a[i];
+		a[i] = a[j];
+		a[j] = t;
+	}
+}

@@ -1,0 +1,1120 @@
+/*
+ * loader.c — the streaming pipeline.  Per epoch: the run's plan is sliced
+ * for this rank (and optionally reordered for locality) before any I/O;
+ * an I/O thread cuts the slice into read windows of whole batches, sorts
+ * each window's records into file order, coalesces neighbours across small
+ * gaps, and reads them through the backend; decode threads verify and
+ * decompress each batch into its arena; the consumer takes batches in
+ * order.  Pruned samples produce no request.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dataset_int.h"
+#include "io.h"
+
+#define HUGE_SIZE ((size_t)2 << 20)
+#define DIRECT_ALIGN 4096u
+#define NWIN 2
+
+enum { B_PLANNED, B_READ, B_DECODING, B_READY, B_TAKEN };
+
+typedef struct lbatch {
+	ibstore_batch pub;
+	uint64_t index;
+	size_t n;               /* planned samples */
+	uint64_t *ids;
+	int32_t *labels;
+	float *weights;
+	uint32_t *sizes;
+	uint64_t *offsets;
+	uint64_t *skipped;
+	const uint8_t **src;    /* each sample's record in the window buffer */
+	int32_t *bad;           /* per sample: I/O error code, 0 when fine */
+	uint8_t *data;
+	uint64_t data_cap;      /* decoded bytes of all planned samples */
+	uint32_t pending;       /* records not yet read */
+	int status;
+	int err;                /* decoding failure under the fail policy */
+	char *errmsg;
+	int win;
+	int detached;           /* its epoch is gone: free on release */
+} lbatch;
+
+typedef struct wrec {
+	uint64_t id;
+	uint32_t batch; /* relative to the window's first batch */
+	uint32_t pos;
+} wrec;
+
+typedef struct window {
+	int busy;
+	uint8_t *buf;
+	size_t cap;
+	int buf_index;
+	uint64_t b0, b1;        /* batches [b0, b1) */
+	uint64_t undecoded;
+	wrec *recs;
+	size_t nrecs, caprecs;
+	ib_req *reqs;
+	size_t nreqs, capreqs;
+	ib_req **submit;
+} window;
+
+struct ibstore_loader {
+	char errmsg[IB_ERRMSG_LEN];
+	ibstore_dataset *ds;
+	ibstore_run *run;
+	ibstore_loader_opts o;
+	ibstore_run_opts ro;
+	const char *buffers;
+	int direct;
+	int *dfds;              /* O_DIRECT descriptors, or NULL */
+	ib_io *io;
+	window win[NWIN];
+	int nwin;               /* windows in use: 1 when one holds the dataset */
+	size_t wcap;
+	uint64_t fixed_size;
+
+	pthread_t io_thread;
+	pthread_t *dec;
+	unsigned ndec;
+	int threads_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv_io, cv_dec, cv_cons;
+	int stop;
+
+	/* the epoch (guarded by mu where threads share it) */
+	int active;
+	uint32_t epoch;
+	uint64_t *order;        /* slice ids in emission order */
+	float *order_w;
+	uint64_t len;
+	uint64_t nbatches;
+	uint64_t start;         /* first batch served (resume cursor) */
+	lbatch **slots;
+	uint64_t next_plan;     /* I/O thread: next batch to put in a window */
+	uint64_t next_decode;   /* decoders: next batch to claim */
+	uint64_t next_take;     /* consumer */
+	unsigned io_inflight;
+	int io_busy;            /* I/O thread holds requests not yet reaped */
+	int io_failed;
+	char io_msg[IB_ERRMSG_LEN];
+	uint8_t *reported;      /* per batch, consumer side */
+	uint64_t cursor;        /* consumer: batches reported in a row */
+	uint8_t *in_plan;       /* bitmap of the global plan */
+	uint64_t *pruned_upto;  /* record bytes of pruned samples with smaller ids */
+	uint64_t *batch_need;   /* window bytes each batch needs */
+
+	/* free arenas for reuse */
+	uint8_t *pool[8];
+	uint64_t pool_cap[8];
+	unsigned npool;
+
+	ibstore_loader_stats st;
+	uint64_t pruned_bytes, pruned_requested;
+	double t_begin;
+};
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int lfail(ibstore_loader *l, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int lfail(ibstore_loader *l, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(l->errmsg, sizeof l->errmsg, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+/* ---- options ------------------------------------------------------ */
+
+IB_API void ibstore_loader_opts_init(ibstore_loader_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->drop_last = -1;
+	o->prefetch = 4;
+	o->queue_depth = 64;
+	o->verify = 1;
+	o->gap = 32 << 10;
+	o->max_read = 1 << 20;
+	o->budget = (uint64_t)512 << 20;
+}
+
+IB_API int ibstore_backend_parse(const char *name, ibstore_backend *out)
+{
+	static const char *names[] = {"auto", "uring", "pread"};
+	for (int i = 0; name && out && i < 3; i++) {
+		if (strcmp(name, names[i]) == 0) {
+			*out = (ibstore_backend)i;
+			return 0;
+		}
+	}
+	return IBSTORE_EINVAL;
+}
+
+IB_API int ibstore_order_parse(const char *name, ibstore_order *out)
+{
+	if (!name || !out)
+		return IBSTORE_EINVAL;
+	if (strcmp(name, "random") == 0)
+		*out = IBSTORE_ORDER_RANDOM;
+	else if (strcmp(name, "locality") == 0)
+		*out = IBSTORE_ORDER_LOCALITY;
+	else
+		return IBSTORE_EINVAL;
+	return 0;
+}
+
+/* ---- memory --------------------------------------------------------- */
+
+/* Read windows come from huge pages when the system has them reserved,
+ * else from 2 MiB-aligned memory advised for transparent huge pages: on
+ * virtio disks every 4 KiB page of an O_DIRECT buffer costs a ring slot. */
+static uint8_t *alloc_window(size_t cap, const char **kind)
+{
+	size_t len = (cap + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1);
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (p != MAP_FAILED) {
+		*kind = "hugetlb";
+		return p;
+	}
+	p = mmap(NULL, len + HUGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		 -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	uintptr_t a = ((uintptr_t)p + HUGE_SIZE - 1) & ~(uintptr_t)(HUGE_SIZE - 1);
+	if (a > (uintptr_t)p)
+		munmap(p, a - (uintptr_t)p);
+	munmap((void *)(a + len), (uintptr_t)p + len + HUGE_SIZE - (a + len));
+	*kind = madvise((void *)a, len, MADV_HUGEPAGE) == 0 ? "thp" : "normal";
+	return (uint8_t *)a;
+}
+
+static void free_window(window *w)
+{
+	if (w->buf)
+		munmap(w->buf, (w->cap + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1));
+	free(w->recs);
+	free(w->reqs);
+	free(w->submit);
+	memset(w, 0, sizeof *w);
+}
+
+static void batch_free(lbatch *b)
+{
+	if (!b)
+		return;
+	free(b->ids);
+	free(b->data);
+	free(b->errmsg);
+	free(b);
+}
+
+/* One allocation for a batch's per-sample arrays. */
+static lbatch *batch_new(size_t n)
+{
+	lbatch *b = calloc(1, sizeof *b);
+	if (!b)
+		return NULL;
+	size_t k = n ? n : 1;
+	size_t bytes = k * (8 + 4 + 4 + 4 + 8 + 8 + sizeof(void *) + 4);
+	uint8_t *m = malloc(bytes);
+	if (!m) {
+		free(b);
+		return NULL;
+	}
+	b->ids = (uint64_t *)m;
+	b->offsets = b->ids + k;
+	b->skipped = b->offsets + k;
+	b->src = (const uint8_t **)(b->skipped + k);
+	b->labels = (int32_t *)(b->src + k);
+	b->weights = (float *)(b->labels + k);
+	b->sizes = (uint32_t *)(b->weights + k);
+	b->bad = (int32_t *)(b->sizes + k);
+	return b;
+}
+
+/* Arena for a batch, reused from released batches when one is big enough. */
+static uint8_t *take_arena(ibstore_loader *l, uint64_t cap)
+{
+	for (unsigned i = 0; i < l->npool; i++) {
+		if (l->pool_cap[i] >= cap) {
+			uint8_t *p = l->pool[i];
+			l->pool[i] = l->pool[--l->npool];
+			l->pool_cap[i] = l->pool_cap[l->npool];
+			return p;
+		}
+	}
+	return malloc(cap ? cap : 1);
+}
+
+static void give_arena(ibstore_loader *l, uint8_t *p, uint64_t cap)
+{
+	if (l->npool < 8) {
+		l->pool[l->npool] = p;
+		l->pool_cap[l->npool++] = cap;
+	} else {
+		free(p);
+	}
+}
+
+/* ---- read planning ------------------------------------------------- */
+
+static uint64_t rec_len(const ib_index_entry *e)
+{
+	return IB_RECORD_HEADER_SIZE + (uint64_t)e->stored_size;
+}
+
+/* Upper bound of window bytes a sample can take (alignment included). */
+static uint64_t rec_budget(const ibstore_loader *l, uint64_t id)
+{
+	ib_index_entry e;
+	ib_dataset_entry(l->ds, id, &e);
+	return rec_len(&e) + (l->direct ? 2 * DIRECT_ALIGN : 64);
+}
+
+static uint64_t batch_lo(const ibstore_loader *l, uint64_t b)
+{
+	return b * l->ro.batch_size;
+}
+
+static uint64_t batch_hi(const ibstore_loader *l, uint64_t b)
+{
+	uint64_t hi = (b + 1) * l->ro.batch_size;
+	return hi < l->len ? hi : l->len;
+}
+
+/* Stable LSD radix sort of records by id (ids < 2^32): id order is file
+ * order (the dataset checks this on open). */
+static int sort_recs(wrec *r, size_t n)
+{
+	wrec *tmp = malloc((n ? n : 1) * sizeof *tmp);
+	if (!tmp)
+		return IBSTORE_ENOMEM;
+	for (int pass = 0; pass < 2; pass++) {
+		size_t count[65537] = {0};
+		int sh = 16 * pass;
+		for (size_t i = 0; i < n; i++)
+			count[((r[i].id >> sh) & 0xffff) + 1]++;
+		for (int i = 0; i < 65536; i++)
+			count[i + 1] += count[i];
+		for (size_t i = 0; i < n; i++)
+			tmp[count[(r[i].id >> sh) & 0xffff]++] = r[i];
+		memcpy(r, tmp, n * sizeof *r);
+	}
+	free(tmp);
+	return 0;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 256;
+	while (c < need)
+		c *= 2;
+	void *q = realloc(*p, c * elem);
+	if (!q)
+		return IBSTORE_ENOMEM;
+	*p = q;
+	*cap = c;
+	return 0;
+}
+
+static int planned(const ibstore_loader *l, uint64_t id)
+{
+	return (l->in_plan[id >> 3] >> (id & 7)) & 1;
+}
+
+/* Bytes of pruned records inside [a, b) of a shard, for a request whose
+ * wanted records run from lo_id to hi_id: whole records between them
+ * (gaps read through) from the prefix sums, plus the parts of neighbours
+ * that alignment reaches. */
+static uint64_t pruned_inside(const ibstore_loader *l, uint32_t shard, uint64_t a, uint64_t b,
+			      uint64_t lo_id, uint64_t hi_id)
+{
+	uint64_t sum = l->pruned_upto[hi_id] - l->pruned_upto[lo_id];
+	for (uint64_t id = lo_id; id-- > 0;) {
+		ib_index_entry e;
+		ib_dataset_entry(l->ds, id, &e);
+		if (e.shard != shard || e.offset + rec_len(&e) <= a)
+			break;
+		if (!planned(l, id))
+			sum += e.offset + rec_len(&e) - a;
+	}
+	for (uint64_t id = hi_id + 1; id < l->ds->sum.samples; id++) {
+		ib_index_entry e;
+		ib_dataset_entry(l->ds, id, &e);
+		if (e.shard != shard || e.offset >= b)
+			break;
+		if (!planned(l, id))
+			sum += (e.offset + rec_len(&e) < b ? e.offset + rec_len(&e) : b) - e.offset;
+	}
+	return sum;
+}
+
+/* Picks the batches of the next window and builds its requests.  Runs on
+ * the I/O thread without the lock: slots [b0, b1) are its own until their
+ * status says otherwise. */
+static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
+{
+	uint64_t bytes = 0, b1 = b0;
+	while (b1 < l->nbatches) {
+		if (b1 > b0 && bytes + l->batch_need[b1] > w->cap)
+			break;
+		bytes += l->batch_need[b1];
+		b1++;
+	}
+	w->b0 = b0;
+	w->b1 = b1;
+	w->nrecs = 0;
+	w->nreqs = 0;
+	size_t total = (size_t)(batch_hi(l, b1 - 1) - batch_lo(l, b0));
+	if (grow((void **)&w->recs, &w->caprecs, total, sizeof *w->recs))
+		return IBSTORE_ENOMEM;
+	for (uint64_t b = b0; b < b1; b++) {
+		uint64_t lo = batch_lo(l, b), hi = batch_hi(l, b);
+		lbatch *lb = batch_new((size_t)(hi - lo));
+		if (!lb)
+			return IBSTORE_ENOMEM;
+		lb->index = b;
+		lb->n = (size_t)(hi - lo);
+		lb->pending = (uint32_t)lb->n;
+		lb->win = (int)(w - l->win);
+		lb->status = B_PLANNED;
+		for (uint64_t i = lo; i < hi; i++) {
+			ib_index_entry e;
+			ib_dataset_entry(l->ds, l->order[i], &e);
+			lb->ids[i - lo] = l->order[i];
+			lb->weights[i - lo] = l->order_w[i];
+			lb->bad[i - lo] = 0;
+			lb->data_cap += e.size;
+			w->recs[w->nrecs++] = (wrec){l->order[i], (uint32_t)(b - b0),
+						     (uint32_t)(i - lo)};
+		}
+		pthread_mutex_lock(&l->mu);
+		l->slots[b] = lb;
+		pthread_mutex_unlock(&l->mu);
+	}
+	if (sort_recs(w->recs, w->nrecs))
+		return IBSTORE_ENOMEM;
+	uint32_t align = l->direct ? DIRECT_ALIGN : 64;
+	size_t pos = 0;
+	uint64_t read = 0, wanted = 0, pruned_req = 0;
+	for (size_t i = 0; i < w->nrecs;) {
+		ib_index_entry e;
+		ib_dataset_entry(l->ds, w->recs[i].id, &e);
+		uint64_t start = e.offset, end = e.offset + rec_len(&e);
+		uint64_t prev_id = w->recs[i].id;
+		wanted += rec_len(&e);
+		size_t j = i + 1;
+		for (; j < w->nrecs; j++) {
+			if (w->recs[j].id == prev_id)
+				continue; /* the same record twice (padding): read once */
+			ib_index_entry f;
+			ib_dataset_entry(l->ds, w->recs[j].id, &f);
+			uint64_t fend = f.offset + rec_len(&f);
+			if (f.shard != e.shard || l->o.gap == 0 || f.offset - end > l->o.gap ||
+			    fend - start > l->o.max_read)
+				break;
+			end = fend;
+			wanted += rec_len(&f);
+			prev_id = w->recs[j].id;
+		}
+		uint64_t a = l->direct ? start & ~(uint64_t)(DIRECT_ALIGN - 1) : start;
+		uint64_t z = l->direct ? (end + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1)
+				       : end;
+		pos = (pos + align - 1) & ~(size_t)(align - 1);
+		if (pos + (z - a) > w->cap)
+			return IBSTORE_ETOOBIG; /* cannot happen: rec_budget bounds it */
+		if (grow((void **)&w->reqs, &w->capreqs, w->nreqs + 1, sizeof *w->reqs))
+			return IBSTORE_ENOMEM;
+		w->reqs[w->nreqs++] = (ib_req){.shard = e.shard, .len = (uint32_t)(z - a),
+					       .off = a, .buf = w->buf + pos,
+					       .need = (uint32_t)(end - a),
+					       .window = (uint32_t)(w - l->win),
+					       .first_rec = (uint32_t)i, .nrecs = (uint32_t)(j - i),
+					       .buf_index = w->buf_index};
+		for (size_t k = i; k < j; k++) {
+			ib_index_entry g;
+			ib_dataset_entry(l->ds, w->recs[k].id, &g);
+			lbatch *lb = l->slots[w->b0 + w->recs[k].batch];
+			lb->src[w->recs[k].pos] = w->buf + pos + (g.offset - a);
+		}
+		pruned_req += pruned_inside(l, e.shard, a, z, w->recs[i].id, w->recs[j - 1].id);
+		read += z - a;
+		pos += z - a;
+		i = j;
+	}
+	free(w->submit);
+	w->submit = malloc((w->nreqs ? w->nreqs : 1) * sizeof *w->submit);
+	if (!w->submit)
+		return IBSTORE_ENOMEM;
+	for (size_t r = 0; r < w->nreqs; r++)
+		w->submit[r] = &w->reqs[r];
+	pthread_mutex_lock(&l->mu);
+	l->st.bytes_read += read;
+	l->st.read_around += read - wanted;
+	l->st.requests += w->nreqs;
+	l->pruned_requested += pruned_req;
+	w->undecoded = b1 - b0;
+	pthread_mutex_unlock(&l->mu);
+	return 0;
+}
+
+/* ---- I/O thread ----------------------------------------------------- */
+
+static void complete(ibstore_loader *l, ib_req *r)
+{
+	window *w = &l->win[r->window];
+	int bad = r->err ? r->err : r->done < r->need ? -EIO : 0;
+	for (uint32_t k = r->first_rec; k < r->first_rec + r->nrecs; k++) {
+		lbatch *lb = l->slots[w->b0 + w->recs[k].batch];
+		if (bad)
+			lb->bad[w->recs[k].pos] = bad;
+		if (--lb->pending == 0 && lb->status == B_PLANNED) {
+			lb->status = B_READ;
+			pthread_cond_broadcast(&l->cv_dec);
+		}
+	}
+}
+
+static void *io_main(void *arg)
+{
+	ibstore_loader *l = arg;
+	ib_req *done[256];
+	pthread_mutex_lock(&l->mu);
+	while (!l->stop) {
+		window *w = NULL;
+		if (l->active && !l->io_failed && l->next_plan < l->nbatches)
+			for (int i = 0; i < l->nwin && !w; i++)
+				if (!l->win[i].busy)
+					w = &l->win[i];
+		if (w) {
+			w->busy = 1;
+			uint64_t b0 = l->next_plan;
+			l->io_busy = 1;
+			pthread_mutex_unlock(&l->mu);
+			int rc = plan_window(l, w, b0);
+			if (!rc && w->nreqs && l->o.on_read)
+				for (size_t i = 0; i < w->nreqs; i++)
+					l->o.on_read(l->o.on_read_ctx, w->reqs[i].shard,
+						     w->reqs[i].off, w->reqs[i].len);
+			if (!rc)
+				rc = l->io->submit(l->io, w->submit, (unsigned)w->nreqs);
+			pthread_mutex_lock(&l->mu);
+			if (rc) {
+				l->io_failed = rc;
+				snprintf(l->io_msg, sizeof l->io_msg, "read planning failed: %s",
+					 ibstore_strerror(rc));
+				pthread_cond_broadcast(&l->cv_cons);
+			} else {
+				l->next_plan = w->b1;
+				l->io_inflight += (unsigned)w->nreqs;
+				/* a window of empty batches has nothing to read */
+				for (uint64_t b = w->b0; b < w->b1; b++)
+					if (l->slots[b]->pending == 0 && l->slots[b]->status == B_PLANNED) {
+						l->slots[b]->status = B_READ;
+						pthread_cond_broadcast(&l->cv_dec);
+					}
+			}
+			l->io_busy = 0;
+			continue;
+		}
+		if (l->io_inflight) {
+			l->io_busy = 1;
+			pthread_mutex_unlock(&l->mu);
+			int n = l->io->reap(l->io, done, 256, 1);
+			pthread_mutex_lock(&l->mu);
+			l->io_busy = 0;
+			if (n < 0) {
+				l->io_failed = n;
+				snprintf(l->io_msg, sizeof l->io_msg, "read backend failed: %s",
+					 ibstore_strerror(n));
+				pthread_cond_broadcast(&l->cv_cons);
+				continue;
+			}
+			for (int i = 0; i < n; i++)
+				complete(l, done[i]);
+			l->io_inflight -= (unsigned)n;
+			pthread_cond_broadcast(&l->cv_cons); /* drain() may wait on it */
+			continue;
+		}
+		pthread_cond_wait(&l->cv_io, &l->mu);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return NULL;
+}
+
+/* ---- decode threads -------------------------------------------------- */
+
+static void decode_batch(ibstore_loader *l, lbatch *b)
+{
+	char msg[IB_ERRMSG_LEN];
+	uint64_t pos = 0;
+	size_t out = 0, nskip = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		uint64_t id = b->ids[i];
+		ib_index_entry e;
+		ib_dataset_entry(l->ds, id, &e);
+		int rc;
+		if (b->bad[i])
+			rc = ib_fail(msg, IBSTORE_EIO, "%s offset %" PRIu64 ": reading sample %" PRIu64
+				     ": %s", strrchr(l->ds->shard_paths[e.shard], '/') + 1,
+				     e.offset, id, strerror(-b->bad[i]));
+		else
+			rc = ib_dataset_decode(l->ds, id, &e, b->src[i], rec_len(&e), l->o.verify,
+					       b->data + pos, msg);
+		if (rc) {
+			if (l->o.corrupt == IBSTORE_CORRUPT_SKIP) {
+				b->skipped[nskip++] = id;
+				continue;
+			}
+			b->err = rc;
+			b->errmsg = strdup(msg);
+			return;
+		}
+		b->ids[out] = id;
+		b->weights[out] = b->weights[i];
+		b->labels[out] = e.label;
+		b->sizes[out] = e.size;
+		b->offsets[out] = pos;
+		pos += e.size;
+		out++;
+	}
+	b->pub = (ibstore_batch){.epoch = l->epoch, .index = b->index, .n = out,
+				 .ids = b->ids, .labels = b->labels, .weights = b->weights,
+				 .sizes = b->sizes, .offsets = b->offsets, .data = b->data,
+				 .data_size = pos, .sample_size = (uint32_t)l->fixed_size,
+				 .n_skipped = nskip, .skipped_ids = b->skipped};
+}
+
+static void *dec_main(void *arg)
+{
+	ibstore_loader *l = arg;
+	pthread_mutex_lock(&l->mu);
+	while (!l->stop) {
+		lbatch *b = NULL;
+		if (l->active && l->next_decode < l->nbatches &&
+		    l->next_decode < l->next_take + l->o.prefetch) {
+			b = l->slots[l->next_decode];
+			if (b && b->status == B_READ)
+				l->next_decode++;
+			else
+				b = NULL;
+		}
+		if (!b) {
+			pthread_cond_wait(&l->cv_dec, &l->mu);
+			continue;
+		}
+		b->status = B_DECODING;
+		b->data = take_arena(l, b->data_cap);
+		pthread_mutex_unlock(&l->mu);
+		if (b->data)
+			decode_batch(l, b);
+		else
+			b->err = IBSTORE_ENOMEM;
+		pthread_mutex_lock(&l->mu);
+		b->status = B_READY;
+		l->st.corrupt_skipped += b->pub.n_skipped;
+		window *w = &l->win[b->win];
+		if (--w->undecoded == 0 && w->b1 <= l->next_plan) {
+			w->busy = 0; /* its bytes are all copied out */
+			pthread_cond_signal(&l->cv_io);
+		}
+		pthread_cond_broadcast(&l->cv_cons);
+		pthread_cond_broadcast(&l->cv_dec);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return NULL;
+}
+
+/* ---- open / close ---------------------------------------------------- */
+
+static int open_direct(ibstore_loader *l)
+{
+	uint32_t n = l->ds->sum.shards;
+	l->dfds = malloc((n ? n : 1) * sizeof *l->dfds);
+	if (!l->dfds)
+		return lfail(l, IBSTORE_ENOMEM, "out of memory");
+	for (uint32_t s = 0; s < n; s++)
+		l->dfds[s] = -1;
+	for (uint32_t s = 0; s < n; s++) {
+		l->dfds[s] = open(l->ds->shard_paths[s], O_RDONLY | O_DIRECT | O_CLOEXEC);
+		if (l->dfds[s] < 0)
+			return lfail(l, IBSTORE_EUNSUPPORTED, "%s: O_DIRECT refused: %s",
+				     l->ds->shard_paths[s], strerror(errno));
+	}
+	return 0;
+}
+
+static int check_loader_opts(ibstore_loader *l)
+{
+	ibstore_loader_opts *o = &l->o;
+	if (o->batch_size && o->batch_size != l->ro.batch_size)
+		return lfail(l, IBSTORE_EMISMATCH, "batch size %" PRIu32 " differs from the run's %"
+			     PRIu32, o->batch_size, l->ro.batch_size);
+	if (o->drop_last >= 0 && !!o->drop_last != !!l->ro.drop_last)
+		return lfail(l, IBSTORE_EMISMATCH, "drop_last differs from the run's");
+	if (o->prefetch == 0 || o->queue_depth == 0 || o->queue_depth > 4096)
+		return lfail(l, IBSTORE_EINVAL, "prefetch must be > 0, queue depth in 1..4096");
+	if (o->backend < IBSTORE_BACKEND_AUTO || o->backend > IBSTORE_BACKEND_PREAD ||
+	    o->order < IBSTORE_ORDER_RANDOM || o->order > IBSTORE_ORDER_LOCALITY ||
+	    o->corrupt < IBSTORE_CORRUPT_FAIL || o->corrupt > IBSTORE_CORRUPT_SKIP)
+		return lfail(l, IBSTORE_EINVAL, "unknown backend, order or corrupt policy");
+	if (o->max_read < 4096 || o->max_read > ((uint64_t)1 << 30))
+		return lfail(l, IBSTORE_EINVAL, "max_read must be in 4 KiB .. 1 GiB");
+	if (o->threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		o->threads = n > 1 ? (uint32_t)(n - 1) : 1;
+	}
+	if (o->threads > 64)
+		o->threads = 64;
+	return 0;
+}
+
+static int setup_windows(ibstore_loader *l)
+{
+	uint64_t sample = l->ds->info.max_size ? l->ds->info.max_size : 1;
+	uint64_t arenas = (uint64_t)l->o.prefetch * l->ro.batch_size * sample;
+	uint64_t rest = l->o.budget > arenas ? l->o.budget - arenas : 0;
+	uint64_t floor = 4 << 20;
+	l->wcap = (size_t)(rest / NWIN > floor ? rest / NWIN : floor);
+	/* a dataset that fits one window needs no second: registering buffers
+	 * pins (and zeroes) every page of them */
+	uint64_t whole = l->ds->sum.bytes_stored +
+			 l->ds->sum.samples * (IB_RECORD_HEADER_SIZE + (l->direct ? 2 * DIRECT_ALIGN : 64));
+	l->nwin = NWIN;
+	if (whole <= l->wcap) {
+		l->wcap = (size_t)whole;
+		l->nwin = 1;
+	}
+	void *bases[NWIN];
+	size_t lens[NWIN];
+	for (int i = 0; i < l->nwin; i++) {
+		l->win[i].cap = l->wcap;
+		l->win[i].buf = alloc_window(l->wcap, &l->buffers);
+		if (!l->win[i].buf)
+			return lfail(l, IBSTORE_ENOMEM, "cannot allocate %zu bytes of read windows",
+				     l->wcap);
+		l->win[i].buf_index = i;
+		bases[i] = l->win[i].buf;
+		lens[i] = l->wcap;
+	}
+	ib_io_buffers bufs = {bases, lens, (unsigned)l->nwin};
+	const int *fds = l->direct ? l->dfds : l->ds->fds;
+	char msg[IB_ERRMSG_LEN];
+	int rc = IBSTORE_EUNSUPPORTED;
+	if (l->o.backend != IBSTORE_BACKEND_PREAD)
+		rc = ib_io_uring_create(fds, l->ds->sum.shards, l->o.queue_depth, &bufs, &l->io,
+					msg);
+	if (rc && l->o.backend == IBSTORE_BACKEND_URING)
+		return lfail(l, rc, "%s", msg);
+	if (rc) /* auto: io_uring refused, so threads calling pread */
+		rc = ib_io_pread_create(fds, l->ds->sum.shards,
+					l->o.queue_depth < 16 ? l->o.queue_depth : 16, &l->io, msg);
+	if (rc)
+		return lfail(l, rc, "%s", msg);
+	return 0;
+}
+
+static int start_threads(ibstore_loader *l)
+{
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->cv_io, NULL);
+	pthread_cond_init(&l->cv_dec, NULL);
+	pthread_cond_init(&l->cv_cons, NULL);
+	l->threads_started = 1;
+	l->dec = calloc(l->o.threads, sizeof *l->dec);
+	if (!l->dec)
+		return lfail(l, IBSTORE_ENOMEM, "out of memory");
+	if (pthread_create(&l->io_thread, NULL, io_main, l))
+		return lfail(l, IBSTORE_ENOMEM, "cannot start the I/O thread");
+	l->threads_started = 2;
+	for (unsigned i = 0; i < l->o.threads; i++) {
+		if (pthread_create(&l->dec[i], NULL, dec_main, l))
+			return lfail(l, IBSTORE_ENOMEM, "cannot start decode threads");
+		l->ndec = i + 1;
+	}
+	return 0;
+}
+
+IB_API int ibstore_loader_open(ibstore_dataset *ds, ibstore_run *run,
+			       const ibstore_loader_opts *opts, ibstore_loader **out)
+{
+	if (!out)
+		return IBSTORE_EINVAL;
+	ibstore_loader *l = calloc(1, sizeof *l);
+	*out = l;
+	if (!l)
+		return IBSTORE_ENOMEM;
+	if (!ds || !ds->open || !run)
+		return lfail(l, IBSTORE_EINVAL, "an open dataset and run are needed");
+	l->ds = ds;
+	l->run = run;
+	if (opts)
+		l->o = *opts;
+	else
+		ibstore_loader_opts_init(&l->o);
+	int rc = ibstore_run_config(run, &l->ro);
+	if (rc)
+		return lfail(l, rc, "the run is not open");
+	if (l->ro.samples != ds->sum.samples)
+		return lfail(l, IBSTORE_EMISMATCH, "the run has %" PRIu64
+			     " samples, the dataset %" PRIu64, l->ro.samples, ds->sum.samples);
+	if ((rc = check_loader_opts(l)))
+		return rc;
+	l->fixed_size = ds->info.fixed_size;
+	l->direct = l->o.direct;
+	l->st.backend = "none";
+	if (l->direct && (rc = open_direct(l)))
+		return rc;
+	if ((rc = setup_windows(l)) || (rc = start_threads(l)))
+		return rc;
+	l->st.backend = l->io->name;
+	l->st.registered = l->io->registered;
+	l->st.buffers = l->buffers;
+	l->st.direct = l->direct;
+	l->errmsg[0] = '\0';
+	return 0;
+}
+
+/* Waits until no thread touches the epoch, then frees it.  Batches the
+ * caller still holds stay valid until released. */
+static void drain(ibstore_loader *l)
+{
+	pthread_mutex_lock(&l->mu);
+	l->active = 0;
+	while (l->io_inflight || l->io_busy)
+		pthread_cond_wait(&l->cv_cons, &l->mu);
+	for (uint64_t b = 0; b < l->nbatches && l->slots; b++) {
+		lbatch *lb = l->slots[b];
+		while (lb && lb->status == B_DECODING)
+			pthread_cond_wait(&l->cv_cons, &l->mu);
+		if (!lb)
+			continue;
+		if (lb->status == B_TAKEN)
+			lb->detached = 1;
+		else
+			batch_free(lb);
+	}
+	for (int i = 0; i < NWIN; i++)
+		l->win[i].busy = 0;
+	pthread_mutex_unlock(&l->mu);
+	free(l->slots);
+	free(l->order);
+	free(l->order_w);
+	free(l->reported);
+	free(l->in_plan);
+	free(l->pruned_upto);
+	free(l->batch_need);
+	l->pruned_upto = NULL;
+	l->batch_need = NULL;
+	l->slots = NULL;
+	l->order = NULL;
+	l->order_w = NULL;
+	l->reported = NULL;
+	l->in_plan = NULL;
+	l->nbatches = 0;
+}
+
+IB_API void ibstore_loader_close(ibstore_loader *l)
+{
+	if (!l)
+		return;
+	if (l->threads_started) {
+		drain(l);
+		pthread_mutex_lock(&l->mu);
+		l->stop = 1;
+		pthread_cond_broadcast(&l->cv_io);
+		pthread_cond_broadcast(&l->cv_dec);
+		pthread_mutex_unlock(&l->mu);
+		if (l->threads_started > 1)
+			pthread_join(l->io_thread, NULL);
+		for (unsigned i = 0; i < l->ndec; i++)
+			pthread_join(l->dec[i], NULL);
+		pthread_mutex_destroy(&l->mu);
+		pthread_cond_destroy(&l->cv_io);
+		pthread_cond_destroy(&l->cv_dec);
+		pthread_cond_destroy(&l->cv_cons);
+	}
+	if (l->io)
+		l->io->destroy(l->io);
+	for (int i = 0; i < NWIN; i++)
+		free_window(&l->win[i]);
+	for (uint32_t s = 0; l->dfds && s < l->ds->sum.shards; s++)
+		if (l->dfds[s] >= 0)
+			close(l->dfds[s]);
+	for (unsigned i = 0; i < l->npool; i++)
+		free(l->pool[i]);
+	free(l->dfds);
+	free(l->dec);
+	free(l);
+}
+
+IB_API const char *ibstore_loader_errmsg(const ibstore_loader *l)
+{
+	return l ? l->errmsg : "no loader handle (out of memory?)";
+}
+
+/* ---- epochs -------------------------------------------------------- */
+
+/* Blocks of neighbouring records in random order, then samples shuffled
+ * within windows of 16 blocks: a deterministic function of the slice. */
+static int locality_order(ibstore_loader *l, uint64_t *ids, float *w, uint64_t n)
+{
+	wrec *r = malloc((n ? n : 1) * sizeof *r);
+	uint64_t *key = malloc((n ? n : 1) * sizeof *key);
+	uint64_t *id0 = malloc((n ? n : 1) * sizeof *id0);
+	float *w0 = malloc((n ? n : 1) * sizeof *w0);
+	uint64_t avg = 40 + l->ds->sum.bytes_stored / (l->ds->sum.samples ? l->ds->sum.samples : 1);
+	uint64_t blk = (1u << 20) / avg ? (1u << 20) / avg : 1;
+	uint64_t nblk = (n + blk - 1) / blk;
+	uint64_t *border = malloc((nblk ? nblk : 1) * sizeof *border);
+	int rc = IBSTORE_ENOMEM;
+	if (!r || !key || !id0 || !w0 || !border)
+		goto out;
+	for (uint64_t i = 0; i < n; i++)
+		r[i] = (wrec){ids[i], 0, (uint32_t)i};
+	if (sort_recs(r, n))
+		goto out;
+	for (uint64_t b = 0; b < nblk; b++)
+		border[b] = b;
+	ib_shuffle_u64(l->ro.prune.seed, l->epoch, 7, border, nblk);
+	uint64_t k = 0;
+	for (uint64_t b = 0; b < nblk; b++) {
+		uint64_t lo = border[b] * blk, hi = lo + blk < n ? lo + blk : n;
+		for (uint64_t i = lo; i < hi; i++)
+			key[k++] = r[i].pos; /* a slot of the slice, in file order */
+	}
+	uint64_t span = 16 * blk;
+	for (uint64_t s = 0; s < n; s += span)
+		ib_shuffle_u64(l->ro.prune.seed, l->epoch, (uint32_t)(8 + s / span), key + s,
+			       s + span < n ? span : n - s);
+	memcpy(id0, ids, n * sizeof *ids);
+	memcpy(w0, w, n * sizeof *w);
+	for (uint64_t i = 0; i < n; i++) {
+		ids[i] = id0[key[i]];
+		w[i] = w0[key[i]];
+	}
+	rc = 0;
+out:
+	free(r);
+	free(key);
+	free(id0);
+	free(w0);
+	free(border);
+	return rc;
+}
+
+static int build_order(ibstore_loader *l)
+{
+	const ibstore_plan *p = ibstore_run_plan(l->run);
+	ibstore_slice_mode mode = l->ro.slice;
+	uint64_t n = ibstore_plan_slice_len(p, l->ro.world, mode);
+	uint64_t N = l->ds->sum.samples;
+	l->order = malloc((n ? n : 1) * sizeof *l->order);
+	l->order_w = malloc((n ? n : 1) * sizeof *l->order_w);
+	l->in_plan = calloc((N + 7) / 8 + 1, 1);
+	l->pruned_upto = malloc((N + 1) * sizeof *l->pruned_upto);
+	if (!l->order || !l->order_w || !l->in_plan || !l->pruned_upto)
+		return lfail(l, IBSTORE_ENOMEM, "out of memory");
+	for (uint64_t i = 0; i < n; i++)
+		ibstore_plan_slice_entry(p, l->ro.rank, l->ro.world, mode, i, &l->order[i],
+					 &l->order_w[i]);
+	if (l->o.order == IBSTORE_ORDER_LOCALITY && locality_order(l, l->order, l->order_w, n))
+		return lfail(l, IBSTORE_ENOMEM, "out of memory");
+	for (uint64_t i = 0; i < p->len; i++)
+		l->in_plan[p->ids[i] >> 3] |= (uint8_t)(1u << (p->ids[i] & 7));
+	uint64_t sum = 0;
+	for (uint64_t id = 0; id < N; id++) {
+		l->pruned_upto[id] = sum;
+		if (planned(l, id))
+			continue;
+		ib_index_entry e;
+		ib_dataset_entry(l->ds, id, &e);
+		sum += rec_len(&e);
+	}
+	l->pruned_upto[N] = sum;
+	l->pruned_bytes = sum;
+	l->len = n;
+	return 0;
+}
+
+IB_API int ibstore_loader_epoch_begin(ibstore_loader *l, uint32_t epoch, ibstore_epoch_info *info)
+{
+	if (!l || !l->io)
+		return IBSTORE_EINVAL;
+	if (l->slots)
+		drain(l); /* the previous epoch was abandoned */
+	ibstore_epoch_info ei;
+	int rc = ibstore_run_epoch_begin(l->run, epoch, &ei);
+	if (rc)
+		return lfail(l, rc, "%s", ibstore_run_errmsg(l->run));
+	l->epoch = epoch;
+	if ((rc = build_order(l)))
+		return rc;
+	l->nbatches = ei.batches;
+	l->slots = calloc(l->nbatches ? l->nbatches : 1, sizeof *l->slots);
+	l->reported = calloc(l->nbatches ? l->nbatches : 1, 1);
+	l->batch_need = malloc((l->nbatches ? l->nbatches : 1) * sizeof *l->batch_need);
+	if (!l->slots || !l->reported || !l->batch_need)
+		return lfail(l, IBSTORE_ENOMEM, "out of memory");
+	/* one batch must fit a read window */
+	for (uint64_t b = 0; b < l->nbatches; b++) {
+		uint64_t need = 0;
+		for (uint64_t i = batch_lo(l, b); i < batch_hi(l, b); i++)
+			need += rec_budget(l, l->order[i]);
+		l->batch_need[b] = need;
+		if (need > l->wcap)
+			return lfail(l, IBSTORE_ETOOBIG,
+				     "batch %" PRIu64 " needs %" PRIu64 " bytes of read window but "
+				     "the budget gives %zu; raise the budget or lower the batch size",
+				     b, need, l->wcap);
+	}
+	l->start = ei.cursor;
+	l->cursor = ei.cursor;
+	memset(&l->st, 0, offsetof(ibstore_loader_stats, backend));
+	l->st.epoch = epoch;
+	l->st.kept = ei.plan.kept;
+	l->st.pruned = ei.plan.pruned;
+	l->pruned_requested = 0;
+	l->t_begin = now();
+	pthread_mutex_lock(&l->mu);
+	l->io_failed = 0;
+	l->next_plan = l->next_decode = l->next_take = ei.cursor;
+	l->active = 1;
+	pthread_cond_broadcast(&l->cv_io);
+	pthread_mutex_unlock(&l->mu);
+	if (info)
+		*info = ei;
+	return 0;
+}
+
+IB_API int ibstore_loader_next(ibstore_loader *l, const ibstore_batch **out)
+{
+	if (!l || !out)
+		return IBSTORE_EINVAL;
+	*out = NULL;
+	if (!l->slots)
+		return lfail(l, IBSTORE_ESTATE, "no epoch has begun");
+	double t0 = now();
+	pthread_mutex_lock(&l->mu);
+	if (l->next_take >= l->nbatches) {
+		pthread_mutex_unlock(&l->mu);
+		return 0;
+	}
+	lbatch *b;
+	while (!(b = l->slots[l->next_take]) || b->status != B_READY) {
+		if (l->io_failed) {
+			pthread_mutex_unlock(&l->mu);
+			return lfail(l, l->io_failed, "%s", l->io_msg);
+		}
+		pthread_cond_wait(&l->cv_cons, &l->mu);
+	}
+	if (b->err) {
+		pthread_mutex_unlock(&l->mu);
+		return lfail(l, b->err, "%s", b->errmsg ? b->errmsg : ibstore_strerror(b->err));
+	}
+	b->status = B_TAKEN;
+	l->next_take++;
+	l->st.batches++;
+	l->st.samples += b->pub.n;
+	l->st.io_wait += now() - t0;
+	pthread_cond_broadcast(&l->cv_dec); /* the prefetch window moved */
+	pthread_mutex_unlock(&l->mu);
+	*out = &b->pub;
+	return 0;
+}
+
+IB_API void ibstore_loader_release(ibstore_loader *l, const ibstore_batch *batch)
+{
+	if (!l || !batch)
+		return;
+	lbatch *b = (lbatch *)batch; /* pub is the first member */
+	pthread_mutex_lock(&l->mu);
+	if (!b->detached && l->slots && b->index < l->nbatches && l->slots[b->index] == b)
+		l->slots[b->index] = NULL;
+	give_arena(l, b->data, b->data_cap);
+	b->data = NULL;
+	pthread_mutex_unlock(&l->mu);
+	batch_free(b);
+}
+
+IB_API int ibstore_loader_report(ibstore_loader *l, const ibstore_batch *batch,
+				 const float *losses)
+{
+	if (!l || !batch || (batch->n && !losses))
+		return IBSTORE_EINVAL;
+	if (!l->slots || batch->epoch != l->epoch || batch->index >= l->nbatches)
+		return lfail(l, IBSTORE_ESTATE, "the batch is not of the current epoch");
+	int rc = ibstore_run_report(l->run, batch->ids, losses, batch->n);
+	if (rc)
+		return lfail(l, rc, "%s", ibstore_run_errmsg(l->run));
+	l->reported[batch->index] = 1;
+	uint64_t adv = 0;
+	while (l->cursor < l->nbatches && l->reported[l->cursor]) {
+		l->cursor++;
+		adv++;
+	}
+	if (adv && (rc = ibstore_run_advance(l->run, adv)))
+		return lfail(l, rc, "%s", ibstore_run_errmsg(l->run));
+	return 0;
+}
+
+static void fill_io_stats(ibstore_loader *l)
+{
+	uint64_t req = l->pruned_requested;
+	l->st.bytes_skipped = l->pruned_bytes > req ? l->pruned_bytes - req : 0;
+	l->st.seconds = now() - l->t_begin;
+}
+
+IB_API int ibstore_loader_epoch_end(ibstore_loader *l)
+{
+	if (!l || !l->slots)
+		return l ? lfail(l, IBSTORE_ESTATE, "no epoch has begun") : IBSTORE_EINVAL;
+	if (l->next_take < l->nbatches)
+		return lfail(l, IBSTORE_ESTATE, "%" PRIu64 " batches of the epoch were not taken",
+			     l->nbatches - l->next_take);
+	pthread_mutex_lock(&l->mu);
+	fill_io_stats(l);
+	ibstore_epoch_io io = {l->st.bytes_read, l->st.bytes_skipped, l->st.seconds};
+	pthread_mutex_unlock(&l->mu);
+	int rc = ibstore_run_epoch_end(l->run, &io);
+	if (rc)
+		return lfail(l, rc, "%s", ibstore_run_errmsg(l->run));
+	drain(l);
+	return 0;
+}
+
+IB_API int ibstore_loader_stats_get(const ibstore_loader *l, ibstore_loader_stats *out)
+{
+	if (!l || !out)
+		return IBSTORE_EINVAL;
+	ibstore_loader *m = (ibstore_loader *)l;
+	pthread_mutex_lock(&m->mu);
+	if (m->slots)
+		fill_io_stats(m);
+	*out = m->st;
+	pthread_mutex_unlock(&m->mu);
+	return 0;
+}
