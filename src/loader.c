@@ -420,24 +420,36 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 	uint32_t align = l->direct ? DIRECT_ALIGN : 64;
 	size_t pos = 0;
 	uint64_t read = 0, wanted = 0, pruned_req = 0;
+	/* window bytes the records not yet placed may need: a gap is read
+	 * through only while everything after it still fits */
+	uint64_t reserve = bytes;
 	for (size_t i = 0; i < w->nrecs;) {
 		ib_index_entry e;
 		ib_dataset_entry(l->ds, w->recs[i].id, &e);
 		uint64_t start = e.offset, end = e.offset + rec_len(&e);
 		uint64_t prev_id = w->recs[i].id;
+		uint64_t base = (pos + align - 1) & ~(size_t)(align - 1);
+		uint64_t a0 = l->direct ? start & ~(uint64_t)(DIRECT_ALIGN - 1) : start;
 		wanted += rec_len(&e);
+		reserve -= rec_budget(l, w->recs[i].id);
 		size_t j = i + 1;
 		for (; j < w->nrecs; j++) {
-			if (w->recs[j].id == prev_id)
-				continue; /* the same record twice (padding): read once */
+			uint64_t fb = rec_budget(l, w->recs[j].id);
+			if (w->recs[j].id == prev_id) {
+				reserve -= fb; /* the same record twice (padding): read once */
+				continue;
+			}
 			ib_index_entry f;
 			ib_dataset_entry(l->ds, w->recs[j].id, &f);
 			uint64_t fend = f.offset + rec_len(&f);
+			uint64_t zf = l->direct ? (fend + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1)
+						: fend;
 			if (f.shard != e.shard || l->o.gap == 0 || f.offset - end > l->o.gap ||
-			    fend - start > l->o.max_read)
+			    fend - start > l->o.max_read || base + (zf - a0) + reserve - fb > w->cap)
 				break;
 			end = fend;
 			wanted += rec_len(&f);
+			reserve -= fb;
 			prev_id = w->recs[j].id;
 		}
 		uint64_t a = l->direct ? start & ~(uint64_t)(DIRECT_ALIGN - 1) : start;
@@ -445,7 +457,7 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 				       : end;
 		pos = (pos + align - 1) & ~(size_t)(align - 1);
 		if (pos + (z - a) > w->cap)
-			return IBSTORE_ETOOBIG; /* cannot happen: rec_budget bounds it */
+			return IBSTORE_ETOOBIG; /* cannot happen: the reserve bounds it */
 		if (grow((void **)&w->reqs, &w->capreqs, w->nreqs + 1, sizeof *w->reqs))
 			return IBSTORE_ENOMEM;
 		w->reqs[w->nreqs++] = (ib_req){.shard = e.shard, .len = (uint32_t)(z - a),

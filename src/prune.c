@@ -278,8 +278,14 @@ static double threshold(const ibstore_prune_opts *o, const float *s, uint64_t n,
 	*unseen = 0;
 	if (n == 0)
 		return NAN;
-	if (o->mode == IBSTORE_MODE_COMPAT)
-		return (float)((double)pairwise_sum(s, n) / (double)n);
+	if (o->mode == IBSTORE_MODE_COMPAT) {
+		/* numpy reduces in chunks of its buffer size (8192 elements),
+		 * each summed pairwise, the chunk sums added in order */
+		float sum = 0.f;
+		for (uint64_t i = 0; i < n; i += 8192)
+			sum += pairwise_sum(s + i, n - i < 8192 ? n - i : 8192);
+		return (float)((double)sum / (double)n);
+	}
 	double sum = 0;
 	uint64_t seen = 0;
 	for (uint64_t i = 0; i < n; i++) {

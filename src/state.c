@@ -380,6 +380,9 @@ IB_API int ibstore_run_open(const char *path, const ibstore_run_opts *opts, ibst
 		return rfail(r, IBSTORE_EFORMAT, "%s is not a run state file", path);
 	if (!exists && !opts)
 		return rfail(r, IBSTORE_ENOTFOUND, "%s: no such run state", path);
+	int rc;
+	if (!exists && (rc = check_opts(r, opts)))
+		return rc; /* before anything is created */
 	if (exists && st.st_size == 0)
 		return rfail(r, IBSTORE_EFORMAT, "%s is empty, not a run state", path);
 	r->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -387,7 +390,7 @@ IB_API int ibstore_run_open(const char *path, const ibstore_run_opts *opts, ibst
 		return rfail(r, IBSTORE_EIO, "%s: %s", path, strerror(errno));
 	if (flock(r->lock_fd, LOCK_EX | LOCK_NB))
 		return rfail(r, IBSTORE_ESTATE, "%s is in use by another process", path);
-	int rc = mdb_env_create(&r->env);
+	rc = mdb_env_create(&r->env);
 	if (rc)
 		return lmdb_fail(r, rc, "create");
 	mdb_env_set_mapsize(r->env, RUN_MAPSIZE);
@@ -415,6 +418,8 @@ IB_API int ibstore_run_open(const char *path, const ibstore_run_opts *opts, ibst
 		rc = create(r, opts);
 	else
 		rc = rfail(r, IBSTORE_EFORMAT, "%s holds no run state", path);
+	if (rc && !exists)
+		unlink(path); /* nothing half-made is left behind */
 	if (rc)
 		return rc;
 	r->open = 1;
@@ -509,18 +514,33 @@ IB_API int ibstore_run_epoch_begin(ibstore_run *r, uint32_t epoch, ibstore_epoch
 				  sizeof msg);
 	if (rc)
 		return rfail(r, rc, "plan of epoch %" PRIu32 ": %s", epoch, msg);
-	ibstore_plan_free(r->plan);
-	r->plan = plan;
+	/* the previous epoch's plan and slice stay until the commit succeeds */
+	ibstore_plan *old_plan = r->plan;
+	uint64_t *old_ids = r->slice_ids;
+	float *old_w = r->slice_w;
+	uint64_t old_len = r->slice_len, old_batches = r->batches;
 	ib_run_progress saved = r->prog;
+	r->plan = plan;
+	r->slice_ids = NULL;
+	r->slice_w = NULL;
 	r->prog.epoch = epoch;
 	r->prog.in_epoch = 1;
 	r->prog.cursor = 0;
 	if ((rc = build_slice(r)) || (rc = commit(r, 1, NULL))) {
-		r->prog = saved;
+		free(r->slice_ids);
+		free(r->slice_w);
 		ibstore_plan_free(r->plan);
-		r->plan = NULL;
+		r->plan = old_plan;
+		r->slice_ids = old_ids;
+		r->slice_w = old_w;
+		r->slice_len = old_len;
+		r->batches = old_batches;
+		r->prog = saved;
 		return rc;
 	}
+	ibstore_plan_free(old_plan);
+	free(old_ids);
+	free(old_w);
 	fill_epoch_info(r, info);
 	return 0;
 }

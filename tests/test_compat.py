@@ -34,7 +34,6 @@ threshold_mismatches = []  # compat cases whose mean is not numpy's bit for bit
 # For N > 8192 the compat mean can then be 1 ulp off, and a score between
 # the two means flips between pruned and kept (and every later draw with
 # it).  These checks are TAP TODO until prune.c sums like numpy.
-TODO_MEAN = "src/prune.c compat mean ignores numpy's 8192-element reduction chunks"
 
 
 def check(ok, desc, *diag, todo=None):
@@ -151,11 +150,10 @@ def check_json(rc, out, err, ref, desc):
 
 
 def compat_mean():
-    """The compat mean must be numpy's float32 mean bit for bit (TODO)."""
+    """The compat mean must be numpy's float32 mean bit for bit."""
     check(not threshold_mismatches,
           "compat threshold is numpy's float32 mean exactly in every case above",
-          "%d cases differ, e.g." % len(threshold_mismatches), *threshold_mismatches[:3],
-          todo=TODO_MEAN)
+          "%d cases differ, e.g." % len(threshold_mismatches), *threshold_mismatches[:3])
     # 20000 uniform scores; sample 3615 is set between numpy's chunked mean
     # (2.4795360565) and a whole-array pairwise mean (2.4795358181): numpy
     # keeps it, a one-ulp-low mean makes it a pruning candidate.
@@ -171,7 +169,7 @@ def compat_mean():
     check(rc == 0 and out == want,
           "compat plan N=20000 with a score between the chunked and unchunked means",
           "numpy mean %r, below_mean %d" % (ref["threshold"], ref["below_mean"]),
-          first_diff(out, want), todo=TODO_MEAN)
+          first_diff(out, want))
 
 
 def parse_plan(text):

@@ -1,0 +1,712 @@
+/*
+ * test_loader.c — the streaming loader against the spec: pruned means
+ * unread, every emitted byte equals a random-access read, both backends and
+ * any thread count give the same stream, resume, drop_last, out-of-order
+ * release, corrupt samples, datasets larger than the buffer budget.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ibstore.h"
+
+#define N 3000
+#define EPOCHS 4
+
+typedef struct fixture {
+	char dir[64];
+	char ds[128];
+	char run[128];
+	int n; /* runs made, for fresh state paths */
+} fixture;
+
+static size_t payload(uint64_t i, uint8_t *buf)
+{
+	size_t len = 200 + (i * 131) % 1800;
+	uint64_t x = i * 0x9E3779B97F4A7C15ull + 7;
+	for (size_t j = 0; j < len; j++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		buf[j] = (i % 3) ? (uint8_t)x : (uint8_t)(j / 32 + i);
+	}
+	return len;
+}
+
+static void make_dataset(const char *path, uint32_t align, ibstore_compress c)
+{
+	ibstore_writer_opts o;
+	ibstore_writer_opts_init(&o);
+	o.alignment = align;
+	o.compress = c;
+	o.shard_size = 1 << 20;
+	o.fsync = 0;
+	ibstore_writer *w;
+	assert_int_equal(ibstore_writer_create(path, &o, &w), 0);
+	uint8_t buf[4096];
+	for (uint64_t i = 0; i < N; i++) {
+		size_t len = payload(i, buf);
+		assert_int_equal(ibstore_writer_add(w, buf, len, (int32_t)(i % 10), NULL, NULL), 0);
+	}
+	assert_int_equal(ibstore_writer_publish(w), 0);
+	ibstore_writer_free(w);
+}
+
+static int setup(void **state)
+{
+	fixture *f = calloc(1, sizeof *f);
+	snprintf(f->dir, sizeof f->dir, "/tmp/ibstore-loader-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->ds, sizeof f->ds, "%s/ds", f->dir);
+	make_dataset(f->ds, 8, IBSTORE_COMPRESS_AUTO);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture *f = *state;
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+	int rc = system(cmd);
+	free(f);
+	return rc;
+}
+
+static float loss_of(uint64_t id, uint32_t epoch)
+{
+	return (float)((id * 2654435761u) % 997) / (100.0f * (float)(epoch + 1));
+}
+
+static const char *fresh_run(fixture *f)
+{
+	snprintf(f->run, sizeof f->run, "%s/run-%d.state", f->dir, f->n++);
+	return f->run;
+}
+
+typedef struct session {
+	ibstore_dataset *ds;
+	ibstore_run *run;
+	ibstore_loader *l;
+} session;
+
+static session open_session(const char *ds_path, const char *run_path, uint32_t batch,
+			    int drop_last, uint32_t ckpt, const ibstore_loader_opts *lo)
+{
+	session s;
+	assert_int_equal(ibstore_dataset_open(ds_path, &s.ds), 0);
+	ibstore_run_opts ro;
+	ibstore_run_opts_init(&ro);
+	ro.samples = N;
+	ro.prune.epochs = EPOCHS;
+	ro.batch_size = batch;
+	ro.drop_last = drop_last;
+	ro.checkpoint_every = ckpt;
+	int rc = ibstore_run_open(run_path, &ro, &s.run);
+	if (rc)
+		fail_msg("run: %s", ibstore_run_errmsg(s.run));
+	rc = ibstore_loader_open(s.ds, s.run, lo, &s.l);
+	if (rc)
+		fail_msg("loader: %s", ibstore_loader_errmsg(s.l));
+	return s;
+}
+
+static void close_session(session *s)
+{
+	ibstore_loader_close(s->l);
+	ibstore_run_close(s->run);
+	ibstore_dataset_close(s->ds);
+}
+
+/* What training saw: ids, weights, and a digest of the bytes, in order. */
+typedef struct stream {
+	uint64_t ids[EPOCHS * N * 2];
+	float w[EPOCHS * N * 2];
+	uint64_t digest;
+	size_t n;
+} stream;
+
+static void check_batch(session *s, const ibstore_batch *b)
+{
+	uint8_t buf[4096];
+	uint64_t pos = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		size_t len;
+		int32_t label;
+		assert_int_equal(ibstore_dataset_read(s->ds, b->ids[i], buf, sizeof buf, &len, &label),
+				 0);
+		assert_int_equal(b->sizes[i], len);
+		assert_int_equal(b->offsets[i], pos);
+		assert_memory_equal(b->data + b->offsets[i], buf, len);
+		assert_int_equal(b->labels[i], label);
+		pos += len;
+	}
+	assert_int_equal(b->data_size, pos);
+}
+
+/* Streams one epoch; records it; reports losses unless told not to. */
+static uint64_t run_epoch(session *s, uint32_t e, stream *out, int report, int check)
+{
+	ibstore_epoch_info info;
+	int rc = ibstore_loader_epoch_begin(s->l, e, &info);
+	if (rc)
+		fail_msg("begin: %s", ibstore_loader_errmsg(s->l));
+	const ibstore_batch *b;
+	uint64_t batches = 0;
+	for (;;) {
+		rc = ibstore_loader_next(s->l, &b);
+		if (rc)
+			fail_msg("next: %s", ibstore_loader_errmsg(s->l));
+		if (!b)
+			break;
+		assert_int_equal(b->index, info.cursor + batches);
+		if (check)
+			check_batch(s, b);
+		float loss[512];
+		for (size_t i = 0; i < b->n; i++) {
+			loss[i] = loss_of(b->ids[i], e);
+			out->ids[out->n] = b->ids[i];
+			out->w[out->n++] = b->weights[i];
+			for (uint32_t k = 0; k < b->sizes[i]; k++)
+				out->digest = out->digest * 31 + b->data[b->offsets[i] + k];
+		}
+		if (report)
+			assert_int_equal(ibstore_loader_report(s->l, b, loss), 0);
+		ibstore_loader_release(s->l, b);
+		batches++;
+	}
+	assert_int_equal(batches, info.batches - info.cursor);
+	assert_int_equal(ibstore_loader_epoch_end(s->l), 0);
+	return batches;
+}
+
+static void run_all(session *s, stream *out, int check)
+{
+	for (uint32_t e = 0; e < EPOCHS; e++)
+		run_epoch(s, e, out, 1, check);
+}
+
+static void test_emitted_samples_equal_random_access_and_the_plan(void **state)
+{
+	fixture *f = *state;
+	session s = open_session(f->ds, fresh_run(f), 64, 0, 64, NULL);
+	stream *st = calloc(1, sizeof *st);
+	run_epoch(&s, 0, st, 1, 1);
+	/* epoch 1 prunes: the stream is the plan, weights included */
+	ibstore_epoch_info info;
+	assert_int_equal(ibstore_loader_epoch_begin(s.l, 1, &info), 0);
+	assert_true(info.plan.prunes);
+	assert_true(info.samples < N);
+	const ibstore_plan *p = ibstore_run_plan(s.run);
+	assert_non_null(p);
+	uint64_t k = 0;
+	const ibstore_batch *b;
+	while (ibstore_loader_next(s.l, &b) == 0 && b) {
+		check_batch(&s, b);
+		for (size_t i = 0; i < b->n; i++, k++) {
+			assert_int_equal(b->ids[i], p->ids[k]);
+			assert_true(b->weights[i] == p->weights[k]);
+		}
+		ibstore_loader_release(s.l, b);
+	}
+	assert_int_equal(k, p->len);
+	ibstore_loader_stats ls;
+	assert_int_equal(ibstore_loader_stats_get(s.l, &ls), 0);
+	assert_int_equal(ls.samples, p->len);
+	assert_int_equal(ls.kept, p->len);
+	assert_int_equal(ls.pruned, N - p->len);
+	assert_int_equal(ibstore_loader_epoch_end(s.l), 0);
+	close_session(&s);
+	free(st);
+}
+
+/* Read ranges as the backend was asked for them. */
+typedef struct ranges {
+	uint32_t shard[20000];
+	uint64_t off[20000], len[20000];
+	size_t n;
+} ranges;
+
+static void record(void *ctx, uint32_t shard, uint64_t off, uint64_t len)
+{
+	ranges *r = ctx;
+	if (r->n < 20000) {
+		r->shard[r->n] = shard;
+		r->off[r->n] = off;
+		r->len[r->n++] = len;
+	}
+}
+
+/* Bytes of records of ids in `set` (1) or not in it (0) that the ranges touch. */
+static uint64_t touched(ibstore_dataset *ds, const ranges *r, const uint8_t *kept, int want)
+{
+	uint64_t sum = 0;
+	for (uint64_t id = 0; id < N; id++) {
+		if (kept[id] != want)
+			continue;
+		ibstore_location loc;
+		ibstore_dataset_locate(ds, id, &loc);
+		uint64_t a = loc.offset, z = loc.payload_offset + loc.stored_size;
+		for (size_t i = 0; i < r->n; i++) {
+			if (r->shard[i] != loc.shard)
+				continue;
+			uint64_t s = r->off[i] > a ? r->off[i] : a;
+			uint64_t t = r->off[i] + r->len[i] < z ? r->off[i] + r->len[i] : z;
+			if (t > s)
+				sum += t - s;
+		}
+	}
+	return sum;
+}
+
+static void pruned_epoch_ranges(fixture *f, uint64_t gap, ranges *r, ibstore_loader_stats *ls,
+				uint8_t *kept, session *out)
+{
+	ibstore_loader_opts lo;
+	ibstore_loader_opts_init(&lo);
+	lo.gap = gap;
+	lo.on_read = record;
+	lo.on_read_ctx = r;
+	session s = open_session(f->ds, fresh_run(f), 64, 0, 64, &lo);
+	stream *st = calloc(1, sizeof *st);
+	run_epoch(&s, 0, st, 1, 0);
+	r->n = 0;
+	ibstore_epoch_info info;
+	assert_int_equal(ibstore_loader_epoch_begin(s.l, 1, &info), 0);
+	const ibstore_plan *p = ibstore_run_plan(s.run);
+	memset(kept, 0, N);
+	for (uint64_t i = 0; i < p->len; i++)
+		kept[p->ids[i]] = 1;
+	const ibstore_batch *b;
+	while (ibstore_loader_next(s.l, &b) == 0 && b)
+		ibstore_loader_release(s.l, b);
+	ibstore_loader_stats_get(s.l, ls);
+	assert_int_equal(ibstore_loader_epoch_end(s.l), 0);
+	free(st);
+	*out = s;
+}
+
+static void test_pruned_samples_are_never_read(void **state)
+{
+	fixture *f = *state;
+	ranges *r = calloc(1, sizeof *r);
+	uint8_t kept[N];
+	ibstore_loader_stats ls;
+	session s;
+	pruned_epoch_ranges(f, 0, r, &ls, kept, &s);
+	int pruned = 0;
+	for (int i = 0; i < N; i++)
+		pruned += !kept[i];
+	assert_true(pruned > 500);
+	/* coalescing off: one request per kept record, exactly its bytes */
+	assert_int_equal(r->n, N - pruned);
+	assert_int_equal(ls.requests, N - pruned);
+	assert_int_equal(touched(s.ds, r, kept, 0), 0);
+	uint64_t kept_bytes = touched(s.ds, r, kept, 1), total = 0, pruned_bytes = 0;
+	for (size_t i = 0; i < r->n; i++)
+		total += r->len[i];
+	assert_int_equal(kept_bytes, total);
+	assert_int_equal(ls.bytes_read, total);
+	assert_int_equal(ls.read_around, 0);
+	for (uint64_t id = 0; id < N; id++) {
+		ibstore_location loc;
+		ibstore_dataset_locate(s.ds, id, &loc);
+		if (!kept[id])
+			pruned_bytes += 40 + loc.stored_size;
+	}
+	assert_int_equal(ls.bytes_skipped, pruned_bytes);
+	close_session(&s);
+	free(r);
+}
+
+static void test_pruned_bytes_read_through_are_counted_as_read_around(void **state)
+{
+	fixture *f = *state;
+	ranges *r = calloc(1, sizeof *r);
+	uint8_t kept[N];
+	ibstore_loader_stats ls;
+	session s;
+	pruned_epoch_ranges(f, 64 << 10, r, &ls, kept, &s);
+	assert_true(r->n < 100); /* coalesced into large reads */
+	uint64_t total = 0, pruned_bytes = 0;
+	for (size_t i = 0; i < r->n; i++)
+		total += r->len[i];
+	assert_int_equal(ls.bytes_read, total);
+	uint64_t pruned_read = touched(s.ds, r, kept, 0);
+	assert_true(pruned_read > 0);
+	assert_true(ls.read_around >= pruned_read);
+	assert_int_equal(ls.read_around, total - touched(s.ds, r, kept, 1));
+	for (uint64_t id = 0; id < N; id++) {
+		ibstore_location loc;
+		ibstore_dataset_locate(s.ds, id, &loc);
+		if (!kept[id])
+			pruned_bytes += 40 + loc.stored_size;
+	}
+	assert_int_equal(ls.bytes_skipped, pruned_bytes - pruned_read);
+	close_session(&s);
+	free(r);
+}
+
+static void stream_with(fixture *f, const char *ds, ibstore_backend be, uint32_t threads,
+			int direct, uint64_t budget, stream *out)
+{
+	ibstore_loader_opts lo;
+	ibstore_loader_opts_init(&lo);
+	lo.backend = be;
+	lo.threads = threads;
+	lo.direct = direct;
+	lo.prefetch = 2;
+	if (budget)
+		lo.budget = budget;
+	session s = open_session(ds, fresh_run(f), 100, 0, 64, &lo);
+	ibstore_loader_stats ls;
+	ibstore_loader_stats_get(s.l, &ls);
+	assert_string_equal(ls.backend, be == IBSTORE_BACKEND_PREAD ? "pread" : "io_uring");
+	run_all(&s, out, 0);
+	close_session(&s);
+}
+
+static void test_backends_threads_and_budgets_give_identical_streams(void **state)
+{
+	fixture *f = *state;
+	stream *ref = calloc(1, sizeof *ref), *got = calloc(1, sizeof *got);
+	stream_with(f, f->ds, IBSTORE_BACKEND_URING, 1, 0, 0, ref);
+	assert_true(ref->n > (size_t)N * 3);
+	struct {
+		ibstore_backend be;
+		uint32_t threads;
+		uint64_t budget;
+	} cases[] = {
+		{IBSTORE_BACKEND_PREAD, 1, 0},  {IBSTORE_BACKEND_URING, 2, 0},
+		{IBSTORE_BACKEND_PREAD, 3, 0},  {IBSTORE_BACKEND_URING, 4, 0},
+		/* a budget far below the dataset: many small windows */
+		{IBSTORE_BACKEND_URING, 2, 1 << 20}, {IBSTORE_BACKEND_PREAD, 2, 1 << 20},
+	};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		memset(got, 0, sizeof *got);
+		stream_with(f, f->ds, cases[c].be, cases[c].threads, 0, cases[c].budget, got);
+		assert_int_equal(got->n, ref->n);
+		assert_memory_equal(got->ids, ref->ids, ref->n * 8);
+		assert_memory_equal(got->w, ref->w, ref->n * 4);
+		assert_true(got->digest == ref->digest);
+	}
+	free(ref);
+	free(got);
+}
+
+static void test_direct_io_gives_the_same_stream(void **state)
+{
+	fixture *f = *state;
+	char ds[160];
+	snprintf(ds, sizeof ds, "%s/aligned", f->dir);
+	make_dataset(ds, 4096, IBSTORE_COMPRESS_NONE);
+	stream *ref = calloc(1, sizeof *ref), *got = calloc(1, sizeof *got);
+	stream_with(f, ds, IBSTORE_BACKEND_PREAD, 1, 0, 0, ref);
+	stream_with(f, ds, IBSTORE_BACKEND_URING, 2, 1, 0, got);
+	assert_int_equal(got->n, ref->n);
+	assert_memory_equal(got->ids, ref->ids, ref->n * 8);
+	assert_true(got->digest == ref->digest);
+	memset(got, 0, sizeof *got);
+	stream_with(f, ds, IBSTORE_BACKEND_PREAD, 2, 1, 0, got);
+	assert_true(got->digest == ref->digest);
+	free(ref);
+	free(got);
+}
+
+/* seccomp: io_uring_setup fails with EPERM, as under Docker's profile. */
+static int forbid_io_uring(void)
+{
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof filter / sizeof filter[0], filter};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		return -1;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+static void test_falls_back_to_pread_when_io_uring_is_refused(void **state)
+{
+	fixture *f = *state;
+	const char *run = fresh_run(f);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (forbid_io_uring())
+			_exit(10);
+		ibstore_dataset *ds;
+		ibstore_run *r;
+		ibstore_loader *l;
+		ibstore_run_opts ro;
+		ibstore_run_opts_init(&ro);
+		ro.samples = N;
+		ro.prune.epochs = EPOCHS;
+		if (ibstore_dataset_open(f->ds, &ds) || ibstore_run_open(run, &ro, &r))
+			_exit(11);
+		ibstore_loader_opts lo;
+		ibstore_loader_opts_init(&lo);
+		lo.backend = IBSTORE_BACKEND_URING; /* insisting on io_uring fails clearly */
+		if (ibstore_loader_open(ds, r, &lo, &l) != IBSTORE_EUNSUPPORTED ||
+		    !strstr(ibstore_loader_errmsg(l), "io_uring"))
+			_exit(12);
+		ibstore_loader_close(l);
+		lo.backend = IBSTORE_BACKEND_AUTO;
+		if (ibstore_loader_open(ds, r, &lo, &l))
+			_exit(13);
+		ibstore_loader_stats ls;
+		ibstore_loader_stats_get(l, &ls);
+		if (strcmp(ls.backend, "pread"))
+			_exit(14);
+		const ibstore_batch *b;
+		size_t n = 0;
+		if (ibstore_loader_epoch_begin(l, 0, NULL))
+			_exit(15);
+		while (ibstore_loader_next(l, &b) == 0 && b) {
+			n += b->n;
+			ibstore_loader_release(l, b);
+		}
+		_exit(n == N ? 0 : 16);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_resume_mid_epoch_continues_the_same_sequence(void **state)
+{
+	fixture *f = *state;
+	stream *ref = calloc(1, sizeof *ref), *got = calloc(1, sizeof *got);
+	session s = open_session(f->ds, fresh_run(f), 50, 0, 3, NULL);
+	run_all(&s, ref, 0);
+	close_session(&s);
+
+	/* stop after 10 batches of epoch 2: the last commit was at batch 9 */
+	const char *run = fresh_run(f);
+	s = open_session(f->ds, run, 50, 0, 3, NULL);
+	run_epoch(&s, 0, got, 1, 0);
+	run_epoch(&s, 1, got, 1, 0);
+	ibstore_epoch_info info;
+	assert_int_equal(ibstore_loader_epoch_begin(s.l, 2, &info), 0);
+	size_t epoch_start = got->n;
+	for (int k = 0; k < 10; k++) {
+		const ibstore_batch *b;
+		assert_int_equal(ibstore_loader_next(s.l, &b), 0);
+		float loss[64];
+		for (size_t i = 0; i < b->n; i++) {
+			loss[i] = loss_of(b->ids[i], 2);
+			got->ids[got->n] = b->ids[i];
+			got->w[got->n++] = b->weights[i];
+		}
+		assert_int_equal(ibstore_loader_report(s.l, b, loss), 0);
+		ibstore_loader_release(s.l, b);
+	}
+	close_session(&s); /* a crash: nothing more is committed */
+	s = open_session(f->ds, run, 50, 0, 3, NULL);
+	assert_int_equal(ibstore_loader_epoch_begin(s.l, 2, &info), 0);
+	assert_int_equal(info.cursor, 9);
+	got->n = epoch_start + 9 * 50; /* batch 9 comes again */
+	const ibstore_batch *b;
+	uint64_t expect = 9;
+	while (ibstore_loader_next(s.l, &b) == 0 && b) {
+		assert_int_equal(b->index, expect++);
+		float loss[64];
+		for (size_t i = 0; i < b->n; i++) {
+			loss[i] = loss_of(b->ids[i], 2);
+			got->ids[got->n] = b->ids[i];
+			got->w[got->n++] = b->weights[i];
+		}
+		assert_int_equal(ibstore_loader_report(s.l, b, loss), 0);
+		ibstore_loader_release(s.l, b);
+	}
+	assert_int_equal(ibstore_loader_epoch_end(s.l), 0);
+	stream tmp;
+	tmp.n = 0;
+	(void)tmp;
+	for (uint32_t e = 3; e < EPOCHS; e++) {
+		stream *rest = calloc(1, sizeof *rest);
+		run_epoch(&s, e, rest, 1, 0);
+		memcpy(got->ids + got->n, rest->ids, rest->n * 8);
+		memcpy(got->w + got->n, rest->w, rest->n * 4);
+		got->n += rest->n;
+		free(rest);
+	}
+	close_session(&s);
+	assert_int_equal(got->n, ref->n);
+	assert_memory_equal(got->ids, ref->ids, ref->n * 8);
+	assert_memory_equal(got->w, ref->w, ref->n * 4);
+	free(ref);
+	free(got);
+}
+
+static void test_drop_last_and_out_of_order_release(void **state)
+{
+	fixture *f = *state;
+	ibstore_loader_opts lo;
+	ibstore_loader_opts_init(&lo);
+	lo.prefetch = 3;
+	session s = open_session(f->ds, fresh_run(f), 128, 1, 64, &lo);
+	ibstore_epoch_info info;
+	assert_int_equal(ibstore_loader_epoch_begin(s.l, 0, &info), 0);
+	assert_int_equal(info.batches, N / 128);
+	const ibstore_batch *held[64];
+	size_t n = 0;
+	while (ibstore_loader_next(s.l, &held[n]) == 0 && held[n]) {
+		assert_int_equal(held[n]->n, 128); /* the partial tail is dropped */
+		n++;
+	}
+	assert_int_equal(n, N / 128);
+	/* all held at once, released backwards, each still intact until then */
+	for (size_t i = n; i-- > 0;) {
+		check_batch(&s, held[i]);
+		ibstore_loader_release(s.l, held[i]);
+	}
+	assert_int_equal(ibstore_loader_epoch_end(s.l), 0);
+	/* a mismatching batch size is named */
+	ibstore_loader *l2;
+	lo.batch_size = 64;
+	assert_int_equal(ibstore_loader_open(s.ds, s.run, &lo, &l2), IBSTORE_EMISMATCH);
+	assert_non_null(strstr(ibstore_loader_errmsg(l2), "batch size"));
+	ibstore_loader_close(l2);
+	close_session(&s);
+}
+
+static void flip(const char *path, uint64_t off)
+{
+	int fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	uint8_t b;
+	assert_int_equal(pread(fd, &b, 1, (off_t)off), 1);
+	b ^= 0x40;
+	assert_int_equal(pwrite(fd, &b, 1, (off_t)off), 1);
+	close(fd);
+}
+
+static void test_corrupt_sample_fails_or_is_skipped_and_counted(void **state)
+{
+	fixture *f = *state;
+	ibstore_dataset *ds;
+	assert_int_equal(ibstore_dataset_open(f->ds, &ds), 0);
+	ibstore_location loc;
+	assert_int_equal(ibstore_dataset_locate(ds, 1234, &loc), 0);
+	char shard[256];
+	snprintf(shard, sizeof shard, "%s", ibstore_dataset_shard_path(ds, loc.shard));
+	ibstore_dataset_close(ds);
+	flip(shard, loc.payload_offset + 3);
+
+	session s = open_session(f->ds, fresh_run(f), 64, 0, 64, NULL);
+	assert_int_equal(ibstore_loader_epoch_begin(s.l, 0, NULL), 0);
+	const ibstore_batch *b;
+	int rc;
+	size_t seen = 0;
+	while ((rc = ibstore_loader_next(s.l, &b)) == 0 && b) {
+		seen += b->n;
+		ibstore_loader_release(s.l, b);
+	}
+	assert_int_equal(rc, IBSTORE_ECORRUPT);
+	assert_non_null(strstr(ibstore_loader_errmsg(s.l), "sample 1234"));
+	assert_true(seen < N);
+	close_session(&s);
+
+	ibstore_loader_opts lo;
+	ibstore_loader_opts_init(&lo);
+	lo.corrupt = IBSTORE_CORRUPT_SKIP;
+	s = open_session(f->ds, fresh_run(f), 64, 0, 64, &lo);
+	assert_int_equal(ibstore_loader_epoch_begin(s.l, 0, NULL), 0);
+	seen = 0;
+	int skipped_batches = 0;
+	while ((rc = ibstore_loader_next(s.l, &b)) == 0 && b) {
+		seen += b->n;
+		if (b->n_skipped) {
+			skipped_batches++;
+			assert_int_equal(b->n_skipped, 1);
+			assert_int_equal(b->skipped_ids[0], 1234);
+			for (size_t i = 0; i < b->n; i++)
+				assert_true(b->ids[i] != 1234);
+		}
+		check_batch(&s, b);
+		ibstore_loader_release(s.l, b);
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(seen, N - 1);
+	assert_int_equal(skipped_batches, 1);
+	ibstore_loader_stats ls;
+	ibstore_loader_stats_get(s.l, &ls);
+	assert_int_equal(ls.corrupt_skipped, 1);
+	assert_int_equal(ibstore_loader_epoch_end(s.l), 0);
+	close_session(&s);
+	flip(shard, loc.payload_offset + 3);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void test_locality_order_is_a_deterministic_permutation_of_the_slice(void **state)
+{
+	fixture *f = *state;
+	ibstore_loader_opts lo;
+	ibstore_loader_opts_init(&lo);
+	lo.order = IBSTORE_ORDER_LOCALITY;
+	stream *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b), *r = calloc(1, sizeof *r);
+	session s = open_session(f->ds, fresh_run(f), 64, 0, 64, &lo);
+	run_all(&s, a, 1);
+	close_session(&s);
+	s = open_session(f->ds, fresh_run(f), 64, 0, 64, &lo);
+	run_all(&s, b, 0);
+	close_session(&s);
+	s = open_session(f->ds, fresh_run(f), 64, 0, 64, NULL);
+	run_all(&s, r, 0);
+	close_session(&s);
+	assert_int_equal(a->n, b->n);
+	assert_memory_equal(a->ids, b->ids, a->n * 8);
+	assert_true(a->digest == b->digest);
+	/* epoch 0 holds every sample once, in another order than random's */
+	assert_memory_not_equal(a->ids, r->ids, N * 8);
+	uint64_t *ids = malloc(N * 8);
+	memcpy(ids, a->ids, N * 8);
+	qsort(ids, N, 8, cmp_u64);
+	for (uint64_t i = 0; i < N; i++)
+		assert_int_equal(ids[i], i);
+	free(ids);
+	free(a);
+	free(b);
+	free(r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_emitted_samples_equal_random_access_and_the_plan),
+		cmocka_unit_test(test_pruned_samples_are_never_read),
+		cmocka_unit_test(test_pruned_bytes_read_through_are_counted_as_read_around),
+		cmocka_unit_test(test_backends_threads_and_budgets_give_identical_streams),
+		cmocka_unit_test(test_direct_io_gives_the_same_stream),
+		cmocka_unit_test(test_falls_back_to_pread_when_io_uring_is_refused),
+		cmocka_unit_test(test_resume_mid_epoch_continues_the_same_sequence),
+		cmocka_unit_test(test_drop_last_and_out_of_order_release),
+		cmocka_unit_test(test_corrupt_sample_fails_or_is_skipped_and_counted),
+		cmocka_unit_test(test_locality_order_is_a_deterministic_permutation_of_the_slice),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
