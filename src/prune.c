@@ -120,7 +120,7 @@ static uint64_t rng_upto(rng *r, uint64_t max)
 }
 
 /* Fisher–Yates as numpy's shuffle draws it: i from n-1 down to 1. */
-static void shuffle(rng *r, uint32_t *a, uint64_t n)
+static void fisher_yates(rng *r, uint32_t *a, uint64_t n)
 {
 	for (uint64_t i = n; i-- > 1;) {
 		uint64_t j = rng_upto(r, i);
@@ -128,6 +128,51 @@ static void shuffle(rng *r, uint32_t *a, uint64_t n)
 		a[i] = a[j];
 		a[j] = t;
 	}
+}
+
+#define BUCKET_BITS 8
+#define BUCKETS (1u << BUCKET_BITS)
+
+/*
+ * Native shuffle of large arrays (Rao–Sandelius): every element goes to one
+ * of 256 buckets drawn uniformly, then each bucket — small enough for the
+ * cache — gets its own Fisher–Yates.  Uniform like one big Fisher–Yates,
+ * without a cache miss per swap.  Falls back to the plain one when memory
+ * for the scatter is short.
+ */
+static void shuffle(rng *r, uint32_t *a, uint64_t n)
+{
+	if (r->compat || n < (1u << 16)) {
+		fisher_yates(r, a, n);
+		return;
+	}
+	uint8_t *lab = malloc(n);
+	uint32_t *tmp = malloc(n * sizeof *tmp);
+	if (!lab || !tmp) {
+		free(lab);
+		free(tmp);
+		fisher_yates(r, a, n);
+		return;
+	}
+	uint64_t count[BUCKETS + 1] = {0};
+	for (uint64_t i = 0; i < n; i += 8) {
+		uint64_t x = mix64(r->key + 0x9e3779b97f4a7c15ull * ++r->ctr);
+		for (uint64_t k = 0; k < 8 && i + k < n; k++, x >>= BUCKET_BITS) {
+			lab[i + k] = (uint8_t)x;
+			count[(uint8_t)x + 1]++;
+		}
+	}
+	for (unsigned b = 0; b < BUCKETS; b++)
+		count[b + 1] += count[b];
+	uint64_t start[BUCKETS + 1];
+	memcpy(start, count, sizeof start);
+	for (uint64_t i = 0; i < n; i++)
+		tmp[count[lab[i]]++] = a[i];
+	for (unsigned b = 0; b < BUCKETS; b++)
+		fisher_yates(r, tmp + start[b], start[b + 1] - start[b]);
+	memcpy(a, tmp, n * sizeof *a);
+	free(lab);
+	free(tmp);
 }
 
 /*
@@ -344,11 +389,21 @@ static uint64_t select_ids(const ibstore_prune_opts *o, rng *r, const float *s, 
 {
 	uint64_t nkeep = 0, ncand = 0;
 	/* below the mean, strictly (ties are kept); never-seen samples never are */
-	for (uint64_t i = 0; i < n; i++) {
-		if (!isnan(st->threshold) && !isnan(s[i]) && (double)s[i] < st->threshold)
-			cand[ncand++] = (uint32_t)i;
-		else
-			order[nkeep++] = (uint32_t)i;
+	if (isnan(st->threshold)) {
+		for (uint64_t i = 0; i < n; i++)
+			order[i] = (uint32_t)i;
+		nkeep = n;
+	} else {
+		/* branch-free: both slots are written, one count advances (a NaN
+		 * score compares false, so it is kept) */
+		double t = st->threshold;
+		for (uint64_t i = 0; i < n; i++) {
+			int below = (double)s[i] < t;
+			cand[ncand] = (uint32_t)i;
+			order[nkeep] = (uint32_t)i;
+			ncand += (uint64_t)below;
+			nkeep += (uint64_t)!below;
+		}
 	}
 	if (o->policy != IBSTORE_POLICY_NONE)
 		st->below_mean = ncand;

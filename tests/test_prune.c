@@ -224,6 +224,34 @@ static void test_infobatch_is_unbiased_over_seeds(void **state)
 	free(s);
 }
 
+static void test_large_native_shuffles_are_uniform_permutations(void **state)
+{
+	(void)state;
+	/* above 65536 entries the native shuffle scatters into buckets first */
+	uint64_t n = 70000;
+	float *s = ramp(n);
+	double pos_first = 0, pos_last = 0;
+	for (int seed = 0; seed < 64; seed++) {
+		ibstore_prune_opts o = opts(10, 0.5);
+		o.seed = (uint64_t)seed;
+		ibstore_plan *p = plan_of(&o, 9, s, n); /* annealing: all of them */
+		assert_int_equal(p->len, n);
+		assert_no_repeats(p, n);
+		for (uint64_t i = 0; i < n; i++) {
+			if (p->ids[i] == 0)
+				pos_first += (double)i;
+			if (p->ids[i] == n - 1)
+				pos_last += (double)i;
+		}
+		ibstore_plan_free(p);
+	}
+	/* mean position (n-1)/2; 5 standard deviations of a mean of 64 */
+	double sd = (double)n / sqrt(12.0) / 8.0;
+	assert_true(fabs(pos_first / 64 - (double)(n - 1) / 2) < 5 * sd);
+	assert_true(fabs(pos_last / 64 - (double)(n - 1) / 2) < 5 * sd);
+	free(s);
+}
+
 static void test_random_policy_prunes_as_many_from_all_samples(void **state)
 {
 	(void)state;
@@ -412,6 +440,7 @@ int main(void)
 		cmocka_unit_test(test_ties_with_the_mean_are_kept),
 		cmocka_unit_test(test_never_seen_samples_are_kept_and_left_out_of_the_mean),
 		cmocka_unit_test(test_infobatch_is_unbiased_over_seeds),
+		cmocka_unit_test(test_large_native_shuffles_are_uniform_permutations),
 		cmocka_unit_test(test_random_policy_prunes_as_many_from_all_samples),
 		cmocka_unit_test(test_plans_are_deterministic_across_runs_and_threads),
 		cmocka_unit_test(test_rank_slices_cover_the_plan),
