@@ -418,9 +418,11 @@ typedef struct ibstore_epoch_info {
 
 /*
  * Begins epoch `epoch`.  If the state holds this epoch unfinished (a run
- * that stopped mid-epoch), its stored plan and cursor are resumed, so the
- * batches after the last commit are served again exactly; otherwise the
- * plan is computed from the current scores and committed with cursor 0.
+ * that stopped mid-epoch after a checkpoint), its stored plan and cursor are
+ * resumed, so the batches after the last commit are served again exactly;
+ * otherwise the plan is computed from the current scores with cursor 0.
+ * Nothing is committed here: the plan is stored with the epoch's first
+ * checkpoint, and until then the stored scores give the same plan again.
  */
 int ibstore_run_epoch_begin(ibstore_run *run, uint32_t epoch, ibstore_epoch_info *info);
 

@@ -31,6 +31,7 @@ struct ibstore_run {
 	ibstore_run_opts opts; /* cfg as public options */
 	ib_run_progress prog;
 	uint64_t committed_cursor;
+	int plan_dirty;       /* the epoch's plan is not in the file yet */
 	float *scores;
 	ibstore_plan *plan;   /* current epoch's plan, when in an epoch */
 	uint64_t *slice_ids;  /* this rank's slice */
@@ -460,9 +461,15 @@ IB_API int ibstore_run_config(const ibstore_run *r, ibstore_run_opts *out)
 	return 0;
 }
 
-/* Commits scores, progress and, with `with_plan`, the plan, in one txn. */
-static int commit(ibstore_run *r, int with_plan, const ib_epoch_stats *es)
+/*
+ * Commits scores, progress and, when it is not stored yet, the epoch's plan,
+ * in one transaction.  epoch_begin itself does not commit: until the first
+ * checkpoint the stored scores are those the plan was computed from, so a
+ * run stopped before it computes the very same plan again.
+ */
+static int commit(ibstore_run *r, const ib_epoch_stats *es)
 {
+	int with_plan = r->plan_dirty && r->prog.in_epoch;
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(r->env, NULL, 0, &txn);
 	if (rc)
@@ -481,6 +488,8 @@ static int commit(ibstore_run *r, int with_plan, const ib_epoch_stats *es)
 	if ((rc = mdb_txn_commit(txn)))
 		return lmdb_fail(r, rc, "commit");
 	r->committed_cursor = r->prog.cursor;
+	if (with_plan)
+		r->plan_dirty = 0;
 	return 0;
 fail:
 	mdb_txn_abort(txn);
@@ -514,7 +523,7 @@ IB_API int ibstore_run_epoch_begin(ibstore_run *r, uint32_t epoch, ibstore_epoch
 				  sizeof msg);
 	if (rc)
 		return rfail(r, rc, "plan of epoch %" PRIu32 ": %s", epoch, msg);
-	/* the previous epoch's plan and slice stay until the commit succeeds */
+	/* the previous epoch's plan and slice stay until the new slice is built */
 	ibstore_plan *old_plan = r->plan;
 	uint64_t *old_ids = r->slice_ids;
 	float *old_w = r->slice_w;
@@ -526,7 +535,7 @@ IB_API int ibstore_run_epoch_begin(ibstore_run *r, uint32_t epoch, ibstore_epoch
 	r->prog.epoch = epoch;
 	r->prog.in_epoch = 1;
 	r->prog.cursor = 0;
-	if ((rc = build_slice(r)) || (rc = commit(r, 1, NULL))) {
+	if ((rc = build_slice(r))) {
 		free(r->slice_ids);
 		free(r->slice_w);
 		ibstore_plan_free(r->plan);
@@ -541,6 +550,8 @@ IB_API int ibstore_run_epoch_begin(ibstore_run *r, uint32_t epoch, ibstore_epoch
 	ibstore_plan_free(old_plan);
 	free(old_ids);
 	free(old_w);
+	r->plan_dirty = 1;
+	r->committed_cursor = 0;
 	fill_epoch_info(r, info);
 	return 0;
 }
@@ -616,14 +627,14 @@ IB_API int ibstore_run_advance(ibstore_run *r, uint64_t nbatches)
 			     r->batches);
 	r->prog.cursor += nbatches;
 	if (r->prog.cursor - r->committed_cursor >= r->cfg.checkpoint_every)
-		return commit(r, 0, NULL);
+		return commit(r, NULL);
 	return 0;
 }
 
 IB_API int ibstore_run_checkpoint(ibstore_run *r)
 {
 	int rc = usable(r);
-	return rc ? rc : commit(r, 0, NULL);
+	return rc ? rc : commit(r, NULL);
 }
 
 IB_API int ibstore_run_epoch_end(ibstore_run *r, const ibstore_epoch_io *io)
@@ -642,7 +653,7 @@ IB_API int ibstore_run_epoch_end(ibstore_run *r, const ibstore_epoch_io *io)
 	ib_run_progress saved = r->prog;
 	r->prog.in_epoch = 0;
 	r->prog.epochs_done++;
-	if ((rc = commit(r, 0, &es))) {
+	if ((rc = commit(r, &es))) {
 		r->prog = saved;
 		return rc;
 	}

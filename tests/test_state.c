@@ -137,15 +137,27 @@ static void test_losses_become_scores_and_epochs_prune(void **state)
 	assert_true(info.plan.prunes);
 	assert_true(info.samples < N);
 	assert_int_equal(info.samples, N - info.plan.pruned);
-	ibstore_run_close(r);
+	uint64_t first_id;
+	const uint64_t *bi;
+	const float *bw;
+	size_t bn;
+	assert_int_equal(ibstore_run_batch(r, 0, &bi, &bw, &bn), 0);
+	first_id = bi[0];
+	ibstore_run_close(r); /* stopped before any checkpoint of epoch 1 */
 
-	/* everything survives close and reopen */
+	/* everything committed survives close and reopen */
 	r = open_ok(f->path, NULL);
 	ibstore_run_info ri;
 	assert_int_equal(ibstore_run_info_get(r, &ri), 0);
-	assert_int_equal(ri.epoch, 1);
-	assert_true(ri.in_epoch);
+	assert_false(ri.in_epoch); /* epoch_begin alone commits nothing */
 	assert_int_equal(ri.epochs_done, 1);
+	/* and beginning epoch 1 again gives the very same plan */
+	ibstore_epoch_info again;
+	assert_int_equal(ibstore_run_epoch_begin(r, 1, &again), 0);
+	assert_int_equal(again.samples, info.samples);
+	assert_int_equal(again.plan.pruned, info.plan.pruned);
+	assert_int_equal(ibstore_run_batch(r, 0, &bi, &bw, &bn), 0);
+	assert_int_equal(bi[0], first_id);
 	ibstore_epoch_stats es;
 	assert_int_equal(ibstore_run_epoch_stats(r, 0, &es), 0);
 	assert_int_equal(es.plan.kept, N);
