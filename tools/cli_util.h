@@ -26,6 +26,7 @@ int cmd_verify(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_scores(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 void cmd_pack_usage(FILE *f);
 void cmd_info_usage(FILE *f);
@@ -33,6 +34,7 @@ void cmd_verify_usage(FILE *f);
 void cmd_get_usage(FILE *f);
 void cmd_plan_usage(FILE *f);
 void cmd_scores_usage(FILE *f);
+void cmd_bench_usage(FILE *f);
 
 /* ---- errors ---- */
 

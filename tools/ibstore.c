@@ -23,6 +23,7 @@ static const command commands[] = {
 	{ "get", cmd_get, cmd_get_usage, "extract one sample (by id or --key) or its metadata" },
 	{ "plan", cmd_plan, cmd_plan_usage, "an epoch's pruning plan from a file of scores" },
 	{ "scores", cmd_scores, cmd_scores_usage, "a run state's configuration, epochs and scores" },
+	{ "bench", cmd_bench, cmd_bench_usage, "stream pruned epochs through the loader and time them" },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

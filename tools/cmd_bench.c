@@ -1,0 +1,618 @@
+/*
+ * cmd_bench.c — `ibstore bench`: streams E InfoBatch-pruned epochs of a
+ * dataset through the loader as a training loop would — take a batch,
+ * report a per-sample loss, release it — and prints each epoch's read
+ * accounting and throughput.  The losses are synthetic and deterministic
+ * (see synthetic_loss) so pruning behaves as in training while the
+ * benchmark measures nothing but the storage path.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli_util.h"
+#include "ibstore.h"
+
+#define CMD "bench"
+
+void cmd_bench_usage(FILE *f)
+{
+	fputs("Usage: ibstore bench DATASET [options]\n"
+	      "\n"
+	      "Streams E epochs of DATASET through the loader with InfoBatch pruning, as\n"
+	      "a training loop would: every batch gets a synthetic per-sample loss that\n"
+	      "is reported back (it becomes the next epoch's score), then the batch is\n"
+	      "released.  Prints one row per epoch: kept and pruned samples, bytes read\n"
+	      "from the kernel, record bytes of pruned samples never requested\n"
+	      "(bytes_skipped), requested bytes of no wanted record (read_around), read\n"
+	      "requests, seconds, samples/s and MB/s.\n"
+	      "\n"
+	      "The synthetic loss of sample ID in epoch e falls over epochs at a\n"
+	      "per-sample rate, like a real training loss:\n"
+	      "  loss(ID, e) = (0.2 + 2.0 u) * exp(-0.3 e (0.5 + u)),\n"
+	      "  u = ((ID * 2654435761) mod 2^32) / 2^32\n"
+	      "\n"
+	      "An epoch is timed from before epoch_begin to after epoch_end (cache\n"
+	      "eviction excluded).  samples_per_s = samples emitted / seconds;\n"
+	      "MB_per_s = decoded sample bytes emitted / seconds / 10^6 (MB = 10^6 bytes;\n"
+	      "record headers, alignment and read-around are not counted).\n"
+	      "\n"
+	      "Pruning:\n"
+	      "  --epochs E             epochs to stream, also the run's length (default 8)\n"
+	      "  --ratio R              prune ratio in [0, 1) (default 0.5)\n"
+	      "  --delta D              share of epochs that prune, in [0, 1] (default 0.875)\n"
+	      "  --policy P             infobatch (default), random or none\n"
+	      "  --mode M               native (default) or compat\n"
+	      "  --seed S               seed of the plans (default 0)\n"
+	      "  --batch B              batch size (default 256)\n"
+	      "  --checkpoint-every N   commit the run state every N batches (default 64)\n"
+	      "  --run PATH             keep the run state in PATH (created, or resumed when\n"
+	      "                         it exists: its configuration must match); by default\n"
+	      "                         a temporary state in $TMPDIR is removed at exit\n"
+	      "Loader:\n"
+	      "  --backend B            auto (default), uring or pread\n"
+	      "  --direct               O_DIRECT reads\n"
+	      "  --order O              random (default, the plan's order) or locality\n"
+	      "  --threads T            decode threads (default 0: cores - 1, at least 1)\n"
+	      "  --gap BYTES            read through gaps up to BYTES between wanted records\n"
+	      "                         (default 32K; 0 turns coalescing off)\n"
+	      "  --prefetch N           batches decoded ahead (default 4)\n"
+	      "  --queue-depth N        reads in flight, 1..4096 (default 64)\n"
+	      "  --budget SIZE          read windows + decoded batches (default 512M)\n"
+	      "  --no-verify            skip the xxh3 check of every payload\n"
+	      "Measurement:\n"
+	      "  --cold                 before every epoch evict the dataset from the page\n"
+	      "                         cache (posix_fadvise DONTNEED on every shard) and,\n"
+	      "                         as root, sync and write 1 to /proc/sys/vm/drop_caches\n"
+	      "  --json                 one JSON object per epoch on stdout with the keys\n"
+	      "                         epoch, kept, pruned, bytes_read, bytes_skipped,\n"
+	      "                         read_around, requests, seconds, samples_per_s,\n"
+	      "                         MB_per_s; the header and summary go to stderr\n"
+	      "  -h, --help             show this help\n"
+	      "\n"
+	      "Exit status: 0 success, 1 failure (dataset, run state or loader), 2 wrong\n"
+	      "arguments.\n",
+	      f);
+}
+
+typedef struct bench_args {
+	const char *dataset;
+	const char *run;
+	ibstore_run_opts ro;
+	ibstore_loader_opts lo;
+	int cold;
+	int json;
+} bench_args;
+
+enum {
+	OPT_EPOCHS = 256,
+	OPT_RATIO,
+	OPT_DELTA,
+	OPT_POLICY,
+	OPT_MODE,
+	OPT_BATCH,
+	OPT_BACKEND,
+	OPT_DIRECT,
+	OPT_COLD,
+	OPT_ORDER,
+	OPT_THREADS,
+	OPT_GAP,
+	OPT_PREFETCH,
+	OPT_QUEUE_DEPTH,
+	OPT_BUDGET,
+	OPT_NO_VERIFY,
+	OPT_CHECKPOINT_EVERY,
+	OPT_SEED,
+	OPT_RUN,
+	OPT_JSON,
+};
+
+/* Parses a count > 0 (u32) for option `name`; 0, or the exit status. */
+static int parse_count(const char *name, const char *s, uint32_t *out)
+{
+	if (cli_parse_u32(s, out) != 0 || *out == 0)
+		return cli_usage_error(CMD, "--%s: '%s' is not a count > 0", name, s);
+	return 0;
+}
+
+/* Parses argv into *a; 0, -1 after --help, or the exit status to return. */
+static int parse_args(int argc, char **argv, bench_args *a)
+{
+	static const struct option longopts[] = {
+		{"epochs", required_argument, NULL, OPT_EPOCHS},
+		{"ratio", required_argument, NULL, OPT_RATIO},
+		{"delta", required_argument, NULL, OPT_DELTA},
+		{"policy", required_argument, NULL, OPT_POLICY},
+		{"mode", required_argument, NULL, OPT_MODE},
+		{"batch", required_argument, NULL, OPT_BATCH},
+		{"backend", required_argument, NULL, OPT_BACKEND},
+		{"direct", no_argument, NULL, OPT_DIRECT},
+		{"cold", no_argument, NULL, OPT_COLD},
+		{"order", required_argument, NULL, OPT_ORDER},
+		{"threads", required_argument, NULL, OPT_THREADS},
+		{"gap", required_argument, NULL, OPT_GAP},
+		{"prefetch", required_argument, NULL, OPT_PREFETCH},
+		{"queue-depth", required_argument, NULL, OPT_QUEUE_DEPTH},
+		{"budget", required_argument, NULL, OPT_BUDGET},
+		{"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+		{"checkpoint-every", required_argument, NULL, OPT_CHECKPOINT_EVERY},
+		{"seed", required_argument, NULL, OPT_SEED},
+		{"run", required_argument, NULL, OPT_RUN},
+		{"json", no_argument, NULL, OPT_JSON},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	ibstore_prune_opts *p = &a->ro.prune;
+	int opt, rc;
+	char msg[256];
+
+	ibstore_run_opts_init(&a->ro);
+	ibstore_prune_opts_init(p);
+	ibstore_loader_opts_init(&a->lo);
+	p->epochs = 8;
+	a->ro.batch_size = 256;
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_EPOCHS:
+			if ((rc = parse_count("epochs", optarg, &p->epochs)) != 0)
+				return rc;
+			break;
+		case OPT_RATIO:
+			if (cli_parse_double(optarg, &p->ratio) != 0 ||
+			    !(p->ratio >= 0.0 && p->ratio < 1.0))
+				return cli_usage_error(CMD,
+						       "--ratio: '%s' is not a number in [0, 1)",
+						       optarg);
+			break;
+		case OPT_DELTA:
+			if (cli_parse_double(optarg, &p->delta) != 0 ||
+			    !(p->delta >= 0.0 && p->delta <= 1.0))
+				return cli_usage_error(CMD,
+						       "--delta: '%s' is not a number in [0, 1]",
+						       optarg);
+			break;
+		case OPT_POLICY:
+			if (ibstore_policy_parse(optarg, &p->policy) != 0)
+				return cli_usage_error(
+					CMD, "--policy: '%s' is not infobatch, random or none",
+					optarg);
+			break;
+		case OPT_MODE:
+			if (ibstore_mode_parse(optarg, &p->mode) != 0)
+				return cli_usage_error(CMD, "--mode: '%s' is not native or compat",
+						       optarg);
+			break;
+		case OPT_BATCH:
+			if ((rc = parse_count("batch", optarg, &a->ro.batch_size)) != 0)
+				return rc;
+			break;
+		case OPT_BACKEND:
+			if (ibstore_backend_parse(optarg, &a->lo.backend) != 0)
+				return cli_usage_error(CMD,
+						       "--backend: '%s' is not auto, uring or pread",
+						       optarg);
+			break;
+		case OPT_DIRECT: a->lo.direct = 1; break;
+		case OPT_COLD: a->cold = 1; break;
+		case OPT_ORDER:
+			if (ibstore_order_parse(optarg, &a->lo.order) != 0)
+				return cli_usage_error(CMD, "--order: '%s' is not random or locality",
+						       optarg);
+			break;
+		case OPT_THREADS:
+			if (cli_parse_u32(optarg, &a->lo.threads) != 0 || a->lo.threads > 64)
+				return cli_usage_error(CMD, "--threads: '%s' is not a count in 0..64",
+						       optarg);
+			break;
+		case OPT_GAP:
+			if (cli_parse_size(optarg, &a->lo.gap) != 0)
+				return cli_usage_error(CMD, "--gap: '%s' is not a byte size", optarg);
+			break;
+		case OPT_PREFETCH:
+			if ((rc = parse_count("prefetch", optarg, &a->lo.prefetch)) != 0)
+				return rc;
+			break;
+		case OPT_QUEUE_DEPTH:
+			if (cli_parse_u32(optarg, &a->lo.queue_depth) != 0 ||
+			    a->lo.queue_depth == 0 || a->lo.queue_depth > 4096)
+				return cli_usage_error(
+					CMD, "--queue-depth: '%s' is not a count in 1..4096", optarg);
+			break;
+		case OPT_BUDGET:
+			if (cli_parse_size(optarg, &a->lo.budget) != 0 || a->lo.budget == 0)
+				return cli_usage_error(CMD, "--budget: '%s' is not a byte size > 0",
+						       optarg);
+			break;
+		case OPT_NO_VERIFY: a->lo.verify = 0; break;
+		case OPT_CHECKPOINT_EVERY:
+			if ((rc = parse_count("checkpoint-every", optarg,
+					      &a->ro.checkpoint_every)) != 0)
+				return rc;
+			break;
+		case OPT_SEED:
+			if (cli_parse_u64(optarg, &p->seed) != 0)
+				return cli_usage_error(CMD,
+						       "--seed: '%s' is not an unsigned integer",
+						       optarg);
+			break;
+		case OPT_RUN:
+			if (optarg[0] == '\0')
+				return cli_usage_error(CMD, "--run: empty path");
+			a->run = optarg;
+			break;
+		case OPT_JSON: a->json = 1; break;
+		case 'h': cmd_bench_usage(stdout); return -1;
+		default: return cli_getopt_error(CMD);
+		}
+	}
+	if (optind >= argc)
+		return cli_usage_error(CMD, "a DATASET is required");
+	if (optind + 1 < argc)
+		return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind + 1]);
+	a->dataset = argv[optind];
+	if (ibstore_prune_opts_check(p, msg, sizeof(msg)) != 0)
+		return cli_usage_error(CMD, "%s", msg);
+	return 0;
+}
+
+/*
+ * The synthetic training loss of sample `id` in epoch `epoch`:
+ *   loss(id, e) = (0.2 + 2.0 u) * exp(-0.3 e (0.5 + u)),
+ *   u = ((id * 2654435761) mod 2^32) / 2^32   (Knuth's multiplicative hash).
+ * Samples start at different losses (0.2 .. 2.2) and fall at different
+ * rates, so some sit below the epoch's mean and get pruned, as in training,
+ * while the result depends on nothing but (id, epoch): runs are reproducible
+ * and independent of backend, thread count and order.
+ */
+static float synthetic_loss(uint64_t id, uint32_t epoch)
+{
+	double u = (double)(uint32_t)(id * 2654435761u) / 4294967296.0;
+
+	return (float)((0.2 + 2.0 * u) * exp(-0.3 * (double)epoch * (0.5 + u)));
+}
+
+/* ---- cold cache ---- */
+
+/* Evicts the dataset's shards; as root also drops the whole page cache so
+ * the catalog and the file system's metadata are cold too.  Failure of the
+ * latter is ignored (a container may forbid it). */
+static int evict(ibstore_dataset *ds)
+{
+	int rc = ibstore_dataset_evict(ds);
+
+	if (rc != 0)
+		return cli_fail(CMD, "evicting the dataset: %s",
+				cli_errmsg(ibstore_dataset_errmsg(ds), rc));
+	if (geteuid() == 0) {
+		int fd;
+
+		sync();
+		fd = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			if (write(fd, "1", 1) != 1) {
+				/* not allowed here: the fadvise above has to do */
+			}
+			close(fd);
+		}
+	}
+	return 0;
+}
+
+/* ---- temporary run state ---- */
+
+/* A run state in a fresh directory under $TMPDIR: the library creates the
+ * file itself (an existing empty file is not a run state). */
+typedef struct temp_run {
+	char dir[4096];
+	char path[4096 + 16];
+} temp_run;
+
+static int temp_run_make(temp_run *t)
+{
+	const char *tmp = getenv("TMPDIR");
+	int n;
+
+	if (tmp == NULL || tmp[0] == '\0')
+		tmp = "/tmp";
+	n = snprintf(t->dir, sizeof(t->dir), "%s/ibstore-bench.XXXXXX", tmp);
+	if (n < 0 || (size_t)n >= sizeof(t->dir))
+		return cli_fail(CMD, "$TMPDIR is too long");
+	if (mkdtemp(t->dir) == NULL)
+		return cli_fail(CMD, "cannot create a temporary directory in %s: %s", tmp,
+				strerror(errno));
+	snprintf(t->path, sizeof(t->path), "%s/run", t->dir);
+	return 0;
+}
+
+static void temp_run_remove(temp_run *t)
+{
+	if (t->dir[0] == '\0')
+		return;
+	unlink(t->path);
+	rmdir(t->dir);
+	t->dir[0] = '\0';
+}
+
+/* ---- interruption ---- */
+
+/* SIGINT / SIGTERM end the run after the current batch, so the temporary
+ * state is still removed. */
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+/* ---- output ---- */
+
+typedef struct epoch_row {
+	uint32_t epoch;
+	uint64_t kept, pruned;
+	uint64_t bytes_read, bytes_skipped, read_around, requests;
+	uint64_t samples, data_bytes;
+	double seconds;
+} epoch_row;
+
+static double rate(double x, double seconds)
+{
+	return seconds > 0 ? x / seconds : 0.0;
+}
+
+static void print_header(FILE *f, const bench_args *a, const ibstore_info *info,
+			 const ibstore_loader_stats *st, uint32_t threads)
+{
+	char budget[32];
+
+	fprintf(f,
+		"# %s: %" PRIu64 " samples, %" PRIu32 " shards | backend %s, buffers %s, "
+		"direct %s, registered %s, threads %" PRIu32 ", queue depth %" PRIu32
+		", budget %s, gap %" PRIu64 ", order %s, verify %s, cold %s\n",
+		a->dataset, info->samples, info->shards, st->backend, st->buffers,
+		st->direct ? "yes" : "no", st->registered ? "yes" : "no", threads,
+		a->lo.queue_depth, cli_human_bytes(a->lo.budget, budget, sizeof(budget)),
+		a->lo.gap, a->lo.order == IBSTORE_ORDER_LOCALITY ? "locality" : "random",
+		a->lo.verify ? "yes" : "no", a->cold ? "yes" : "no");
+}
+
+static void print_table_head(void)
+{
+	printf("%5s %10s %10s %14s %14s %12s %10s %9s %13s %10s\n", "epoch", "kept", "pruned",
+	       "bytes_read", "bytes_skipped", "read_around", "requests", "seconds",
+	       "samples_per_s", "MB_per_s");
+}
+
+static void print_row(const bench_args *a, const epoch_row *r)
+{
+	double sps = rate((double)r->samples, r->seconds);
+	double mbps = rate((double)r->data_bytes, r->seconds) / 1e6;
+
+	if (a->json) {
+		printf("{\"epoch\":%" PRIu32 ",\"kept\":%" PRIu64 ",\"pruned\":%" PRIu64
+		       ",\"bytes_read\":%" PRIu64 ",\"bytes_skipped\":%" PRIu64
+		       ",\"read_around\":%" PRIu64 ",\"requests\":%" PRIu64 ",\"seconds\":",
+		       r->epoch, r->kept, r->pruned, r->bytes_read, r->bytes_skipped,
+		       r->read_around, r->requests);
+		cli_json_double(stdout, r->seconds);
+		fputs(",\"samples_per_s\":", stdout);
+		cli_json_double(stdout, sps);
+		fputs(",\"MB_per_s\":", stdout);
+		cli_json_double(stdout, mbps);
+		fputs("}\n", stdout);
+	} else {
+		printf("%5" PRIu32 " %10" PRIu64 " %10" PRIu64 " %14" PRIu64 " %14" PRIu64
+		       " %12" PRIu64 " %10" PRIu64 " %9.3f %13.0f %10.1f\n",
+		       r->epoch, r->kept, r->pruned, r->bytes_read, r->bytes_skipped,
+		       r->read_around, r->requests, r->seconds, sps, mbps);
+	}
+	fflush(stdout); /* rows appear as epochs finish */
+}
+
+/* ---- the loop ---- */
+
+/* Streams one epoch; fills *r.  0 or the exit status after a message. */
+static int run_epoch(ibstore_loader *l, uint32_t epoch, float *losses, uint32_t cap,
+		     epoch_row *r)
+{
+	ibstore_loader_stats st;
+	const ibstore_batch *b;
+	double t0, t1;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	r->epoch = epoch;
+	t0 = cli_now();
+	if ((rc = ibstore_loader_epoch_begin(l, epoch, NULL)) != 0)
+		return cli_fail(CMD, "epoch %" PRIu32 ": %s", epoch,
+				cli_errmsg(ibstore_loader_errmsg(l), rc));
+	for (;;) {
+		size_t i;
+
+		if ((rc = ibstore_loader_next(l, &b)) != 0)
+			return cli_fail(CMD, "epoch %" PRIu32 ": %s", epoch,
+					cli_errmsg(ibstore_loader_errmsg(l), rc));
+		if (b == NULL)
+			break;
+		if (b->n > cap) {
+			ibstore_loader_release(l, b);
+			return cli_fail(CMD, "epoch %" PRIu32 ": a batch of %zu samples", epoch,
+					b->n);
+		}
+		for (i = 0; i < b->n; i++)
+			losses[i] = synthetic_loss(b->ids[i], epoch);
+		r->samples += b->n;
+		r->data_bytes += b->data_size;
+		rc = ibstore_loader_report(l, b, losses);
+		ibstore_loader_release(l, b);
+		if (rc != 0)
+			return cli_fail(CMD, "epoch %" PRIu32 ": reporting losses: %s", epoch,
+					cli_errmsg(ibstore_loader_errmsg(l), rc));
+		if (interrupted)
+			return cli_fail(CMD, "interrupted in epoch %" PRIu32, epoch);
+	}
+	/* The statistics are the epoch's own until epoch_end drains it. */
+	if ((rc = ibstore_loader_stats_get(l, &st)) != 0)
+		return cli_fail(CMD, "epoch %" PRIu32 ": statistics: %s", epoch,
+				cli_errmsg(ibstore_loader_errmsg(l), rc));
+	if ((rc = ibstore_loader_epoch_end(l)) != 0)
+		return cli_fail(CMD, "epoch %" PRIu32 ": %s", epoch,
+				cli_errmsg(ibstore_loader_errmsg(l), rc));
+	t1 = cli_now();
+	r->kept = st.kept;
+	r->pruned = st.pruned;
+	r->bytes_read = st.bytes_read;
+	r->bytes_skipped = st.bytes_skipped;
+	r->read_around = st.read_around;
+	r->requests = st.requests;
+	r->seconds = t1 - t0;
+	return 0;
+}
+
+/* The epoch to start at: 0 for a new run; after the last finished epoch, or
+ * the unfinished one, for a run state that already exists. */
+static uint32_t first_epoch(const ibstore_run *run)
+{
+	ibstore_run_info ri;
+
+	if (ibstore_run_info_get(run, &ri) != 0)
+		return 0;
+	if (ri.in_epoch)
+		return ri.epoch;
+	return ri.epochs_done > 0 ? ri.epoch + 1 : 0;
+}
+
+/* Decode threads as the loader resolves 0 (cores - 1, at least 1). */
+static uint32_t resolved_threads(uint32_t t)
+{
+	long n;
+
+	if (t != 0)
+		return t;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 1 ? (uint32_t)(n - 1) : 1;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	char progname[] = "ibstore " CMD;
+	bench_args a;
+	temp_run tmp;
+	ibstore_dataset *ds = NULL;
+	ibstore_run *run = NULL;
+	ibstore_loader *l = NULL;
+	ibstore_info info;
+	ibstore_loader_stats st;
+	float *losses = NULL;
+	const char *run_path;
+	uint32_t e, e0;
+	uint64_t tot_samples = 0, tot_pruned = 0, tot_plan = 0, tot_skipped = 0, tot_bytes = 0;
+	uint32_t pruning_epochs = 0;
+	double tot_seconds = 0;
+	FILE *meta;
+	char human[32];
+	int rc, status = CLI_EXIT_FAIL;
+
+	memset(&a, 0, sizeof(a));
+	memset(&tmp, 0, sizeof(tmp));
+	argv[0] = progname;
+	rc = parse_args(argc, argv, &a);
+	if (rc != 0)
+		return rc < 0 ? CLI_EXIT_OK : rc;
+	meta = a.json ? stderr : stdout;
+
+	rc = ibstore_dataset_open(a.dataset, &ds);
+	if (rc != 0) {
+		cli_fail(CMD, "%s: %s", a.dataset, cli_errmsg(ibstore_dataset_errmsg(ds), rc));
+		goto out;
+	}
+	if ((rc = ibstore_dataset_info(ds, &info)) != 0) {
+		cli_fail(CMD, "%s: %s", a.dataset, cli_errmsg(ibstore_dataset_errmsg(ds), rc));
+		goto out;
+	}
+	a.ro.samples = info.samples;
+
+	if (a.run != NULL) {
+		run_path = a.run;
+	} else {
+		if (temp_run_make(&tmp) != 0)
+			goto out;
+		run_path = tmp.path;
+	}
+	catch_signals();
+	rc = ibstore_run_open(run_path, &a.ro, &run);
+	if (rc != 0) {
+		cli_fail(CMD, "%s: %s", run_path, cli_errmsg(ibstore_run_errmsg(run), rc));
+		goto out;
+	}
+	losses = malloc((size_t)a.ro.batch_size * sizeof(*losses));
+	if (losses == NULL) {
+		cli_fail(CMD, "out of memory for a batch of %" PRIu32 " losses", a.ro.batch_size);
+		goto out;
+	}
+	rc = ibstore_loader_open(ds, run, &a.lo, &l);
+	if (rc != 0) {
+		cli_fail(CMD, "%s: opening the loader: %s", a.dataset,
+			 cli_errmsg(ibstore_loader_errmsg(l), rc));
+		goto out;
+	}
+	if ((rc = ibstore_loader_stats_get(l, &st)) != 0) {
+		cli_fail(CMD, "loader statistics: %s", cli_errmsg(ibstore_loader_errmsg(l), rc));
+		goto out;
+	}
+	print_header(meta, &a, &info, &st, resolved_threads(a.lo.threads));
+	if (!a.json)
+		print_table_head();
+
+	e0 = first_epoch(run);
+	for (e = e0; e < a.ro.prune.epochs; e++) {
+		epoch_row r;
+
+		if (a.cold && evict(ds) != 0)
+			goto out;
+		if (run_epoch(l, e, losses, a.ro.batch_size, &r) != 0)
+			goto out;
+		print_row(&a, &r);
+		tot_samples += r.samples;
+		tot_bytes += r.data_bytes;
+		tot_pruned += r.pruned;
+		pruning_epochs += r.pruned > 0;
+		tot_plan += r.kept + r.pruned;
+		tot_skipped += r.bytes_skipped;
+		tot_seconds += r.seconds;
+	}
+	fprintf(meta,
+		"# %" PRIu32 " epochs in %.3f s: mean %.0f samples/s, %.1f MB/s; %" PRIu32
+		" epochs pruned %.1f%% of their samples overall; %" PRIu64
+		" bytes skipped (%s)\n",
+		a.ro.prune.epochs - e0, tot_seconds, rate((double)tot_samples, tot_seconds),
+		rate((double)tot_bytes, tot_seconds) / 1e6, pruning_epochs,
+		tot_plan ? 100.0 * (double)tot_pruned / (double)tot_plan : 0.0, tot_skipped,
+		cli_human_bytes(tot_skipped, human, sizeof(human)));
+	status = CLI_EXIT_OK;
+out:
+	ibstore_loader_close(l);
+	ibstore_run_close(run);
+	ibstore_dataset_close(ds);
+	temp_run_remove(&tmp);
+	free(losses);
+	return status;
+}
