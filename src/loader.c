@@ -39,6 +39,7 @@ typedef struct lbatch {
 	uint64_t *offsets;
 	uint64_t *skipped;
 	const uint8_t **src;    /* each sample's record in the window buffer */
+	ib_index_entry *ent;    /* each sample's index entry, looked up once */
 	int32_t *bad;           /* per sample: I/O error code, 0 when fine */
 	uint8_t *data;
 	uint64_t data_cap;      /* decoded bytes of all planned samples */
@@ -223,7 +224,7 @@ static void batch_free(lbatch *b)
 {
 	if (!b)
 		return;
-	free(b->ids);
+	free(b->ent);
 	free(b->data);
 	free(b->errmsg);
 	free(b);
@@ -236,13 +237,14 @@ static lbatch *batch_new(size_t n)
 	if (!b)
 		return NULL;
 	size_t k = n ? n : 1;
-	size_t bytes = k * (8 + 4 + 4 + 4 + 8 + 8 + sizeof(void *) + 4);
+	size_t bytes = k * (sizeof(ib_index_entry) + 8 + 4 + 4 + 4 + 8 + 8 + sizeof(void *) + 4);
 	uint8_t *m = malloc(bytes);
 	if (!m) {
 		free(b);
 		return NULL;
 	}
-	b->ids = (uint64_t *)m;
+	b->ent = (ib_index_entry *)m;
+	b->ids = (uint64_t *)(b->ent + k);
 	b->offsets = b->ids + k;
 	b->skipped = b->offsets + k;
 	b->src = (const uint8_t **)(b->skipped + k);
@@ -402,12 +404,12 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 		lb->win = (int)(w - l->win);
 		lb->status = B_PLANNED;
 		for (uint64_t i = lo; i < hi; i++) {
-			ib_index_entry e;
-			ib_dataset_entry(l->ds, l->order[i], &e);
+			ib_index_entry *e = &lb->ent[i - lo];
+			ib_dataset_entry(l->ds, l->order[i], e);
 			lb->ids[i - lo] = l->order[i];
 			lb->weights[i - lo] = l->order_w[i];
 			lb->bad[i - lo] = 0;
-			lb->data_cap += e.size;
+			lb->data_cap += e->size;
 			w->recs[w->nrecs++] = (wrec){l->order[i], (uint32_t)(b - b0),
 						     (uint32_t)(i - lo)};
 		}
@@ -586,8 +588,7 @@ static void decode_batch(ibstore_loader *l, lbatch *b)
 	size_t out = 0, nskip = 0;
 	for (size_t i = 0; i < b->n; i++) {
 		uint64_t id = b->ids[i];
-		ib_index_entry e;
-		ib_dataset_entry(l->ds, id, &e);
+		ib_index_entry e = b->ent[i];
 		int rc;
 		if (b->bad[i])
 			rc = ib_fail(msg, IBSTORE_EIO, "%s offset %" PRIu64 ": reading sample %" PRIu64
