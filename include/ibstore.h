@@ -622,6 +622,17 @@ int ibstore_loader_stats_get(const ibstore_loader *l, ibstore_loader_stats *out)
  * DONTNEED), for cold-cache measurements. */
 int ibstore_dataset_evict(ibstore_dataset *ds);
 
+/* ---------------------------------------------------------------------- */
+/* Distributed runs                                                        */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * The loss exchange of a data-parallel run over MPI,
+ * ibstore_run_exchange_mpi(), is declared in ibstore_mpi.h (it includes
+ * <mpi.h>) and lives in libibstore_mpi, built with meson's option `mpi`;
+ * this header and libibstore never depend on MPI.
+ */
+
 #ifdef __cplusplus
 }
 #endif
