@@ -103,6 +103,11 @@ typedef struct ibstore_writer_opts {
 	int lz4hc_level;           /* 1..12, default 9 */
 	uint32_t alignment;        /* record alignment, power of two 1..4096; default 8 */
 	int fsync;                 /* fsync before publishing; default 1 */
+	int jobs;                  /* threads that compress, checksum and write
+				      samples behind ibstore_writer_add(), 1..256;
+				      the output is byte-identical for every value
+				      (bar the UUID and creation time); 0 or 1: all
+				      work in the caller's thread.  Default 1. */
 } ibstore_writer_opts;
 
 /* Fills *opts with the defaults above. */
@@ -129,6 +134,10 @@ int ibstore_writer_create(const char *path, const ibstore_writer_opts *opts,
  * optional unique string such as the original file name.  A duplicate key
  * gives IBSTORE_EEXIST and the sample is not added; a record that cannot fit
  * in one shard gives IBSTORE_ETOOBIG.  Samples of up to 4 GiB - 1 bytes.
+ * The data is copied (or written) before the call returns.  With
+ * opts.jobs > 1 a sample is compressed and written after the call returns:
+ * a failure to write it (an I/O error) is returned by a later add or by
+ * ibstore_writer_publish(), and fails the writer.
  */
 int ibstore_writer_add(ibstore_writer *w, const void *data, size_t len, int32_t label,
 		       const char *key, uint64_t *id_out);

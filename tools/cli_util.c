@@ -272,8 +272,15 @@ static void progress_print(cli_progress *p, double now)
 	char line[160];
 	int n;
 
-	n = snprintf(line, sizeof(line), "%llu records, %.1f MB in, %.1f MB/s, %.1f s",
-		     p->samples, (double)p->bytes / 1e6, mbps, secs);
+	if (p->total > 0 && p->bytes > 0 && p->bytes <= p->total)
+		n = snprintf(line, sizeof(line),
+			     "%llu records, %.1f of %.1f MB (%.0f%%), %.1f MB/s, %.1f s, ETA %.0f s",
+			     p->samples, (double)p->bytes / 1e6, (double)p->total / 1e6,
+			     100.0 * (double)p->bytes / (double)p->total, mbps, secs,
+			     secs * (double)(p->total - p->bytes) / (double)p->bytes);
+	else
+		n = snprintf(line, sizeof(line), "%llu records, %.1f MB in, %.1f MB/s, %.1f s",
+			     p->samples, (double)p->bytes / 1e6, mbps, secs);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(line))
@@ -305,6 +312,11 @@ void cli_progress_update(cli_progress *p, unsigned long long samples,
 		return;
 	p->last = now;
 	progress_print(p, now);
+}
+
+void cli_progress_set_total(cli_progress *p, unsigned long long total)
+{
+	p->total = total;
 }
 
 void cli_progress_finish(cli_progress *p)

@@ -24,6 +24,7 @@ int cmd_pack(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_get(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_scores(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
@@ -32,6 +33,7 @@ void cmd_pack_usage(FILE *f);
 void cmd_info_usage(FILE *f);
 void cmd_verify_usage(FILE *f);
 void cmd_get_usage(FILE *f);
+void cmd_export_usage(FILE *f);
 void cmd_plan_usage(FILE *f);
 void cmd_scores_usage(FILE *f);
 void cmd_bench_usage(FILE *f);
@@ -122,6 +124,7 @@ typedef struct cli_progress {
 	size_t line_len;    /* length of the in-place line on a terminal */
 	unsigned long long samples;
 	unsigned long long bytes;
+	unsigned long long total; /* bytes expected in all, for an ETA; 0: unknown */
 } cli_progress;
 
 /* Starts the clock; `enabled` = 0 silences everything (--quiet). */
@@ -130,6 +133,9 @@ void cli_progress_init(cli_progress *p, FILE *out, int enabled);
 /* Records the latest counters and prints a line when one is due. */
 void cli_progress_update(cli_progress *p, unsigned long long samples,
 			 unsigned long long bytes);
+
+/* Sets the number of bytes expected in all: lines then show an ETA. */
+void cli_progress_set_total(cli_progress *p, unsigned long long total);
 
 /* Clears the in-place line (terminal) so a summary can follow. */
 void cli_progress_finish(cli_progress *p);

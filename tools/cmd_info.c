@@ -68,7 +68,7 @@ static uint32_t named_classes(ibstore_dataset *ds, uint32_t labels)
 static void print_json(ibstore_dataset *ds, const ibstore_info *in, const char *uuid,
 		       const char *created)
 {
-	static const char *const attrs[] = { "source", "shape" };
+	static const char *const attrs[] = { "source", "shape", "ext" };
 	uint32_t i;
 	size_t a;
 
@@ -107,7 +107,7 @@ static void print_json(ibstore_dataset *ds, const ibstore_info *in, const char *
 static void print_text(const char *path, ibstore_dataset *ds, const ibstore_info *in,
 		       const char *uuid, const char *created)
 {
-	static const char *const attrs[] = { "source", "shape" };
+	static const char *const attrs[] = { "source", "shape", "ext" };
 	char h1[32];
 	uint32_t i, shown = 0, named;
 	size_t a;

@@ -1,6 +1,7 @@
 /*
- * cmd_pack.c — `ibstore pack`: converts IDX, image-folder or CIFAR input
- * into a published ibstore dataset through an importer and a writer.
+ * cmd_pack.c — `ibstore pack`: converts IDX, image-folder, CIFAR, WebDataset
+ * tar or JSONL input into a published ibstore dataset through an importer
+ * and a writer.
  */
 #include <getopt.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@
 
 #define CMD "pack"
 
-enum source { SRC_NONE, SRC_IDX, SRC_FOLDER, SRC_CIFAR };
+enum source { SRC_NONE, SRC_IDX, SRC_FOLDER, SRC_CIFAR, SRC_TAR, SRC_JSONL };
 
 enum {
 	OPT_FROM = 256,
@@ -23,13 +24,31 @@ enum {
 	OPT_LEVEL,
 	OPT_ALIGN,
 	OPT_NO_FSYNC,
+	OPT_JOBS,
+	OPT_PAYLOAD,
+	OPT_LABEL_EXT,
+	OPT_FIELD,
+	OPT_LABEL_FIELD,
+	OPT_SKIP_BAD,
+	OPT_LINE_KEYS,
 };
+
+/* Bad JSON lines printed before the rest are only counted. */
+#define MAX_WARNINGS 10
+
+typedef struct pack_progress {
+	cli_progress prog;
+	unsigned long long warnings;
+	int quiet;
+} pack_progress;
 
 void cmd_pack_usage(FILE *f)
 {
 	fputs("Usage: ibstore pack --from idx IMAGES LABELS OUT [options]\n"
 	      "       ibstore pack --from folder DIR OUT [options]\n"
 	      "       ibstore pack --from cifar FILE... OUT [options]\n"
+	      "       ibstore pack --from tar SHARD.tar... OUT [options]\n"
+	      "       ibstore pack --from jsonl FILE... OUT [options]\n"
 	      "\n"
 	      "Packs a dataset into OUT, which must not exist.  OUT appears only\n"
 	      "when packing succeeded; on failure nothing is left there.\n"
@@ -39,10 +58,30 @@ void cmd_pack_usage(FILE *f)
 	      "  folder   DIR/<class>/<file>: one sample per file, labels from the\n"
 	      "           sorted class directory names, keys \"class/file\"\n"
 	      "  cifar    CIFAR-10 or CIFAR-100 binary batches\n"
+	      "  tar      WebDataset shards: members sharing a stem (the path up to\n"
+	      "           the first '.' of the file name) form one sample; the\n"
+	      "           payload is the member with the first --payload extension\n"
+	      "           present, the label the decimal text of the --label-ext\n"
+	      "           member; keys are the stems.  The first payload extension\n"
+	      "           is recorded as attribute \"ext\"; a sample with another one\n"
+	      "           is keyed \"stem.ext\"\n"
+	      "  jsonl    JSON Lines: one sample per non-blank line, the line's\n"
+	      "           bytes or one field's value (--field)\n"
 	      "\n"
 	      "Options:\n"
-	      "  --from SOURCE        idx, folder or cifar (required)\n"
+	      "  --from SOURCE        idx, folder, cifar, tar or jsonl (required)\n"
 	      "  --cifar 10|100|auto  CIFAR variant (default auto: from file sizes)\n"
+	      "  --payload EXT,...    tar: payload extensions, best first (default\n"
+	      "                       " IMPORT_TAR_PAYLOAD_DEFAULT ")\n"
+	      "  --label-ext EXT      tar: extension of the label member (default cls)\n"
+	      "  --field NAME         jsonl: the sample is this top-level field: a string\n"
+	      "                       as its UTF-8 bytes, other values as JSON text\n"
+	      "  --label-field NAME   jsonl: integer (or null) label field\n"
+	      "  --skip-bad           jsonl: skip malformed lines, count and report them\n"
+	      "  --line-keys          jsonl: key each sample \"FILE:LINE\"\n"
+	      "  --jobs N             threads compressing, checksumming and writing\n"
+	      "                       records, 1..256 (default 1); the output is the\n"
+	      "                       same for every N\n"
 	      "  --shard-size SIZE    start a new shard past SIZE bytes; suffixes K, M,\n"
 	      "                       G, T are powers of 1024 (default 256M)\n"
 	      "  --compress CODEC     none, lz4, lz4hc or auto (default none); auto\n"
@@ -52,7 +91,8 @@ void cmd_pack_usage(FILE *f)
 	      "  -q, --quiet          no progress and no summary\n"
 	      "  -h, --help           show this help\n"
 	      "\n"
-	      "Progress and a final summary go to standard error.\n"
+	      "Progress (records, MB/s, and an ETA when the input size is known up\n"
+	      "front) and a final summary go to standard error.\n"
 	      "Exit status: 0 packed, 1 failed, 2 wrong arguments.\n", f);
 }
 
@@ -64,6 +104,10 @@ static int parse_source(const char *s, enum source *out)
 		*out = SRC_FOLDER;
 	else if (strcmp(s, "cifar") == 0)
 		*out = SRC_CIFAR;
+	else if (strcmp(s, "tar") == 0)
+		*out = SRC_TAR;
+	else if (strcmp(s, "jsonl") == 0)
+		*out = SRC_JSONL;
 	else
 		return -1;
 	return 0;
@@ -71,7 +115,27 @@ static int parse_source(const char *s, enum source *out)
 
 static void on_progress(void *ctx, unsigned long long samples, unsigned long long bytes_in)
 {
-	cli_progress_update(ctx, samples, bytes_in);
+	pack_progress *pp = ctx;
+
+	cli_progress_update(&pp->prog, samples, bytes_in);
+}
+
+static void on_total(void *ctx, unsigned long long total)
+{
+	pack_progress *pp = ctx;
+
+	cli_progress_set_total(&pp->prog, total);
+}
+
+/* A skipped bad line: the first few are printed even with -q (data is lost). */
+static void on_warn(void *ctx, const char *msg)
+{
+	pack_progress *pp = ctx;
+
+	if (++pp->warnings > MAX_WARNINGS)
+		return;
+	cli_progress_finish(&pp->prog);
+	fprintf(stderr, "ibstore " CMD ": warning: %s\n", msg);
 }
 
 /* Sum of the input files' sizes, for a summary when the importer gave none. */
@@ -130,6 +194,13 @@ int cmd_pack(int argc, char **argv)
 		{ "align", required_argument, NULL, OPT_ALIGN },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "no-fsync", no_argument, NULL, OPT_NO_FSYNC },
+		{ "jobs", required_argument, NULL, OPT_JOBS },
+		{ "payload", required_argument, NULL, OPT_PAYLOAD },
+		{ "label-ext", required_argument, NULL, OPT_LABEL_EXT },
+		{ "field", required_argument, NULL, OPT_FIELD },
+		{ "label-field", required_argument, NULL, OPT_LABEL_FIELD },
+		{ "skip-bad", no_argument, NULL, OPT_SKIP_BAD },
+		{ "line-keys", no_argument, NULL, OPT_LINE_KEYS },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -140,7 +211,11 @@ int cmd_pack(int argc, char **argv)
 	int cifar_variant = 0, cifar_given = 0, quiet = 0;
 	char err[1024] = "";
 	char shard_err[512] = "";
-	cli_progress prog;
+	pack_progress pp;
+	cli_progress *prog = &pp.prog;
+	import_tar_opts tar_opts = { 0 };
+	import_jsonl_opts jsonl_opts = { 0 };
+	int tar_given = 0, jsonl_given = 0;
 	import_ctx ic;
 	const char *out;
 	char **inputs;
@@ -156,7 +231,7 @@ int cmd_pack(int argc, char **argv)
 		switch (opt) {
 		case OPT_FROM:
 			if (parse_source(optarg, &src) != 0)
-				return cli_usage_error(CMD, "unknown source '%s' (idx, folder or cifar)",
+				return cli_usage_error(CMD, "unknown source '%s' (idx, folder, cifar, tar or jsonl)",
 						       optarg);
 			break;
 		case OPT_CIFAR:
@@ -195,11 +270,46 @@ int cmd_pack(int argc, char **argv)
 						       optarg);
 			opts.alignment = (uint32_t)v;
 			break;
+		case OPT_PAYLOAD:
+			tar_given = 1;
+			tar_opts.payload = optarg;
+			break;
+		case OPT_LABEL_EXT:
+			tar_given = 1;
+			if (optarg[0] == '\0' || strchr(optarg, '/') != NULL)
+				return cli_usage_error(CMD, "bad --label-ext '%s'", optarg);
+			tar_opts.label_ext = optarg;
+			break;
+		case OPT_FIELD:
+			jsonl_given = 1;
+			if (optarg[0] == '\0')
+				return cli_usage_error(CMD, "--field needs a field name");
+			jsonl_opts.field = optarg;
+			break;
+		case OPT_LABEL_FIELD:
+			jsonl_given = 1;
+			if (optarg[0] == '\0')
+				return cli_usage_error(CMD, "--label-field needs a field name");
+			jsonl_opts.label_field = optarg;
+			break;
+		case OPT_SKIP_BAD:
+			jsonl_given = 1;
+			jsonl_opts.skip_bad = 1;
+			break;
+		case OPT_LINE_KEYS:
+			jsonl_given = 1;
+			jsonl_opts.line_keys = 1;
+			break;
 		case 'q':
 			quiet = 1;
 			break;
 		case OPT_NO_FSYNC:
 			opts.fsync = 0;
+			break;
+		case OPT_JOBS:
+			if (cli_parse_u64(optarg, &v) != 0 || v < 1 || v > 256)
+				return cli_usage_error(CMD, "bad --jobs '%s' (1..256)", optarg);
+			opts.jobs = (int)v;
 			break;
 		case 'h':
 			cmd_pack_usage(stdout);
@@ -212,7 +322,7 @@ int cmd_pack(int argc, char **argv)
 	npos = argc - optind;
 	switch (src) {
 	case SRC_NONE:
-		return cli_usage_error(CMD, "missing --from idx|folder|cifar");
+		return cli_usage_error(CMD, "missing --from idx|folder|cifar|tar|jsonl");
 	case SRC_IDX:
 		if (npos != 3)
 			return cli_usage_error(CMD, "--from idx needs IMAGES LABELS OUT");
@@ -225,7 +335,20 @@ int cmd_pack(int argc, char **argv)
 		if (npos < 2)
 			return cli_usage_error(CMD, "--from cifar needs FILE... OUT");
 		break;
+	case SRC_TAR:
+		if (npos < 2)
+			return cli_usage_error(CMD, "--from tar needs SHARD.tar... OUT");
+		break;
+	case SRC_JSONL:
+		if (npos < 2)
+			return cli_usage_error(CMD, "--from jsonl needs FILE... OUT");
+		break;
 	}
+	if (tar_given && src != SRC_TAR)
+		return cli_usage_error(CMD, "--payload and --label-ext apply only to --from tar");
+	if (jsonl_given && src != SRC_JSONL)
+		return cli_usage_error(CMD, "--field, --label-field, --skip-bad and --line-keys "
+				       "apply only to --from jsonl");
 	if (cifar_given && src != SRC_CIFAR)
 		return cli_usage_error(CMD, "--cifar applies only to --from cifar");
 	inputs = argv + optind;
@@ -239,13 +362,17 @@ int cmd_pack(int argc, char **argv)
 		goto done;
 	}
 
-	cli_progress_init(&prog, stderr, !quiet);
+	memset(&pp, 0, sizeof(pp));
+	cli_progress_init(prog, stderr, !quiet);
+	pp.quiet = quiet;
 	memset(&ic, 0, sizeof(ic));
 	ic.w = w;
 	ic.err = err;
 	ic.errlen = sizeof(err);
 	ic.progress = on_progress;
-	ic.progress_ctx = &prog;
+	ic.progress_ctx = &pp;
+	ic.total = on_total;
+	ic.warn = on_warn;
 
 	switch (src) {
 	case SRC_IDX:
@@ -254,11 +381,23 @@ int cmd_pack(int argc, char **argv)
 	case SRC_FOLDER:
 		rc = import_folder(&ic, inputs[0]);
 		break;
+	case SRC_TAR:
+		rc = import_tar(&ic, (const char *const *)inputs, ninputs, &tar_opts);
+		break;
+	case SRC_JSONL:
+		rc = import_jsonl(&ic, (const char *const *)inputs, ninputs, &jsonl_opts);
+		break;
 	default:
 		rc = import_cifar(&ic, (const char *const *)inputs, ninputs, cifar_variant);
 		break;
 	}
-	cli_progress_finish(&prog);
+	cli_progress_finish(prog);
+	if (pp.warnings > MAX_WARNINGS)
+		fprintf(stderr, "ibstore " CMD ": warning: %llu more bad lines skipped\n",
+			pp.warnings - MAX_WARNINGS);
+	if (jsonl_opts.skipped > 0)
+		fprintf(stderr, "ibstore " CMD ": skipped %llu bad line%s\n", jsonl_opts.skipped,
+			jsonl_opts.skipped == 1 ? "" : "s");
 	if (rc != 0) {
 		/* The importer's message names the input; fall back to the writer's. */
 		const char *msg = err[0] != '\0' ? err : ibstore_writer_errmsg(w);
@@ -272,21 +411,21 @@ int cmd_pack(int argc, char **argv)
 		status = cli_fail(CMD, "%s", cli_errmsg(ibstore_writer_errmsg(w), rc));
 		goto done;
 	}
-	secs = cli_progress_elapsed(&prog);
+	secs = cli_progress_elapsed(prog);
 	samples = (unsigned long long)ibstore_writer_count(w);
 	status = CLI_EXIT_OK;
 	if (quiet)
 		goto done;
 
-	if (prog.bytes == 0 && src != SRC_FOLDER)
-		prog.bytes = input_bytes(inputs, ninputs);
+	if (prog->bytes == 0 && src != SRC_FOLDER)
+		prog->bytes = input_bytes(inputs, ninputs);
 	/* Reopening checks that what was published reads back. */
 	shards = count_shards(out, shard_err, sizeof(shard_err));
 	if (shards < 0) {
 		status = cli_fail(CMD, "published %s but it does not open: %s", out, shard_err);
 		goto done;
 	}
-	print_summary(&prog, samples, shards, secs);
+	print_summary(prog, samples, shards, secs);
 done:
 	ibstore_writer_free(w);
 	return status;

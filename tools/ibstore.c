@@ -17,10 +17,11 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-	{ "pack", cmd_pack, cmd_pack_usage, "convert IDX, image-folder or CIFAR data into a dataset" },
+	{ "pack", cmd_pack, cmd_pack_usage, "convert IDX, image-folder, CIFAR, tar or JSONL data into a dataset" },
 	{ "info", cmd_info, cmd_info_usage, "describe a dataset (text or --json)" },
 	{ "verify", cmd_verify, cmd_verify_usage, "check every record's header and checksum" },
 	{ "get", cmd_get, cmd_get_usage, "extract one sample (by id or --key) or its metadata" },
+	{ "export", cmd_export, cmd_export_usage, "write every sample as DIR/<class>/<file>" },
 	{ "plan", cmd_plan, cmd_plan_usage, "an epoch's pruning plan from a file of scores" },
 	{ "scores", cmd_scores, cmd_scores_usage, "a run state's configuration, epochs and scores" },
 	{ "bench", cmd_bench, cmd_bench_usage, "stream pruned epochs through the loader and time them" },

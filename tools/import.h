@@ -15,12 +15,22 @@
 typedef void (*import_progress_fn)(void *ctx, unsigned long long samples,
 				   unsigned long long bytes_in);
 
+/* Called once, before the first sample, when the importer knows how many
+ * input bytes it will report through progress in all (for an ETA). */
+typedef void (*import_total_fn)(void *ctx, unsigned long long bytes_total);
+
+/* Called for input that is skipped on request (a bad JSON line with
+ * skip_bad), with a message naming the file and line. */
+typedef void (*import_warn_fn)(void *ctx, const char *msg);
+
 typedef struct import_ctx {
 	ibstore_writer *w;
 	char *err;            /* message buffer, at least 1 byte */
 	size_t errlen;
 	import_progress_fn progress; /* may be NULL */
-	void *progress_ctx;
+	void *progress_ctx;   /* passed to progress, total and warn */
+	import_total_fn total; /* may be NULL */
+	import_warn_fn warn;  /* may be NULL */
 } import_ctx;
 
 /*
@@ -47,5 +57,54 @@ int import_folder(import_ctx *c, const char *dir);
  * fine label is used).  Each record becomes a 3072-byte sample.
  */
 int import_cifar(import_ctx *c, const char *const *paths, int npaths, int variant);
+
+/* Payload extensions tried by import_tar when none are given, best first. */
+#define IMPORT_TAR_PAYLOAD_DEFAULT \
+	"jpg,jpeg,png,webp,gif,bmp,tif,tiff,ppm,pgm,wav,flac,mp3,ogg,npy,bin,txt"
+
+typedef struct import_tar_opts {
+	const char *payload;   /* comma-separated extensions, best first (NULL: the default) */
+	const char *label_ext; /* extension of the label member (NULL: "cls") */
+} import_tar_opts;
+
+/*
+ * WebDataset tar shards (ustar, GNU and pax headers; GNU long names and pax
+ * path/size records), read sequentially.  Consecutive regular members that
+ * share a stem (the member path up to the first '.' of its last component)
+ * form one sample: its payload is the member whose extension (all after
+ * that '.') comes first in opts->payload (case-insensitive), its label the
+ * decimal integer text of the label member (IBSTORE_NO_LABEL without one),
+ * its key the stem ("shard0/004321").  The first sample's payload extension
+ * is recorded as attribute "ext"; a sample whose payload has another
+ * extension gets the key "stem.ext" instead, so that the extension of every
+ * sample is known (ibstore export relies on it).  Directories, links,
+ * devices and names whose last component starts with '.' are skipped.
+ * Errors name the archive, the member and its header's offset: a bad
+ * header checksum, a truncated member, an absolute path or one with a ".."
+ * component, a sample without a payload member, a bad label, a duplicate
+ * key (a stem seen before, in this or an earlier archive).
+ * Records attribute source=tar.
+ */
+int import_tar(import_ctx *c, const char *const *paths, int npaths, const import_tar_opts *o);
+
+typedef struct import_jsonl_opts {
+	const char *field;       /* sample = this top-level field (NULL: the whole line) */
+	const char *label_field; /* integer (or null) label field (NULL: no labels) */
+	int skip_bad;            /* skip malformed lines (counted, reported through warn) */
+	int line_keys;           /* key each sample "FILE:LINE" (FILE as given) */
+	unsigned long long skipped; /* out: lines skipped as bad */
+} import_jsonl_opts;
+
+/*
+ * JSON Lines: one sample per line.  Every non-blank line must be one
+ * well-formed JSON value (RFC 8259; strict: valid UTF-8, escapes, numbers,
+ * nesting at most 512 deep); with a field or label field, an object.  The
+ * sample is the line's bytes without its line end ("\n" or "\r\n"), or
+ * with `field` that field's value: a string as its decoded UTF-8 bytes,
+ * anything else as its JSON text.  Blank lines are skipped.  A malformed
+ * line fails the import with "FILE:LINE: column C: why", or is skipped and
+ * counted with skip_bad.  Records attribute source=jsonl.
+ */
+int import_jsonl(import_ctx *c, const char *const *paths, int npaths, import_jsonl_opts *o);
 
 #endif

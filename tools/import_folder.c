@@ -46,6 +46,7 @@ typedef struct folder_run {
 	unsigned char *buf; /* reused for every file */
 	size_t bufcap;
 	unsigned long long samples, bytes_in;
+	unsigned long long total; /* sizes of the files listed */
 } folder_run;
 
 static int fail(import_ctx *c, int code, const char *fmt, ...)
@@ -178,6 +179,7 @@ static int list_dir(folder_run *r, const char *rel, strvec *files, strvec *subdi
 		}
 		if (!S_ISREG(st.st_mode))
 			continue;
+		r->total += (unsigned long long)st.st_size;
 		rc = strvec_push(files, join(rel, de->d_name));
 		if (rc != 0)
 			break;
@@ -271,47 +273,38 @@ fail:
 	return rc;
 }
 
-static int add_class(folder_run *r, int32_t label, const char *name)
+/* Adds the (already listed) files of class `label`. */
+static int add_class(folder_run *r, int32_t label, const char *name, strvec *files)
 {
-	strvec files = { 0 };
 	int rc;
 
 	rc = ibstore_writer_set_class_name(r->c->w, label, name);
-	if (rc != 0) {
-		rc = fail(r->c, rc, "%s/%s: %s", r->dir, name,
-			  ibstore_writer_errmsg(r->c->w));
-		goto fail;
-	}
-	rc = walk(r, name, &files);
 	if (rc != 0)
-		goto fail;
-	strvec_sort(&files);
-	for (size_t i = 0; i < files.n; i++) {
+		return fail(r->c, rc, "%s/%s: %s", r->dir, name, ibstore_writer_errmsg(r->c->w));
+	strvec_sort(files);
+	for (size_t i = 0; i < files->n; i++) {
 		size_t len = 0;
 
-		rc = read_file(r, files.v[i], &len);
+		rc = read_file(r, files->v[i], &len);
 		if (rc != 0)
-			goto fail;
-		rc = ibstore_writer_add(r->c->w, r->buf, len, label, files.v[i], NULL);
-		if (rc != 0) {
-			rc = fail(r->c, rc, "%s/%s: %s", r->dir, files.v[i],
-				  ibstore_writer_errmsg(r->c->w));
-			goto fail;
-		}
+			return rc;
+		rc = ibstore_writer_add(r->c->w, r->buf, len, label, files->v[i], NULL);
+		if (rc != 0)
+			return fail(r->c, rc, "%s/%s: %s", r->dir, files->v[i],
+				    ibstore_writer_errmsg(r->c->w));
 		r->samples++;
 		r->bytes_in += len;
 		if (r->c->progress != NULL && r->samples % FOLDER_PROGRESS_EVERY == 0)
 			r->c->progress(r->c->progress_ctx, r->samples, r->bytes_in);
 	}
-fail:
-	strvec_free(&files);
-	return rc;
+	return 0;
 }
 
 int import_folder(import_ctx *c, const char *dir)
 {
 	folder_run r = { .c = c, .dir = dir, .rootfd = -1 };
 	strvec classes = { 0 }, top_files = { 0 };
+	strvec *per_class = NULL;
 	int rc;
 
 	if (c == NULL || c->w == NULL)
@@ -327,6 +320,7 @@ int import_folder(import_ctx *c, const char *dir)
 	rc = list_dir(&r, ".", &top_files, &classes);
 	if (rc != 0)
 		goto fail;
+	r.total = 0; /* files directly in DIR are not samples */
 	if (classes.n == 0) {
 		rc = fail(c, IBSTORE_EFORMAT,
 			  "%s: no samples found: no class sub-directories "
@@ -345,8 +339,22 @@ int import_folder(import_ctx *c, const char *dir)
 		rc = fail(c, rc, "%s: %s", dir, ibstore_writer_errmsg(c->w));
 		goto fail;
 	}
+	/* Every class is listed first, so the total size is known up front. */
+	per_class = calloc(classes.n, sizeof(*per_class));
+	if (per_class == NULL) {
+		rc = fail(c, IBSTORE_ENOMEM, "%s: out of memory", dir);
+		goto fail;
+	}
 	for (size_t k = 0; k < classes.n; k++) {
-		rc = add_class(&r, (int32_t)k, classes.v[k]);
+		rc = walk(&r, classes.v[k], &per_class[k]);
+		if (rc != 0)
+			goto fail;
+	}
+	if (c->total != NULL)
+		c->total(c->progress_ctx, r.total);
+	for (size_t k = 0; k < classes.n; k++) {
+		rc = add_class(&r, (int32_t)k, classes.v[k], &per_class[k]);
+		strvec_free(&per_class[k]);
 		if (rc != 0)
 			goto fail;
 	}
@@ -360,6 +368,9 @@ int import_folder(import_ctx *c, const char *dir)
 		c->progress(c->progress_ctx, r.samples, r.bytes_in);
 
 fail:
+	for (size_t k = 0; per_class != NULL && k < classes.n; k++)
+		strvec_free(&per_class[k]);
+	free(per_class);
 	strvec_free(&classes);
 	strvec_free(&top_files);
 	free(r.buf);
