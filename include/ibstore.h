@@ -547,8 +547,11 @@ int ibstore_order_parse(const char *name, ibstore_order *out);
 
 /*
  * Opens a loader over a dataset and a run (whose sample count must equal
- * the dataset's).  Both must outlive the loader, and neither may be used
- * directly while the loader is open, except reading calls on the dataset.
+ * the dataset's).  Both must outlive the loader.  While it is open the
+ * dataset's reading calls may be used from any thread, and the run's
+ * ibstore_run_report() (and ibstore_run_exchange_mpi()) from the consumer
+ * thread between loader calls; the run's epoch and batch calls belong to
+ * the loader.
  * *out is set even on failure (unless IBSTORE_ENOMEM) for
  * ibstore_loader_errmsg(); close it with ibstore_loader_close().
  * Thread-safety: all loader calls are made from one consumer thread,
@@ -597,9 +600,11 @@ void ibstore_loader_release(ibstore_loader *l, const ibstore_batch *batch);
 
 /*
  * Reports the per-sample (unweighted) losses of a batch, in its order
- * (batch->n values), before it is released.  The run's cursor advances
- * over batches whose losses are all reported, committing every
- * checkpoint_every batches.  Rejects non-finite losses (nothing recorded).
+ * (batch->n values), before it is released.  Weight-0 entries (padding that
+ * balances ranks) are not recorded: the rank that owns the sample reports
+ * it.  The run's cursor advances over batches whose losses are all
+ * reported, committing every checkpoint_every batches.  Rejects non-finite
+ * losses (nothing recorded).
  */
 int ibstore_loader_report(ibstore_loader *l, const ibstore_batch *batch, const float *losses);
 

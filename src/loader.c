@@ -1080,7 +1080,35 @@ IB_API int ibstore_loader_report(ibstore_loader *l, const ibstore_batch *batch,
 		return IBSTORE_EINVAL;
 	if (!l->slots || batch->epoch != l->epoch || batch->index >= l->nbatches)
 		return lfail(l, IBSTORE_ESTATE, "the batch is not of the current epoch");
-	int rc = ibstore_run_report(l->run, batch->ids, losses, batch->n);
+	/* weight-0 entries are padding that balances ranks: the rank that owns
+	 * the sample reports its loss, so a padded copy must not (non-finite
+	 * losses are refused all the same) */
+	size_t keep = 0;
+	for (size_t i = 0; i < batch->n; i++) {
+		if (!isfinite(losses[i]))
+			return lfail(l, IBSTORE_EINVAL, "loss of sample %" PRIu64
+				     " is %g, not finite; nothing recorded", batch->ids[i],
+				     (double)losses[i]);
+		keep += batch->weights[i] != 0.0f;
+	}
+	int rc;
+	if (keep == batch->n) {
+		rc = ibstore_run_report(l->run, batch->ids, losses, batch->n);
+	} else {
+		uint64_t *ids = malloc((keep ? keep : 1) * sizeof *ids);
+		float *ls = malloc((keep ? keep : 1) * sizeof *ls);
+		rc = ids && ls ? 0 : IBSTORE_ENOMEM;
+		for (size_t i = 0, k = 0; !rc && i < batch->n; i++) {
+			if (batch->weights[i] != 0.0f) {
+				ids[k] = batch->ids[i];
+				ls[k++] = losses[i];
+			}
+		}
+		if (!rc)
+			rc = ibstore_run_report(l->run, ids, ls, keep);
+		free(ids);
+		free(ls);
+	}
 	if (rc)
 		return lfail(l, rc, "%s", ibstore_run_errmsg(l->run));
 	l->reported[batch->index] = 1;

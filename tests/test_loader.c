@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -656,6 +657,53 @@ static void test_corrupt_sample_fails_or_is_skipped_and_counted(void **state)
 	flip(shard, loc.payload_offset + 3);
 }
 
+static void test_padding_losses_are_not_recorded(void **state)
+{
+	fixture *f = *state;
+	ibstore_dataset *ds;
+	assert_int_equal(ibstore_dataset_open(f->ds, &ds), 0);
+	ibstore_run_opts ro;
+	ibstore_run_opts_init(&ro);
+	ro.samples = N;
+	ro.prune.epochs = EPOCHS;
+	ro.batch_size = 64;
+	ro.rank = 6;
+	ro.world = 7; /* 3000 = 7 * 428 + 4: ranks 4..6 get one padding entry */
+	ibstore_run *run;
+	assert_int_equal(ibstore_run_open(fresh_run(f), &ro, &run), 0);
+	ibstore_loader *l;
+	assert_int_equal(ibstore_loader_open(ds, run, NULL, &l), 0);
+	ibstore_epoch_info info;
+	assert_int_equal(ibstore_loader_epoch_begin(l, 0, &info), 0);
+	assert_int_equal(info.samples, 429);
+	const ibstore_batch *b;
+	uint64_t padded = UINT64_MAX, owned = 0;
+	while (ibstore_loader_next(l, &b) == 0 && b) {
+		float loss[64];
+		for (size_t i = 0; i < b->n; i++) {
+			loss[i] = 1.5f;
+			if (b->weights[i] == 0.0f)
+				padded = b->ids[i];
+			else
+				owned++;
+		}
+		assert_int_equal(ibstore_loader_report(l, b, loss), 0);
+		ibstore_loader_release(l, b);
+	}
+	assert_int_equal(owned, 428);
+	assert_true(padded != UINT64_MAX);
+	const float *s = ibstore_run_scores(run, NULL);
+	assert_true(isnan(s[padded])); /* another rank's sample: not ours to score */
+	uint64_t seen = 0;
+	for (uint64_t i = 0; i < N; i++)
+		seen += !isnan(s[i]);
+	assert_int_equal(seen, 428);
+	assert_int_equal(ibstore_loader_epoch_end(l), 0);
+	ibstore_loader_close(l);
+	ibstore_run_close(run);
+	ibstore_dataset_close(ds);
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -706,6 +754,7 @@ int main(void)
 		cmocka_unit_test(test_resume_mid_epoch_continues_the_same_sequence),
 		cmocka_unit_test(test_drop_last_and_out_of_order_release),
 		cmocka_unit_test(test_corrupt_sample_fails_or_is_skipped_and_counted),
+		cmocka_unit_test(test_padding_losses_are_not_recorded),
 		cmocka_unit_test(test_locality_order_is_a_deterministic_permutation_of_the_slice),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
