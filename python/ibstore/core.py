@@ -1,0 +1,901 @@
+"""Dataset, Run, Loader and Batch over libibstore (see include/ibstore.h).
+
+Lifetimes
+---------
+* A :class:`Loader` keeps its :class:`Dataset` and :class:`Run` alive; closing
+  a Dataset or Run first closes the loaders opened on it.
+* A :class:`Batch`'s arrays (``ids``, ``labels``, ``weights``, ``sizes``,
+  ``offsets``, ``data``, ``array()``) are read-only numpy *views* of the
+  library's memory: no copy is made.  They are valid until the batch is
+  released -- by :meth:`Batch.release`, by leaving its ``with`` block, when the
+  loader is closed, or when the Batch object is garbage collected.  A view keeps
+  its Batch object alive, so garbage collection never frees memory a view still
+  shows; an explicit release (or closing the loader) does, and a view used after
+  that reads freed memory.  Copy (``np.array(view)``, :meth:`Batch.copy`) what
+  must outlive the release.
+"""
+
+import os
+import threading
+import weakref
+
+import numpy as np
+import ctypes
+
+from . import _lib
+from ._lib import lib
+
+# Result codes of include/ibstore.h.
+OK = 0
+EINVAL = -1
+ENOMEM = -2
+EIO = -3
+EFORMAT = -4
+EVERSION = -5
+ECORRUPT = -6
+ETRUNCATED = -7
+EMISMATCH = -8
+ENOTFOUND = -9
+EEXIST = -10
+ETOOBIG = -11
+ECATALOG = -12
+EUNSUPPORTED = -13
+ESTATE = -14
+EBUFSIZE = -15
+
+NO_LABEL = -(2 ** 31)  # IBSTORE_NO_LABEL
+
+POLICIES = {"infobatch": 0, "random": 1, "none": 2}
+MODES = {"native": 0, "compat": 1}
+SLICES = {"pad": 0, "drop": 1}
+BACKENDS = {"auto": 0, "uring": 1, "pread": 2}
+ORDERS = {"random": 0, "locality": 1}
+CORRUPT = {"fail": 0, "skip": 1}
+
+
+def _name_of(table, value):
+    for k, v in table.items():
+        if v == value:
+            return k
+    return value
+
+
+def _choice(table, value, what):
+    if isinstance(value, int) and value in table.values():
+        return value
+    try:
+        return table[value]
+    except (KeyError, TypeError):
+        raise ValueError("unknown %s %r (one of %s)" % (what, value, ", ".join(table))) from None
+
+
+def strerror(code):
+    """The library's short name of a result code."""
+    return lib.ibstore_strerror(code).decode()
+
+
+def version():
+    return _lib.VERSION
+
+
+class IbstoreError(Exception):
+    """A failed libibstore call: ``code`` (IBSTORE_E*, negative), ``name``
+    (ibstore_strerror) and the handle's message naming what went wrong."""
+
+    def __init__(self, code, message=""):
+        self.code = code
+        self.name = strerror(code)
+        self.message = message or self.name
+        super().__init__("%s (%s, %d)" % (self.message, self.name, code)
+                         if message else "%s (%d)" % (self.name, code))
+
+
+def _s(b):
+    return b.decode("utf-8", "replace") if b is not None else None
+
+
+def _enc(path):
+    return os.fsencode(path)
+
+
+def _struct_dict(s):
+    out = {}
+    for name, _t in s._fields_:
+        v = getattr(s, name)
+        if isinstance(v, ctypes.Structure):
+            v = _struct_dict(v)
+        elif isinstance(v, bytes):
+            v = v.decode()
+        out[name] = v
+    return out
+
+
+class _View:
+    """Owner object of a numpy view: exposes the array interface and keeps
+    the Batch (or handle) whose memory it shows alive."""
+
+    __slots__ = ("__array_interface__", "_owner")
+
+    def __init__(self, owner, addr, shape, typestr):
+        self._owner = owner
+        self.__array_interface__ = {
+            "version": 3,
+            "data": (addr, True),  # read-only: the library hands out const memory
+            "shape": shape,
+            "typestr": typestr,
+        }
+
+
+def _addr(ptr):
+    return ctypes.cast(ptr, ctypes.c_void_p).value or 0
+
+
+def _view(owner, ptr, shape, dtype):
+    dtype = np.dtype(dtype)
+    addr = _addr(ptr)
+    if addr == 0 or 0 in shape:
+        return np.empty(shape, dtype)  # nothing to show; no pointer needed
+    return np.asarray(_View(owner, addr, tuple(shape), dtype.str))
+
+
+def _close_dependent(obj, close_fn):
+    """Closes a Dataset or Run after the loaders opened on it.  When the
+    garbage collector finalizes a cycle, weak references are cleared before
+    finalizers run, so a loader may still be open though the WeakSet is
+    empty: then the close is left to that loader's own close()."""
+    for ld in list(obj._loaders):
+        ld.close()
+    if obj._h is None:
+        return
+    if obj._nloaders > 0:
+        obj._close_pending = True
+        return
+    close_fn(obj._h)
+    obj._h = None
+
+
+def _loader_gone(obj, close_fn):
+    obj._nloaders -= 1
+    if obj._close_pending and obj._nloaders == 0:
+        obj._close_pending = False
+        _close_dependent(obj, close_fn)
+
+
+# ------------------------------------------------------------- Dataset ----
+
+class Dataset:
+    """A published ibstore dataset, opened read-only.
+
+    ``Dataset(path)`` opens it (ibstore_dataset_open checks the manifest,
+    catalog digest, format version and every shard before returning).
+    Reading calls may be made from several threads.
+    """
+
+    def __init__(self, path):
+        self.path = str(path)
+        self._h = None
+        self._loaders = weakref.WeakSet()
+        self._nloaders = 0  # open loaders, counted apart from the WeakSet (see below)
+        self._close_pending = False
+        h = ctypes.c_void_p()
+        rc = lib.ibstore_dataset_open(_enc(path), ctypes.byref(h))
+        if rc:
+            msg = _s(lib.ibstore_dataset_errmsg(h)) if h.value else ""
+            lib.ibstore_dataset_close(h)
+            raise IbstoreError(rc, msg)
+        self._h = h
+        i = _lib.ibstore_info()
+        self._check(lib.ibstore_dataset_info(h, ctypes.byref(i)))
+        self._info = i
+
+    @classmethod
+    def open(cls, path):
+        return cls(path)
+
+    def _handle(self):
+        if self._h is None:
+            raise IbstoreError(ESTATE, "dataset %s is closed" % self.path)
+        return self._h
+
+    def _check(self, rc):
+        if rc:
+            raise IbstoreError(rc, _s(lib.ibstore_dataset_errmsg(self._h)))
+        return rc
+
+    def close(self):
+        """Closes the dataset (and first any loader opened on it)."""
+        _close_dependent(self, lib.ibstore_dataset_close)
+
+    @property
+    def closed(self):
+        return self._h is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __len__(self):
+        return int(self._info.samples)
+
+    def __repr__(self):
+        return "<ibstore.Dataset %r, %d samples%s>" % (
+            self.path, self._info.samples, " (closed)" if self.closed else "")
+
+    @property
+    def info(self):
+        """The dataset's description (ibstore_info) as a dict."""
+        i = self._info
+        d = _struct_dict(i)
+        d["uuid"] = bytes(i.uuid).hex()
+        d["codec_count"] = {"none": int(i.codec_count[0]), "lz4": int(i.codec_count[1])}
+        return d
+
+    @property
+    def samples(self):
+        return int(self._info.samples)
+
+    @property
+    def fixed_size(self):
+        """Raw size shared by every sample, or 0."""
+        return int(self._info.fixed_size)
+
+    def locate(self, id):
+        """Where sample ``id`` lives (no read): dict of ibstore_location."""
+        loc = _lib.ibstore_location()
+        self._check(lib.ibstore_dataset_locate(self._handle(), id, ctypes.byref(loc)))
+        d = _struct_dict(loc)
+        d["codec"] = _s(lib.ibstore_codec_name(loc.codec))
+        return d
+
+    def read_array(self, id, out=None):
+        """Sample ``id`` (checked and decoded) as a new uint8 array, and its label."""
+        h = self._handle()
+        if out is None:
+            loc = _lib.ibstore_location()
+            self._check(lib.ibstore_dataset_locate(h, id, ctypes.byref(loc)))
+            out = np.empty(loc.size, np.uint8)
+        elif out.dtype != np.uint8 or not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out must be a writeable contiguous uint8 array")
+        size = ctypes.c_size_t()
+        label = ctypes.c_int32()
+        self._check(lib.ibstore_dataset_read(h, id, out.ctypes.data_as(ctypes.c_void_p),
+                                             out.nbytes, ctypes.byref(size), ctypes.byref(label)))
+        return out[:size.value], label.value
+
+    def read(self, id):
+        """Sample ``id`` as ``(bytes, label)``; label is NO_LABEL when it has none."""
+        arr, label = self.read_array(id)
+        return arr.tobytes(), label
+
+    def find_key(self, key):
+        """Id of the sample with string key ``key``; IbstoreError ENOTFOUND if none."""
+        out = ctypes.c_uint64()
+        self._check(lib.ibstore_dataset_find_key(self._handle(), key.encode(), ctypes.byref(out)))
+        return out.value
+
+    def key(self, id):
+        """Key of sample ``id``, or None when it has none."""
+        out = ctypes.c_char_p()
+        self._check(lib.ibstore_dataset_key(self._handle(), id, ctypes.byref(out)))
+        return _s(out.value)
+
+    def class_name(self, label):
+        """Recorded name of ``label``, or None."""
+        return _s(lib.ibstore_dataset_class_name(self._handle(), label))
+
+    def class_names(self):
+        """{label: name} for labels 0 .. info['labels']-1 that have a name
+        (the C API cannot enumerate names, so other labels are not listed)."""
+        out = {}
+        for label in range(int(self._info.labels)):
+            name = self.class_name(label)
+            if name is not None:
+                out[label] = name
+        return out
+
+    def attr(self, name, default=None):
+        """Value of attribute ``name`` (e.g. "shape", "source"), or ``default``."""
+        v = lib.ibstore_dataset_attr(self._handle(), name.encode())
+        return _s(v) if v is not None else default
+
+    def shard_path(self, shard):
+        return _s(lib.ibstore_dataset_shard_path(self._handle(), shard))
+
+    def verify(self, stop_after=None):
+        """Reads and checks every record and shard digest.  Returns
+        ``(ok, problems, stats)``: problems is a list of dicts (code, name,
+        shard, offset, id, message); ``stop_after`` stops after that many."""
+        problems = []
+
+        def cb(p, _ctx):
+            p = p.contents
+            problems.append({
+                "code": p.code, "name": strerror(p.code),
+                "shard": None if p.shard == 0xFFFFFFFF else p.shard,
+                "offset": None if p.offset == 2 ** 64 - 1 else p.offset,
+                "id": None if p.id == 2 ** 64 - 1 else p.id,
+                "message": _s(p.message),
+            })
+            return 1 if stop_after is not None and len(problems) >= stop_after else 0
+
+        cfun = _lib.VERIFY_CB(cb)
+        st = _lib.ibstore_verify_stats()
+        rc = lib.ibstore_dataset_verify(self._handle(), cfun, None, ctypes.byref(st))
+        if rc not in (OK, ECORRUPT):
+            self._check(rc)
+        return rc == OK, problems, _struct_dict(st)
+
+    def evict(self):
+        """Drops the dataset's shards from the page cache (cold-cache runs)."""
+        self._check(lib.ibstore_dataset_evict(self._handle()))
+
+
+# ----------------------------------------------------------------- Run ----
+
+class EpochInfo:
+    """ibstore_epoch_info: this rank's slice of an epoch, known before any I/O."""
+
+    __slots__ = ("epoch", "samples", "batches", "cursor", "plan")
+
+    def __init__(self, c):
+        self.epoch = int(c.epoch)
+        self.samples = int(c.samples)   # entries of this rank's slice (incl. padding)
+        self.batches = int(c.batches)   # batches of the slice
+        self.cursor = int(c.cursor)     # batches already reported (resume point)
+        self.plan = _struct_dict(c.plan)  # global plan statistics
+
+    @property
+    def remaining(self):
+        """Batches the loader will serve (batches - cursor)."""
+        return self.batches - self.cursor
+
+    def as_dict(self):
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __repr__(self):
+        return "EpochInfo(%r)" % self.as_dict()
+
+
+def _prune_opts(base, policy, mode, ratio, delta, epochs, seed, ema):
+    p = base
+    if policy is not None:
+        p.policy = _choice(POLICIES, policy, "policy")
+    if mode is not None:
+        p.mode = _choice(MODES, mode, "mode")
+    if ratio is not None:
+        p.ratio = float(ratio)
+    if delta is not None:
+        p.delta = float(delta)
+    if epochs is not None:
+        p.epochs = int(epochs)
+    if seed is not None:
+        p.seed = int(seed)
+    if ema is not None:
+        p.ema = float(ema)
+    return p
+
+
+def _config_dict(o):
+    return {
+        "policy": _name_of(POLICIES, o.prune.policy), "mode": _name_of(MODES, o.prune.mode),
+        "ratio": o.prune.ratio, "delta": o.prune.delta, "epochs": o.prune.epochs,
+        "seed": o.prune.seed, "ema": o.prune.ema, "samples": o.samples,
+        "batch_size": o.batch_size, "drop_last": bool(o.drop_last), "rank": o.rank,
+        "world": o.world, "slice": _name_of(SLICES, o.slice),
+        "checkpoint_every": o.checkpoint_every,
+    }
+
+
+class Run:
+    """A training run's state file (scores, epoch, cursor, statistics).
+
+    ``Run(path)`` opens an existing run with its stored configuration.
+    ``Run(path, samples=N, epochs=C, ...)`` (or :meth:`create`) opens it,
+    creating it from the options when it does not exist; when it exists the
+    options must agree with the stored ones (IbstoreError EMISMATCH names the
+    first difference).  The file is locked: one opener at a time.  A run is
+    used by one thread at a time, and not directly while a Loader is open on
+    it (reading ``config``/``info``/``scores`` aside).
+    """
+
+    def __init__(self, path, samples=None, epochs=None, *, batch_size=None, drop_last=None,
+                 policy=None, mode=None, ratio=None, delta=None, seed=None, ema=None,
+                 rank=None, world=None, slice=None, checkpoint_every=None):
+        self.path = str(path)
+        self._h = None
+        self._loaders = weakref.WeakSet()
+        self._nloaders = 0  # open loaders, counted apart from the WeakSet (see below)
+        self._close_pending = False
+        given = dict(samples=samples, epochs=epochs, batch_size=batch_size, drop_last=drop_last,
+                     policy=policy, mode=mode, ratio=ratio, delta=delta, seed=seed, ema=ema,
+                     rank=rank, world=world, slice=slice, checkpoint_every=checkpoint_every)
+        optp = None
+        if any(v is not None for v in given.values()):
+            o = _lib.ibstore_run_opts()
+            lib.ibstore_run_opts_init(ctypes.byref(o))
+            _prune_opts(o.prune, policy, mode, ratio, delta, epochs, seed, ema)
+            if samples is not None:
+                o.samples = int(samples)
+            if batch_size is not None:
+                o.batch_size = int(batch_size)
+            if drop_last is not None:
+                o.drop_last = int(bool(drop_last))
+            if rank is not None:
+                o.rank = int(rank)
+            if world is not None:
+                o.world = int(world)
+            if slice is not None:
+                o.slice = _choice(SLICES, slice, "slice mode")
+            if checkpoint_every is not None:
+                o.checkpoint_every = int(checkpoint_every)
+            optp = ctypes.byref(o)
+        h = ctypes.c_void_p()
+        rc = lib.ibstore_run_open(_enc(path), optp, ctypes.byref(h))
+        if rc:
+            msg = _s(lib.ibstore_run_errmsg(h)) if h.value else ""
+            lib.ibstore_run_close(h)
+            raise IbstoreError(rc, msg)
+        self._h = h
+
+    @classmethod
+    def open(cls, path):
+        """Opens an existing run with its stored configuration."""
+        return cls(path)
+
+    @classmethod
+    def create(cls, path, samples, epochs, **opts):
+        """Opens the run at ``path``, creating it from these options if missing."""
+        return cls(path, samples, epochs, **opts)
+
+    def _handle(self):
+        if self._h is None:
+            raise IbstoreError(ESTATE, "run %s is closed" % self.path)
+        return self._h
+
+    def _check(self, rc):
+        if rc:
+            raise IbstoreError(rc, _s(lib.ibstore_run_errmsg(self._h)))
+        return rc
+
+    def _direct(self):
+        h = self._handle()
+        if any(not ld.closed for ld in self._loaders):
+            raise IbstoreError(ESTATE, "run %s is in use by an open Loader" % self.path)
+        return h
+
+    def close(self):
+        """Closes the run (and first any loader opened on it)."""
+        _close_dependent(self, lib.ibstore_run_close)
+
+    @property
+    def closed(self):
+        return self._h is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return "<ibstore.Run %r%s>" % (self.path, " (closed)" if self.closed else "")
+
+    @property
+    def config(self):
+        o = _lib.ibstore_run_opts()
+        self._check(lib.ibstore_run_config(self._handle(), ctypes.byref(o)))
+        return _config_dict(o)
+
+    @property
+    def samples(self):
+        return self.config["samples"]
+
+    def info(self):
+        i = _lib.ibstore_run_info()
+        self._check(lib.ibstore_run_info_get(self._handle(), ctypes.byref(i)))
+        d = _struct_dict(i)
+        d["in_epoch"] = bool(d["in_epoch"])
+        return d
+
+    def epoch_stats(self, epoch):
+        """Statistics of finished epoch ``epoch`` (dict), or None when it has none."""
+        s = _lib.ibstore_epoch_stats()
+        rc = lib.ibstore_run_epoch_stats(self._handle(), epoch, ctypes.byref(s))
+        if rc == ENOTFOUND:
+            return None
+        self._check(rc)
+        return _struct_dict(s)
+
+    def scores(self):
+        """A copy of the current scores (float32, NaN = never seen)."""
+        n = ctypes.c_uint64()
+        p = lib.ibstore_run_scores(self._handle(), ctypes.byref(n))
+        if not p:
+            self._check(EINVAL)
+        if n.value == 0:
+            return np.empty(0, np.float32)
+        return np.ctypeslib.as_array(p, shape=(n.value,)).copy()
+
+    # Direct use (without a Loader): the plan and slice, and reporting.
+    def epoch_begin(self, epoch):
+        info = _lib.ibstore_epoch_info()
+        self._check(lib.ibstore_run_epoch_begin(self._direct(), epoch, ctypes.byref(info)))
+        return EpochInfo(info)
+
+    def batch(self, b):
+        """Batch ``b`` of this rank's slice: (ids uint64, weights float32), copies."""
+        ids = ctypes.POINTER(ctypes.c_uint64)()
+        w = ctypes.POINTER(ctypes.c_float)()
+        n = ctypes.c_size_t()
+        self._check(lib.ibstore_run_batch(self._direct(), b, ctypes.byref(ids), ctypes.byref(w),
+                                          ctypes.byref(n)))
+        if n.value == 0:
+            return np.empty(0, np.uint64), np.empty(0, np.float32)
+        return (np.ctypeslib.as_array(ids, shape=(n.value,)).copy(),
+                np.ctypeslib.as_array(w, shape=(n.value,)).copy())
+
+    def plan(self):
+        """The current epoch's global plan: (ids, weights, stats), copies."""
+        p = lib.ibstore_run_plan(self._handle())
+        if not p:
+            raise IbstoreError(ESTATE, "no epoch has begun")
+        p = p.contents
+        n = int(p.len)
+        if n == 0:
+            return np.empty(0, np.uint64), np.empty(0, np.float32), _struct_dict(p.stats)
+        return (np.ctypeslib.as_array(p.ids, shape=(n,)).copy(),
+                np.ctypeslib.as_array(p.weights, shape=(n,)).copy(), _struct_dict(p.stats))
+
+    def report(self, ids, losses):
+        """Records unweighted losses by id (all-or-nothing).  Allowed while a
+        Loader is open, from its consumer thread between loader calls
+        (other ranks' losses after an all-gather)."""
+        self._report(self._handle(), ids, losses)
+
+    def _report(self, h, ids, losses):
+        ids = np.ascontiguousarray(ids, dtype=np.uint64)
+        losses = np.ascontiguousarray(losses, dtype=np.float32)
+        if ids.shape != losses.shape or ids.ndim != 1:
+            raise ValueError("ids and losses must be 1-D of the same length")
+        self._check(lib.ibstore_run_report(h, ids.ctypes.data, losses.ctypes.data, ids.size))
+
+    def advance(self, nbatches=1):
+        self._check(lib.ibstore_run_advance(self._direct(), nbatches))
+
+    def checkpoint(self):
+        self._check(lib.ibstore_run_checkpoint(self._direct()))
+
+    def epoch_end(self, bytes_read=None, bytes_skipped=0, seconds=0.0):
+        io = None
+        if bytes_read is not None:
+            io = ctypes.byref(_lib.ibstore_epoch_io(bytes_read, bytes_skipped, seconds))
+        self._check(lib.ibstore_run_epoch_end(self._direct(), io))
+
+
+# -------------------------------------------------------------- Loader ----
+
+class Batch:
+    """One batch of an epoch (ibstore_batch): numpy views of library memory.
+
+    Attributes: ``epoch``, ``index``, ``n`` and the read-only arrays ``ids``
+    (uint64), ``labels`` (int32, NO_LABEL for none), ``weights`` (float32;
+    0 for padding), ``sizes`` (uint32), ``offsets`` (uint64), ``data``
+    (uint8, the arena), ``skipped_ids``.  Views are valid until
+    :meth:`release` (see the module documentation); use ``with batch:`` or
+    call ``release()`` exactly when done.
+    """
+
+    __slots__ = ("_loader", "_p", "_c", "epoch", "index", "n", "sample_size", "data_size",
+                 "__weakref__")
+
+    def __init__(self, loader, p):
+        self._loader = loader
+        self._p = p
+        c = p.contents
+        self._c = c
+        self.epoch = int(c.epoch)
+        self.index = int(c.index)
+        self.n = int(c.n)
+        self.sample_size = int(c.sample_size)
+        self.data_size = int(c.data_size)
+
+    @property
+    def released(self):
+        return self._p is None
+
+    def _live(self):
+        if self._p is None:
+            raise IbstoreError(ESTATE, "batch %d of epoch %d was released" %
+                               (self.index, self.epoch))
+        return self._c
+
+    def __len__(self):
+        return self.n
+
+    @property
+    def ids(self):
+        return _view(self, self._live().ids, (self.n,), np.uint64)
+
+    @property
+    def labels(self):
+        return _view(self, self._live().labels, (self.n,), np.int32)
+
+    @property
+    def weights(self):
+        return _view(self, self._live().weights, (self.n,), np.float32)
+
+    @property
+    def sizes(self):
+        return _view(self, self._live().sizes, (self.n,), np.uint32)
+
+    @property
+    def offsets(self):
+        return _view(self, self._live().offsets, (self.n,), np.uint64)
+
+    @property
+    def data(self):
+        return _view(self, self._live().data, (self.data_size,), np.uint8)
+
+    @property
+    def data_address(self):
+        """The C pointer of the data arena (for checks of zero copy)."""
+        return _addr(self._live().data)
+
+    @property
+    def skipped_ids(self):
+        c = self._live()
+        return _view(self, c.skipped_ids, (int(c.n_skipped),), np.uint64)
+
+    def array(self):
+        """The arena as a dense [n, sample_size] uint8 view (fixed-size samples)."""
+        c = self._live()
+        if not c.sample_size:
+            raise ValueError("samples of this batch differ in size: no dense array "
+                             "(use sample(i) or data/offsets/sizes)")
+        return _view(self, c.data, (self.n, int(c.sample_size)), np.uint8)
+
+    def sample(self, i):
+        """A uint8 view of sample i's decoded bytes."""
+        c = self._live()
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        off, size = int(c.offsets[i]), int(c.sizes[i])
+        return self.data[off:off + size]
+
+    def copy(self):
+        """Owned copies of the arrays: a dict that outlives the release."""
+        self._live()
+        d = {k: np.array(getattr(self, k)) for k in
+             ("ids", "labels", "weights", "sizes", "offsets", "data", "skipped_ids")}
+        d.update(epoch=self.epoch, index=self.index, n=self.n, sample_size=self.sample_size)
+        return d
+
+    def report(self, losses):
+        """Reports this batch's per-sample unweighted losses (Loader.report)."""
+        self._loader.report(self, losses)
+
+    def release(self):
+        """Gives the batch's memory back; views of it become invalid.  Idempotent."""
+        if self._p is not None:
+            self._loader._release(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+    def __del__(self):
+        try:
+            self.release()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return "<ibstore.Batch epoch %d index %d n %d%s>" % (
+            self.epoch, self.index, self.n, " (released)" if self._p is None else "")
+
+
+class Loader:
+    """Pruned epochs of ``dataset`` under ``run``, streamed by libibstore.
+
+    Options (ibstore_loader_opts; None keeps the library default):
+    batch_size / drop_last (must equal the run's), prefetch, queue_depth,
+    threads, backend ('auto'|'uring'|'pread'), direct, order
+    ('random'|'locality'), verify, corrupt ('fail'|'skip'), gap, max_read,
+    budget, on_read (callable(shard, offset, length), called from the I/O
+    thread for every read request).
+
+    Per epoch: ``info = loader.epoch_begin(e)``, then batches from
+    :meth:`next` (None at the end) or by iterating the loader, report
+    losses with :meth:`report`, release each batch, then :meth:`epoch_end`.
+    All calls from one thread, except Batch.release.
+    """
+
+    def __init__(self, dataset, run, *, batch_size=None, drop_last=None, prefetch=None,
+                 queue_depth=None, threads=None, backend=None, direct=None, order=None,
+                 verify=None, corrupt=None, gap=None, max_read=None, budget=None, on_read=None):
+        self._h = None
+        self._held = {}  # address -> weakref of the Batch (or None once it is gone)
+        self._lock = threading.Lock()
+        self.dataset = dataset
+        self.run = run
+        self.info = None
+        o = _lib.ibstore_loader_opts()
+        lib.ibstore_loader_opts_init(ctypes.byref(o))
+        for name, v in (("batch_size", batch_size), ("prefetch", prefetch),
+                        ("queue_depth", queue_depth), ("threads", threads), ("gap", gap),
+                        ("max_read", max_read), ("budget", budget)):
+            if v is not None:
+                setattr(o, name, int(v))
+        if drop_last is not None:
+            o.drop_last = int(bool(drop_last))
+        if direct is not None:
+            o.direct = int(bool(direct))
+        if verify is not None:
+            o.verify = int(bool(verify))
+        if backend is not None:
+            o.backend = _choice(BACKENDS, backend, "backend")
+        if order is not None:
+            o.order = _choice(ORDERS, order, "order")
+        if corrupt is not None:
+            o.corrupt = _choice(CORRUPT, corrupt, "corrupt policy")
+        self._on_read = None
+        if on_read is not None:
+            def trampoline(_ctx, shard, offset, length, f=on_read):
+                try:
+                    f(shard, offset, length)
+                except Exception:  # never unwind into the I/O thread
+                    pass
+            self._on_read = _lib.ON_READ(trampoline)  # kept alive as long as the loader
+            o.on_read = self._on_read
+        h = ctypes.c_void_p()
+        rc = lib.ibstore_loader_open(dataset._handle(), run._handle(), ctypes.byref(o),
+                                     ctypes.byref(h))
+        if rc:
+            msg = _s(lib.ibstore_loader_errmsg(h)) if h.value else ""
+            lib.ibstore_loader_close(h)
+            raise IbstoreError(rc, msg)
+        self._h = h
+        dataset._loaders.add(self)
+        run._loaders.add(self)
+        dataset._nloaders += 1
+        run._nloaders += 1
+
+    def _handle(self):
+        if self._h is None:
+            raise IbstoreError(ESTATE, "the loader is closed")
+        return self._h
+
+    def _check(self, rc):
+        if rc:
+            raise IbstoreError(rc, _s(lib.ibstore_loader_errmsg(self._h)))
+        return rc
+
+    @property
+    def closed(self):
+        return self._h is None
+
+    def close(self):
+        """Releases every batch still held, then closes the loader."""
+        if self._h is None:
+            return
+        with self._lock:
+            held, self._held = self._held, {}
+        for addr, (ref, p) in held.items():
+            b = ref() if ref is not None else None
+            if b is not None:
+                b._p = None
+            lib.ibstore_loader_release(self._h, p)
+        lib.ibstore_loader_close(self._h)
+        self._h = None
+        _loader_gone(self.dataset, lib.ibstore_dataset_close)
+        _loader_gone(self.run, lib.ibstore_run_close)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def epoch_begin(self, epoch):
+        """Begins (or resumes) epoch ``epoch``; returns its EpochInfo."""
+        info = _lib.ibstore_epoch_info()
+        self._check(lib.ibstore_loader_epoch_begin(self._handle(), epoch, ctypes.byref(info)))
+        self.info = EpochInfo(info)
+        return self.info
+
+    def next(self):
+        """The next Batch of the epoch, or None at its end."""
+        p = ctypes.POINTER(_lib.ibstore_batch)()
+        self._check(lib.ibstore_loader_next(self._handle(), ctypes.byref(p)))
+        if not p:
+            return None
+        b = Batch(self, p)
+        with self._lock:
+            self._held[_addr(p)] = (weakref.ref(b), p)
+        return b
+
+    def __iter__(self):
+        """Yields the epoch's batches.  A batch not released by the time the
+        next one is requested is released then (so hold copies, not views)."""
+        prev = None
+        while True:
+            if prev is not None:
+                prev.release()
+            b = self.next()
+            if b is None:
+                return
+            prev = b
+            yield b
+
+    def _release(self, batch):
+        with self._lock:
+            if batch._p is None:
+                return
+            p, batch._p = batch._p, None
+            self._held.pop(_addr(p), None)
+            h = self._h
+        if h is not None:
+            lib.ibstore_loader_release(h, p)
+
+    def release(self, batch):
+        batch.release()
+
+    @property
+    def held(self):
+        """Number of batches taken and not yet released."""
+        return len(self._held)
+
+    def report(self, batch, losses):
+        """Reports batch's per-sample unweighted losses (batch.n float32, in
+        batch order) before it is released; non-finite losses are refused.
+        Weight-0 entries (padding) are not recorded: their owning rank reports them."""
+        batch._live()
+        losses = np.ascontiguousarray(losses, dtype=np.float32).reshape(-1)
+        if losses.size != batch.n:
+            raise ValueError("%d losses for a batch of %d samples" % (losses.size, batch.n))
+        self._check(lib.ibstore_loader_report(self._handle(), batch._p,
+                                              losses.ctypes.data_as(ctypes.c_void_p)))
+
+    def report_ids(self, ids, losses):
+        """Records losses of samples by id that this rank's batches did not
+        carry (other ranks' samples after an all-gather) in the loader's run
+        (ibstore_run_report, which the header allows beside an open loader
+        from the consumer thread)."""
+        self._handle()
+        self.run._report(self.run._handle(), ids, losses)
+
+    def epoch_end(self):
+        """Ends the epoch (every batch must have been taken); records its
+        statistics in the run and commits."""
+        self._check(lib.ibstore_loader_epoch_end(self._handle()))
+
+    def stats(self):
+        s = _lib.ibstore_loader_stats()
+        self._check(lib.ibstore_loader_stats_get(self._handle(), ctypes.byref(s)))
+        d = _struct_dict(s)
+        d["direct"] = bool(d["direct"])
+        d["registered"] = bool(d["registered"])
+        return d
+
