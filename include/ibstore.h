@@ -49,7 +49,7 @@ enum {
 	IBSTORE_EVERSION = -5,    /* a format version this library does not read */
 	IBSTORE_ECORRUPT = -6,    /* checksum mismatch or inconsistent bytes */
 	IBSTORE_ETRUNCATED = -7,  /* a file is shorter than recorded */
-	IBSTORE_EMISMATCH = -8,   /* a file belongs to another dataset */
+	IBSTORE_EMISMATCH = -8,   /* another dataset's file, or another configuration */
 	IBSTORE_ENOTFOUND = -9,   /* no such sample, key, file or entry */
 	IBSTORE_EEXIST = -10,     /* the output path already exists */
 	IBSTORE_ETOOBIG = -11,    /* a value exceeds a limit (record > shard) */
@@ -395,14 +395,15 @@ typedef struct ibstore_run_opts {
 	int drop_last;             /* drop a last partial batch; default 0 */
 	uint32_t rank, world;      /* this process's slice; default 0 of 1 */
 	ibstore_slice_mode slice;  /* default IBSTORE_SLICE_PAD */
-	uint32_t checkpoint_every; /* commit every so many batches; default 64 */
+	uint32_t checkpoint_every; /* commit every so many batches; 0: at epoch
+				      ends only; default 64 */
 } ibstore_run_opts;
 
 void ibstore_run_opts_init(ibstore_run_opts *opts);
 
 /*
  * Opens the run state at `path` (a file), creating it from `opts` when it
- * does not exist.  When it exists, `opts` may be NULL (the stored
+ * does not exist or is empty (as mkstemp() leaves it).  When it exists, `opts` may be NULL (the stored
  * configuration is used) or must agree with it (IBSTORE_EMISMATCH names the
  * first difference).  The file is locked: a second opener gets
  * IBSTORE_ESTATE.  *out is set even on failure (unless IBSTORE_ENOMEM) for
@@ -485,6 +486,9 @@ typedef struct ibstore_run_info {
 	uint64_t cursor;     /* batches reported in the current epoch */
 	uint32_t epochs_done;/* finished epochs with statistics */
 	uint64_t reports_rejected; /* report calls refused (non-finite, bad id) */
+	uint64_t committed;  /* batches of the current epoch in the file: a trainer
+				that saves its model when this moves stays in step
+				with what a resume will replay */
 } ibstore_run_info;
 
 int ibstore_run_info_get(const ibstore_run *run, ibstore_run_info *out);
@@ -521,7 +525,9 @@ typedef enum {
 typedef struct ibstore_loader_opts {
 	uint32_t batch_size;      /* 0: the run's; otherwise must equal it */
 	int drop_last;            /* -1: the run's; otherwise must equal it */
-	uint32_t prefetch;        /* batches decoded ahead of the consumer; default 4 */
+	uint32_t prefetch;        /* read no further than this many batches ahead of
+				     the consumer; 0 (default): as far as the
+				     budget's two read windows allow */
 	uint32_t queue_depth;     /* reads in flight; default 64 */
 	uint32_t threads;         /* decode threads; 0 = cores - 1, at least 1 */
 	ibstore_backend backend;  /* default AUTO */
@@ -595,14 +601,16 @@ typedef struct ibstore_batch {
  */
 int ibstore_loader_next(ibstore_loader *l, const ibstore_batch **out);
 
-/* Gives a batch's memory back.  Any thread; each batch exactly once. */
+/* Gives a batch's memory back.  Any thread; each batch exactly once; also
+ * after the epoch ended or the loader was closed (not concurrently with
+ * the close). */
 void ibstore_loader_release(ibstore_loader *l, const ibstore_batch *batch);
 
 /*
  * Reports the per-sample (unweighted) losses of a batch, in its order
  * (batch->n values), before it is released.  Weight-0 entries (padding that
- * balances ranks) are not recorded: the rank that owns the sample reports
- * it.  The run's cursor advances over batches whose losses are all
+ * balances ranks) are neither recorded nor checked: the rank that owns the
+ * sample reports it.  The run's cursor advances over batches whose losses are all
  * reported, committing every checkpoint_every batches.  Rejects non-finite
  * losses (nothing recorded).
  */
@@ -619,7 +627,10 @@ typedef struct ibstore_loader_stats {
 	uint64_t kept, pruned;    /* of the plan (global) */
 	uint64_t bytes_read;      /* all bytes requested from the kernel */
 	uint64_t bytes_skipped;   /* record bytes of pruned samples never requested */
-	uint64_t read_around;     /* requested bytes of no wanted record */
+	uint64_t read_around;     /* requested bytes beyond the records a read
+				     delivers: alignment, and gaps read through
+				     (pruned records, other ranks' records, or
+				     records another read window fetches) */
 	uint64_t requests;        /* read requests submitted */
 	uint64_t corrupt_skipped; /* samples left out under the skip policy */
 	double io_wait;           /* seconds the consumer waited in next() */

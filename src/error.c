@@ -16,7 +16,7 @@ IB_API const char *ibstore_strerror(int code)
 	case IBSTORE_EVERSION: return "unsupported format version";
 	case IBSTORE_ECORRUPT: return "checksum mismatch or corrupt data";
 	case IBSTORE_ETRUNCATED: return "file truncated";
-	case IBSTORE_EMISMATCH: return "file belongs to another dataset";
+	case IBSTORE_EMISMATCH: return "does not match (another dataset or configuration)";
 	case IBSTORE_ENOTFOUND: return "not found";
 	case IBSTORE_EEXIST: return "already exists";
 	case IBSTORE_ETOOBIG: return "too big";

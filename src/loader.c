@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +27,13 @@
 #define DIRECT_ALIGN 4096u
 #define NWIN 2
 
-enum { B_PLANNED, B_READ, B_DECODING, B_READY, B_TAKEN };
+enum { B_PLANNED, B_READY, B_TAKEN };
 
-typedef struct lbatch {
+#define POOL_MAX 512
+
+typedef struct lbatch lbatch;
+
+struct lbatch {
 	ibstore_batch pub;
 	uint64_t index;
 	size_t n;               /* planned samples */
@@ -38,23 +43,26 @@ typedef struct lbatch {
 	uint32_t *sizes;
 	uint64_t *offsets;
 	uint64_t *skipped;
-	const uint8_t **src;    /* each sample's record in the window buffer */
 	ib_index_entry *ent;    /* each sample's index entry, looked up once */
-	int32_t *bad;           /* per sample: I/O error code, 0 when fine */
+	int32_t *bad;           /* per sample: its error code, 0 when fine */
 	uint8_t *data;
 	uint64_t data_cap;      /* decoded bytes of all planned samples */
-	uint32_t pending;       /* records not yet read */
+	uint32_t pending;       /* samples not yet decoded */
 	int status;
 	int err;                /* decoding failure under the fail policy */
 	char *errmsg;
 	int win;
-	int detached;           /* its epoch is gone: free on release */
-} lbatch;
+	atomic_int detached;    /* its epoch is gone: free on release */
+};
 
+/* A record a window reads, with all that reading and decoding it needs, so
+ * both walk the window's records in file order without chasing batches. */
 typedef struct wrec {
 	uint64_t id;
-	uint32_t batch; /* relative to the window's first batch */
+	struct lbatch *b;       /* the batch it goes to, at slot pos */
 	uint32_t pos;
+	ib_index_entry e;
+	const uint8_t *src;     /* its bytes in the window buffer, once planned */
 } wrec;
 
 typedef struct window {
@@ -63,7 +71,7 @@ typedef struct window {
 	size_t cap;
 	int buf_index;
 	uint64_t b0, b1;        /* batches [b0, b1) */
-	uint64_t undecoded;
+	uint64_t undecoded;     /* requests not yet decoded */
 	wrec *recs;
 	size_t nrecs, caprecs;
 	ib_req *reqs;
@@ -104,8 +112,10 @@ struct ibstore_loader {
 	uint64_t start;         /* first batch served (resume cursor) */
 	lbatch **slots;
 	uint64_t next_plan;     /* I/O thread: next batch to put in a window */
-	uint64_t next_decode;   /* decoders: next batch to claim */
 	uint64_t next_take;     /* consumer */
+	ib_req **dq;            /* completed reads waiting for a decoder */
+	size_t dq_head, dq_n, dq_cap;
+	unsigned decoding;      /* requests a decoder holds */
 	unsigned io_inflight;
 	int io_busy;            /* I/O thread holds requests not yet reaped */
 	int io_failed;
@@ -117,8 +127,8 @@ struct ibstore_loader {
 	uint64_t *batch_need;   /* window bytes each batch needs */
 
 	/* free arenas for reuse */
-	uint8_t *pool[8];
-	uint64_t pool_cap[8];
+	uint8_t *pool[POOL_MAX];
+	uint64_t pool_cap[POOL_MAX];
 	unsigned npool;
 
 	ibstore_loader_stats st;
@@ -151,7 +161,7 @@ IB_API void ibstore_loader_opts_init(ibstore_loader_opts *o)
 {
 	memset(o, 0, sizeof *o);
 	o->drop_last = -1;
-	o->prefetch = 4;
+	o->prefetch = 0;
 	o->queue_depth = 64;
 	o->verify = 1;
 	o->gap = 32 << 10;
@@ -237,7 +247,7 @@ static lbatch *batch_new(size_t n)
 	if (!b)
 		return NULL;
 	size_t k = n ? n : 1;
-	size_t bytes = k * (sizeof(ib_index_entry) + 8 + 4 + 4 + 4 + 8 + 8 + sizeof(void *) + 4);
+	size_t bytes = k * (sizeof(ib_index_entry) + 8 + 4 + 4 + 4 + 8 + 8 + 4);
 	uint8_t *m = malloc(bytes);
 	if (!m) {
 		free(b);
@@ -247,8 +257,7 @@ static lbatch *batch_new(size_t n)
 	b->ids = (uint64_t *)(b->ent + k);
 	b->offsets = b->ids + k;
 	b->skipped = b->offsets + k;
-	b->src = (const uint8_t **)(b->skipped + k);
-	b->labels = (int32_t *)(b->src + k);
+	b->labels = (int32_t *)(b->skipped + k);
 	b->weights = (float *)(b->labels + k);
 	b->sizes = (uint32_t *)(b->weights + k);
 	b->bad = (int32_t *)(b->sizes + k);
@@ -271,7 +280,9 @@ static uint8_t *take_arena(ibstore_loader *l, uint64_t cap)
 
 static void give_arena(ibstore_loader *l, uint8_t *p, uint64_t cap)
 {
-	if (l->npool < 8) {
+	if (!p)
+		return;
+	if (l->npool < POOL_MAX) {
 		l->pool[l->npool] = p;
 		l->pool_cap[l->npool++] = cap;
 	} else {
@@ -286,12 +297,17 @@ static uint64_t rec_len(const ib_index_entry *e)
 	return IB_RECORD_HEADER_SIZE + (uint64_t)e->stored_size;
 }
 
-/* Upper bound of window bytes a sample can take (alignment included). */
+/* Upper bound of window bytes a record can take (alignment included). */
+static uint64_t entry_budget(const ibstore_loader *l, const ib_index_entry *e)
+{
+	return rec_len(e) + (l->direct ? 2 * DIRECT_ALIGN : 64);
+}
+
 static uint64_t rec_budget(const ibstore_loader *l, uint64_t id)
 {
 	ib_index_entry e;
 	ib_dataset_entry(l->ds, id, &e);
-	return rec_len(&e) + (l->direct ? 2 * DIRECT_ALIGN : 64);
+	return entry_budget(l, &e);
 }
 
 static uint64_t batch_lo(const ibstore_loader *l, uint64_t b)
@@ -409,13 +425,17 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 			lb->ids[i - lo] = l->order[i];
 			lb->weights[i - lo] = l->order_w[i];
 			lb->bad[i - lo] = 0;
+			lb->offsets[i - lo] = lb->data_cap; /* samples back to back */
 			lb->data_cap += e->size;
-			w->recs[w->nrecs++] = (wrec){l->order[i], (uint32_t)(b - b0),
-						     (uint32_t)(i - lo)};
+			w->recs[w->nrecs++] = (wrec){.id = l->order[i], .b = lb,
+						     .pos = (uint32_t)(i - lo), .e = *e};
 		}
 		pthread_mutex_lock(&l->mu);
+		lb->data = take_arena(l, lb->data_cap);
 		l->slots[b] = lb;
 		pthread_mutex_unlock(&l->mu);
+		if (!lb->data)
+			return IBSTORE_ENOMEM;
 	}
 	if (sort_recs(w->recs, w->nrecs))
 		return IBSTORE_ENOMEM;
@@ -426,23 +446,21 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 	 * through only while everything after it still fits */
 	uint64_t reserve = bytes;
 	for (size_t i = 0; i < w->nrecs;) {
-		ib_index_entry e;
-		ib_dataset_entry(l->ds, w->recs[i].id, &e);
+		const ib_index_entry e = w->recs[i].e;
 		uint64_t start = e.offset, end = e.offset + rec_len(&e);
 		uint64_t prev_id = w->recs[i].id;
 		uint64_t base = (pos + align - 1) & ~(size_t)(align - 1);
 		uint64_t a0 = l->direct ? start & ~(uint64_t)(DIRECT_ALIGN - 1) : start;
 		wanted += rec_len(&e);
-		reserve -= rec_budget(l, w->recs[i].id);
+		reserve -= entry_budget(l, &e);
 		size_t j = i + 1;
 		for (; j < w->nrecs; j++) {
-			uint64_t fb = rec_budget(l, w->recs[j].id);
+			const ib_index_entry f = w->recs[j].e;
+			uint64_t fb = entry_budget(l, &f);
 			if (w->recs[j].id == prev_id) {
 				reserve -= fb; /* the same record twice (padding): read once */
 				continue;
 			}
-			ib_index_entry f;
-			ib_dataset_entry(l->ds, w->recs[j].id, &f);
 			uint64_t fend = f.offset + rec_len(&f);
 			uint64_t zf = l->direct ? (fend + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1)
 						: fend;
@@ -468,12 +486,8 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 					       .window = (uint32_t)(w - l->win),
 					       .first_rec = (uint32_t)i, .nrecs = (uint32_t)(j - i),
 					       .buf_index = w->buf_index};
-		for (size_t k = i; k < j; k++) {
-			ib_index_entry g;
-			ib_dataset_entry(l->ds, w->recs[k].id, &g);
-			lbatch *lb = l->slots[w->b0 + w->recs[k].batch];
-			lb->src[w->recs[k].pos] = w->buf + pos + (g.offset - a);
-		}
+		for (size_t k = i; k < j; k++)
+			w->recs[k].src = w->buf + pos + (w->recs[k].e.offset - a);
 		pruned_req += pruned_inside(l, e.shard, a, z, w->recs[i].id, w->recs[j - 1].id);
 		read += z - a;
 		pos += z - a;
@@ -490,26 +504,31 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 	l->st.read_around += read - wanted;
 	l->st.requests += w->nreqs;
 	l->pruned_requested += pruned_req;
-	w->undecoded = b1 - b0;
+	w->undecoded = w->nreqs;
 	pthread_mutex_unlock(&l->mu);
 	return 0;
 }
 
 /* ---- I/O thread ----------------------------------------------------- */
 
-static void complete(ibstore_loader *l, ib_req *r)
+/* A read is complete: its records go to the decoders (under mu). */
+static int complete(ibstore_loader *l, ib_req *r)
 {
-	window *w = &l->win[r->window];
-	int bad = r->err ? r->err : r->done < r->need ? -EIO : 0;
-	for (uint32_t k = r->first_rec; k < r->first_rec + r->nrecs; k++) {
-		lbatch *lb = l->slots[w->b0 + w->recs[k].batch];
-		if (bad)
-			lb->bad[w->recs[k].pos] = bad;
-		if (--lb->pending == 0 && lb->status == B_PLANNED) {
-			lb->status = B_READ;
-			pthread_cond_broadcast(&l->cv_dec);
-		}
+	if (l->dq_n == l->dq_cap) {
+		size_t cap = l->dq_cap ? l->dq_cap * 2 : 1024;
+		ib_req **q = malloc(cap * sizeof *q);
+		if (!q)
+			return IBSTORE_ENOMEM;
+		for (size_t i = 0; i < l->dq_n; i++)
+			q[i] = l->dq[(l->dq_head + i) % l->dq_cap];
+		free(l->dq);
+		l->dq = q;
+		l->dq_cap = cap;
+		l->dq_head = 0;
 	}
+	l->dq[(l->dq_head + l->dq_n++) % l->dq_cap] = r;
+	pthread_cond_signal(&l->cv_dec);
+	return 0;
 }
 
 static void *io_main(void *arg)
@@ -519,7 +538,9 @@ static void *io_main(void *arg)
 	pthread_mutex_lock(&l->mu);
 	while (!l->stop) {
 		window *w = NULL;
-		if (l->active && !l->io_failed && l->next_plan < l->nbatches)
+		uint64_t ahead = l->o.prefetch ? l->next_take + l->o.prefetch : UINT64_MAX;
+		if (l->active && !l->io_failed && l->next_plan < l->nbatches &&
+		    l->next_plan < ahead)
 			for (int i = 0; i < l->nwin && !w; i++)
 				if (!l->win[i].busy)
 					w = &l->win[i];
@@ -544,12 +565,6 @@ static void *io_main(void *arg)
 			} else {
 				l->next_plan = w->b1;
 				l->io_inflight += (unsigned)w->nreqs;
-				/* a window of empty batches has nothing to read */
-				for (uint64_t b = w->b0; b < w->b1; b++)
-					if (l->slots[b]->pending == 0 && l->slots[b]->status == B_PLANNED) {
-						l->slots[b]->status = B_READ;
-						pthread_cond_broadcast(&l->cv_dec);
-					}
 			}
 			l->io_busy = 0;
 			continue;
@@ -567,8 +582,12 @@ static void *io_main(void *arg)
 				pthread_cond_broadcast(&l->cv_cons);
 				continue;
 			}
-			for (int i = 0; i < n; i++)
-				complete(l, done[i]);
+			for (int i = 0; i < n && !l->io_failed; i++) {
+				if (complete(l, done[i])) {
+					l->io_failed = IBSTORE_ENOMEM;
+					snprintf(l->io_msg, sizeof l->io_msg, "out of memory");
+				}
+			}
 			l->io_inflight -= (unsigned)n;
 			pthread_cond_broadcast(&l->cv_cons); /* drain() may wait on it */
 			continue;
@@ -581,37 +600,62 @@ static void *io_main(void *arg)
 
 /* ---- decode threads -------------------------------------------------- */
 
-static void decode_batch(ibstore_loader *l, lbatch *b)
+/* Decodes the records one read brought, each into its batch's arena at
+ * its planned offset.  No lock: every record has its own slot. */
+static void decode_request(ibstore_loader *l, window *w, const ib_req *r)
 {
 	char msg[IB_ERRMSG_LEN];
-	uint64_t pos = 0;
-	size_t out = 0, nskip = 0;
-	for (size_t i = 0; i < b->n; i++) {
-		uint64_t id = b->ids[i];
-		ib_index_entry e = b->ent[i];
+	int io_err = r->err ? r->err : r->done < r->need ? -EIO : 0;
+	for (uint32_t k = r->first_rec; k < r->first_rec + r->nrecs; k++) {
+		const wrec *wr = &w->recs[k];
+		lbatch *b = wr->b;
+		uint32_t pos = wr->pos;
+		const ib_index_entry *e = &wr->e;
+		uint64_t id = wr->id;
 		int rc;
-		if (b->bad[i])
+		if (io_err)
 			rc = ib_fail(msg, IBSTORE_EIO, "%s offset %" PRIu64 ": reading sample %" PRIu64
-				     ": %s", strrchr(l->ds->shard_paths[e.shard], '/') + 1,
-				     e.offset, id, strerror(-b->bad[i]));
+				     ": %s", strrchr(l->ds->shard_paths[e->shard], '/') + 1,
+				     e->offset, id, strerror(-io_err));
 		else
-			rc = ib_dataset_decode(l->ds, id, &e, b->src[i], rec_len(&e), l->o.verify,
-					       b->data + pos, msg);
-		if (rc) {
-			if (l->o.corrupt == IBSTORE_CORRUPT_SKIP) {
-				b->skipped[nskip++] = id;
-				continue;
+			rc = ib_dataset_decode(l->ds, id, e, wr->src, rec_len(e), l->o.verify,
+					       b->data + b->offsets[pos], msg);
+		b->labels[pos] = e->label;
+		b->sizes[pos] = e->size;
+		if (!rc)
+			continue;
+		b->bad[pos] = rc;
+		if (l->o.corrupt == IBSTORE_CORRUPT_FAIL) {
+			pthread_mutex_lock(&l->mu);
+			if (!b->err) { /* the first failure names the batch's problem */
+				b->err = rc;
+				b->errmsg = strdup(msg);
 			}
-			b->err = rc;
-			b->errmsg = strdup(msg);
-			return;
+			pthread_mutex_unlock(&l->mu);
 		}
-		b->ids[out] = id;
-		b->weights[out] = b->weights[i];
-		b->labels[out] = e.label;
-		b->sizes[out] = e.size;
+	}
+}
+
+/* Every sample of the batch is decoded: leave out skipped ones (skip
+ * policy) and describe the batch. */
+static void finish_batch(ibstore_loader *l, lbatch *b)
+{
+	size_t out = 0, nskip = 0;
+	uint64_t pos = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		if (b->bad[i]) {
+			b->skipped[nskip++] = b->ids[i];
+			continue;
+		}
+		if (out != i || pos != b->offsets[i]) {
+			memmove(b->data + pos, b->data + b->offsets[i], b->sizes[i]);
+			b->ids[out] = b->ids[i];
+			b->weights[out] = b->weights[i];
+			b->labels[out] = b->labels[i];
+			b->sizes[out] = b->sizes[i];
+		}
 		b->offsets[out] = pos;
-		pos += e.size;
+		pos += b->sizes[out];
 		out++;
 	}
 	b->pub = (ibstore_batch){.epoch = l->epoch, .index = b->index, .n = out,
@@ -619,6 +663,8 @@ static void decode_batch(ibstore_loader *l, lbatch *b)
 				 .sizes = b->sizes, .offsets = b->offsets, .data = b->data,
 				 .data_size = pos, .sample_size = (uint32_t)l->fixed_size,
 				 .n_skipped = nskip, .skipped_ids = b->skipped};
+	b->status = B_READY;
+	l->st.corrupt_skipped += nskip;
 }
 
 static void *dec_main(void *arg)
@@ -626,36 +672,33 @@ static void *dec_main(void *arg)
 	ibstore_loader *l = arg;
 	pthread_mutex_lock(&l->mu);
 	while (!l->stop) {
-		lbatch *b = NULL;
-		if (l->active && l->next_decode < l->nbatches &&
-		    l->next_decode < l->next_take + l->o.prefetch) {
-			b = l->slots[l->next_decode];
-			if (b && b->status == B_READ)
-				l->next_decode++;
-			else
-				b = NULL;
-		}
-		if (!b) {
+		if (!l->dq_n) {
 			pthread_cond_wait(&l->cv_dec, &l->mu);
 			continue;
 		}
-		b->status = B_DECODING;
-		b->data = take_arena(l, b->data_cap);
+		ib_req *r = l->dq[l->dq_head];
+		l->dq_head = (l->dq_head + 1) % l->dq_cap;
+		l->dq_n--;
+		l->decoding++;
+		window *w = &l->win[r->window];
 		pthread_mutex_unlock(&l->mu);
-		if (b->data)
-			decode_batch(l, b);
-		else
-			b->err = IBSTORE_ENOMEM;
+		decode_request(l, w, r);
 		pthread_mutex_lock(&l->mu);
-		b->status = B_READY;
-		l->st.corrupt_skipped += b->pub.n_skipped;
-		window *w = &l->win[b->win];
-		if (--w->undecoded == 0 && w->b1 <= l->next_plan) {
+		int ready = 0;
+		for (uint32_t k = r->first_rec; k < r->first_rec + r->nrecs; k++) {
+			lbatch *b = w->recs[k].b;
+			if (--b->pending == 0) {
+				finish_batch(l, b);
+				ready = 1;
+			}
+		}
+		if (--w->undecoded == 0) {
 			w->busy = 0; /* its bytes are all copied out */
 			pthread_cond_signal(&l->cv_io);
 		}
-		pthread_cond_broadcast(&l->cv_cons);
-		pthread_cond_broadcast(&l->cv_dec);
+		l->decoding--;
+		if (ready || !l->decoding)
+			pthread_cond_broadcast(&l->cv_cons);
 	}
 	pthread_mutex_unlock(&l->mu);
 	return NULL;
@@ -688,8 +731,8 @@ static int check_loader_opts(ibstore_loader *l)
 			     PRIu32, o->batch_size, l->ro.batch_size);
 	if (o->drop_last >= 0 && !!o->drop_last != !!l->ro.drop_last)
 		return lfail(l, IBSTORE_EMISMATCH, "drop_last differs from the run's");
-	if (o->prefetch == 0 || o->queue_depth == 0 || o->queue_depth > 4096)
-		return lfail(l, IBSTORE_EINVAL, "prefetch must be > 0, queue depth in 1..4096");
+	if (o->queue_depth == 0 || o->queue_depth > 4096)
+		return lfail(l, IBSTORE_EINVAL, "queue depth must be in 1..4096");
 	if (o->backend < IBSTORE_BACKEND_AUTO || o->backend > IBSTORE_BACKEND_PREAD ||
 	    o->order < IBSTORE_ORDER_RANDOM || o->order > IBSTORE_ORDER_LOCALITY ||
 	    o->corrupt < IBSTORE_CORRUPT_FAIL || o->corrupt > IBSTORE_CORRUPT_SKIP)
@@ -707,17 +750,19 @@ static int check_loader_opts(ibstore_loader *l)
 
 static int setup_windows(ibstore_loader *l)
 {
-	uint64_t sample = l->ds->info.max_size ? l->ds->info.max_size : 1;
-	uint64_t arenas = (uint64_t)l->o.prefetch * l->ro.batch_size * sample;
-	uint64_t rest = l->o.budget > arenas ? l->o.budget - arenas : 0;
+	/* a window's read buffer comes with the decoded arenas of its batches:
+	 * split the budget between them by the dataset's decoded/stored ratio */
+	const ib_summary *sum = &l->ds->sum;
+	double grow = sum->bytes_stored ? (double)sum->bytes_raw / (double)sum->bytes_stored : 1.0;
+	uint64_t per_window = (uint64_t)((double)l->o.budget / (1.0 + grow));
 	uint64_t floor = 4 << 20;
-	l->wcap = (size_t)(rest / NWIN > floor ? rest / NWIN : floor);
+	l->wcap = (size_t)(per_window / NWIN > floor ? per_window / NWIN : floor);
 	/* a dataset that fits one window needs no second: registering buffers
 	 * pins (and zeroes) every page of them */
-	uint64_t whole = l->ds->sum.bytes_stored +
-			 l->ds->sum.samples * (IB_RECORD_HEADER_SIZE + (l->direct ? 2 * DIRECT_ALIGN : 64));
+	uint64_t whole = sum->bytes_stored +
+			 sum->samples * (IB_RECORD_HEADER_SIZE + (l->direct ? 2 * DIRECT_ALIGN : 64));
 	l->nwin = NWIN;
-	if (whole <= l->wcap) {
+	if (whole <= per_window) {
 		l->wcap = (size_t)whole;
 		l->nwin = 1;
 	}
@@ -817,18 +862,19 @@ static void drain(ibstore_loader *l)
 {
 	pthread_mutex_lock(&l->mu);
 	l->active = 0;
-	while (l->io_inflight || l->io_busy)
+	while (l->io_inflight || l->io_busy || l->dq_n || l->decoding)
 		pthread_cond_wait(&l->cv_cons, &l->mu);
 	for (uint64_t b = 0; b < l->nbatches && l->slots; b++) {
 		lbatch *lb = l->slots[b];
-		while (lb && lb->status == B_DECODING)
-			pthread_cond_wait(&l->cv_cons, &l->mu);
 		if (!lb)
 			continue;
-		if (lb->status == B_TAKEN)
-			lb->detached = 1;
-		else
+		if (lb->status == B_TAKEN) {
+			atomic_store(&lb->detached, 1);
+		} else {
+			give_arena(l, lb->data, lb->data_cap);
+			lb->data = NULL;
 			batch_free(lb);
+		}
 	}
 	for (int i = 0; i < NWIN; i++)
 		l->win[i].busy = 0;
@@ -881,6 +927,7 @@ IB_API void ibstore_loader_close(ibstore_loader *l)
 		free(l->pool[i]);
 	free(l->dfds);
 	free(l->dec);
+	free(l->dq);
 	free(l);
 }
 
@@ -907,7 +954,7 @@ static int locality_order(ibstore_loader *l, uint64_t *ids, float *w, uint64_t n
 	if (!r || !key || !id0 || !w0 || !border)
 		goto out;
 	for (uint64_t i = 0; i < n; i++)
-		r[i] = (wrec){ids[i], 0, (uint32_t)i};
+		r[i] = (wrec){.id = ids[i], .pos = (uint32_t)i};
 	if (sort_recs(r, n))
 		goto out;
 	for (uint64_t b = 0; b < nblk; b++)
@@ -1014,7 +1061,7 @@ IB_API int ibstore_loader_epoch_begin(ibstore_loader *l, uint32_t epoch, ibstore
 	l->t_begin = now();
 	pthread_mutex_lock(&l->mu);
 	l->io_failed = 0;
-	l->next_plan = l->next_decode = l->next_take = ei.cursor;
+	l->next_plan = l->next_take = ei.cursor;
 	l->active = 1;
 	pthread_cond_broadcast(&l->cv_io);
 	pthread_mutex_unlock(&l->mu);
@@ -1053,7 +1100,8 @@ IB_API int ibstore_loader_next(ibstore_loader *l, const ibstore_batch **out)
 	l->st.batches++;
 	l->st.samples += b->pub.n;
 	l->st.io_wait += now() - t0;
-	pthread_cond_broadcast(&l->cv_dec); /* the prefetch window moved */
+	if (l->o.prefetch)
+		pthread_cond_signal(&l->cv_io); /* the read-ahead limit moved */
 	pthread_mutex_unlock(&l->mu);
 	*out = &b->pub;
 	return 0;
@@ -1064,8 +1112,17 @@ IB_API void ibstore_loader_release(ibstore_loader *l, const ibstore_batch *batch
 	if (!l || !batch)
 		return;
 	lbatch *b = (lbatch *)batch; /* pub is the first member */
+	if (atomic_load(&b->detached)) { /* its epoch (or loader) is gone */
+		batch_free(b);
+		return;
+	}
 	pthread_mutex_lock(&l->mu);
-	if (!b->detached && l->slots && b->index < l->nbatches && l->slots[b->index] == b)
+	if (atomic_load(&b->detached)) { /* the epoch ended meanwhile */
+		pthread_mutex_unlock(&l->mu);
+		batch_free(b);
+		return;
+	}
+	if (l->slots && b->index < l->nbatches && l->slots[b->index] == b)
 		l->slots[b->index] = NULL;
 	give_arena(l, b->data, b->data_cap);
 	b->data = NULL;
@@ -1081,16 +1138,11 @@ IB_API int ibstore_loader_report(ibstore_loader *l, const ibstore_batch *batch,
 	if (!l->slots || batch->epoch != l->epoch || batch->index >= l->nbatches)
 		return lfail(l, IBSTORE_ESTATE, "the batch is not of the current epoch");
 	/* weight-0 entries are padding that balances ranks: the rank that owns
-	 * the sample reports its loss, so a padded copy must not (non-finite
-	 * losses are refused all the same) */
+	 * the sample reports its loss, so a padded copy is neither recorded nor
+	 * checked (one rank refusing alone would stall the others' collectives) */
 	size_t keep = 0;
-	for (size_t i = 0; i < batch->n; i++) {
-		if (!isfinite(losses[i]))
-			return lfail(l, IBSTORE_EINVAL, "loss of sample %" PRIu64
-				     " is %g, not finite; nothing recorded", batch->ids[i],
-				     (double)losses[i]);
+	for (size_t i = 0; i < batch->n; i++)
 		keep += batch->weights[i] != 0.0f;
-	}
 	int rc;
 	if (keep == batch->n) {
 		rc = ibstore_run_report(l->run, batch->ids, losses, batch->n);

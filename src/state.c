@@ -112,8 +112,6 @@ static int check_opts(ibstore_run *r, const ibstore_run_opts *o)
 			     o->rank, o->world);
 	if (o->slice != IBSTORE_SLICE_PAD && o->slice != IBSTORE_SLICE_DROP)
 		return rfail(r, IBSTORE_EINVAL, "unknown slice mode");
-	if (o->checkpoint_every == 0)
-		return rfail(r, IBSTORE_EINVAL, "checkpoint_every must be > 0");
 	return 0;
 }
 
@@ -384,7 +382,7 @@ IB_API int ibstore_run_open(const char *path, const ibstore_run_opts *opts, ibst
 	int rc;
 	if (!exists && (rc = check_opts(r, opts)))
 		return rc; /* before anything is created */
-	if (exists && st.st_size == 0)
+	if (exists && st.st_size == 0 && !opts)
 		return rfail(r, IBSTORE_EFORMAT, "%s is empty, not a run state", path);
 	r->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (r->lock_fd < 0)
@@ -626,7 +624,8 @@ IB_API int ibstore_run_advance(ibstore_run *r, uint64_t nbatches)
 		return rfail(r, IBSTORE_EINVAL, "advancing past the epoch's %" PRIu64 " batches",
 			     r->batches);
 	r->prog.cursor += nbatches;
-	if (r->prog.cursor - r->committed_cursor >= r->cfg.checkpoint_every)
+	if (r->cfg.checkpoint_every &&
+	    r->prog.cursor - r->committed_cursor >= r->cfg.checkpoint_every)
 		return commit(r, NULL);
 	return 0;
 }
@@ -666,7 +665,8 @@ IB_API int ibstore_run_info_get(const ibstore_run *r, ibstore_run_info *out)
 		return IBSTORE_EINVAL;
 	*out = (ibstore_run_info){.epoch = r->prog.epoch, .in_epoch = (int)r->prog.in_epoch,
 				  .cursor = r->prog.cursor, .epochs_done = r->prog.epochs_done,
-				  .reports_rejected = r->prog.rejected};
+				  .reports_rejected = r->prog.rejected,
+				  .committed = r->prog.in_epoch ? r->committed_cursor : 0};
 	return 0;
 }
 

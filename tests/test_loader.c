@@ -682,10 +682,12 @@ static void test_padding_losses_are_not_recorded(void **state)
 		float loss[64];
 		for (size_t i = 0; i < b->n; i++) {
 			loss[i] = 1.5f;
-			if (b->weights[i] == 0.0f)
+			if (b->weights[i] == 0.0f) {
 				padded = b->ids[i];
-			else
+				loss[i] = NAN; /* not recorded, so not refused either */
+			} else {
 				owned++;
+			}
 		}
 		assert_int_equal(ibstore_loader_report(l, b, loss), 0);
 		ibstore_loader_release(l, b);
@@ -702,6 +704,28 @@ static void test_padding_losses_are_not_recorded(void **state)
 	ibstore_loader_close(l);
 	ibstore_run_close(run);
 	ibstore_dataset_close(ds);
+}
+
+static void test_batches_outlive_their_epoch_and_loader(void **state)
+{
+	fixture *f = *state;
+	session s = open_session(f->ds, fresh_run(f), 64, 0, 64, NULL);
+	assert_int_equal(ibstore_loader_epoch_begin(s.l, 0, NULL), 0);
+	const ibstore_batch *a, *b, *c;
+	assert_int_equal(ibstore_loader_next(s.l, &a), 0);
+	assert_int_equal(ibstore_loader_next(s.l, &b), 0);
+	/* an abandoned epoch: a new one begins while a and b are held */
+	assert_int_equal(ibstore_loader_epoch_begin(s.l, 0, NULL), 0);
+	check_batch(&s, a);
+	ibstore_loader_release(s.l, a);
+	assert_int_equal(ibstore_loader_next(s.l, &c), 0);
+	ibstore_loader_close(s.l); /* b and c still held */
+	check_batch(&s, b);
+	check_batch(&s, c);
+	ibstore_loader_release(s.l, b); /* the loader is gone: only the batch is touched */
+	ibstore_loader_release(s.l, c);
+	ibstore_run_close(s.run);
+	ibstore_dataset_close(s.ds);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -755,6 +779,7 @@ int main(void)
 		cmocka_unit_test(test_drop_last_and_out_of_order_release),
 		cmocka_unit_test(test_corrupt_sample_fails_or_is_skipped_and_counted),
 		cmocka_unit_test(test_padding_losses_are_not_recorded),
+		cmocka_unit_test(test_batches_outlive_their_epoch_and_loader),
 		cmocka_unit_test(test_locality_order_is_a_deterministic_permutation_of_the_slice),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

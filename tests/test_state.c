@@ -325,6 +325,48 @@ static void test_resume_reproduces_the_uninterrupted_sequence(void **state)
 	free(got);
 }
 
+static void test_checkpoints_and_what_is_committed(void **state)
+{
+	fixture *f = *state;
+	/* an empty file, as mkstemp leaves it, becomes a new run */
+	FILE *fp = fopen(f->path, "w");
+	fclose(fp);
+	ibstore_run_opts o = run_opts();
+	o.checkpoint_every = 0; /* epoch ends only */
+	ibstore_run *r = open_ok(f->path, &o);
+	ibstore_epoch_info info;
+	logbuf *log = calloc(1, sizeof *log);
+	assert_int_equal(ibstore_run_epoch_begin(r, 0, &info), 0);
+	run_batches(r, 0, 0, 10, log);
+	ibstore_run_info ri;
+	ibstore_run_info_get(r, &ri);
+	assert_int_equal(ri.cursor, 10);
+	assert_int_equal(ri.committed, 0);
+	ibstore_run_close(r);
+	r = open_ok(f->path, NULL);
+	ibstore_run_info_get(r, &ri);
+	assert_false(ri.in_epoch); /* nothing of epoch 0 was committed */
+	ibstore_run_close(r);
+	/* every 4 batches: committed moves in steps of 4 */
+	unlink(f->path);
+	o.checkpoint_every = 4;
+	r = open_ok(f->path, &o);
+	assert_int_equal(ibstore_run_epoch_begin(r, 0, &info), 0);
+	for (uint64_t b = 0; b < 10; b++) {
+		run_batches(r, 0, b, b + 1, log);
+		ibstore_run_info_get(r, &ri);
+		assert_int_equal(ri.committed, (b + 1) / 4 * 4);
+	}
+	ibstore_run_close(r);
+	r = open_ok(f->path, NULL);
+	ibstore_run_info_get(r, &ri);
+	assert_true(ri.in_epoch);
+	assert_int_equal(ri.cursor, 8);
+	assert_int_equal(ri.committed, 8);
+	ibstore_run_close(r);
+	free(log);
+}
+
 static void test_rank_slices_have_equal_batches(void **state)
 {
 	fixture *f = *state;
@@ -357,6 +399,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_resume_reproduces_the_uninterrupted_sequence,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rank_slices_have_equal_batches, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_checkpoints_and_what_is_committed, setup,
 						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -208,6 +208,7 @@ class ibstore_run_info(ctypes.Structure):
         ("cursor", c_u64),
         ("epochs_done", c_u32),
         ("reports_rejected", c_u64),
+        ("committed", c_u64),
     ]
 
 
