@@ -508,6 +508,13 @@ typedef enum {
 	IBSTORE_BACKEND_AUTO = 0,  /* io_uring, else the pread pool */
 	IBSTORE_BACKEND_URING = 1, /* io_uring only (fails if refused) */
 	IBSTORE_BACKEND_PREAD = 2, /* a pool of threads calling pread */
+	IBSTORE_BACKEND_MMAP = 3,  /* decode straight from the page cache through a
+				      read-only mapping: no copy into read windows.
+				      `auto` picks it for an epoch whose shards are
+				      all resident (mincore) when `direct` is off.
+				      A shard truncated by someone else while
+				      mapped raises SIGBUS: datasets are immutable,
+				      but choose uring or pread where that matters */
 } ibstore_backend;
 
 typedef enum {
@@ -635,7 +642,8 @@ typedef struct ibstore_loader_stats {
 	uint64_t corrupt_skipped; /* samples left out under the skip policy */
 	double io_wait;           /* seconds the consumer waited in next() */
 	double seconds;           /* since epoch_begin (to epoch_end once ended) */
-	const char *backend;      /* "io_uring" or "pread" */
+	const char *backend;      /* "io_uring", "pread", or "mmap" for an epoch
+				     served from the page cache */
 	const char *buffers;      /* "hugetlb", "thp" or "normal" read windows */
 	int direct;               /* O_DIRECT in use */
 	int registered;           /* io_uring registered files+buffers in use */

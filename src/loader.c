@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -89,6 +90,8 @@ struct ibstore_loader {
 	int direct;
 	int *dfds;              /* O_DIRECT descriptors, or NULL */
 	ib_io *io;
+	uint8_t **maps;         /* read-only mappings of the shards, or NULL */
+	int use_map;            /* this epoch decodes from the mappings */
 	window win[NWIN];
 	int nwin;               /* windows in use: 1 when one holds the dataset */
 	size_t wcap;
@@ -171,8 +174,8 @@ IB_API void ibstore_loader_opts_init(ibstore_loader_opts *o)
 
 IB_API int ibstore_backend_parse(const char *name, ibstore_backend *out)
 {
-	static const char *names[] = {"auto", "uring", "pread"};
-	for (int i = 0; name && out && i < 3; i++) {
+	static const char *names[] = {"auto", "uring", "pread", "mmap"};
+	for (int i = 0; name && out && i < 4; i++) {
 		if (strcmp(name, names[i]) == 0) {
 			*out = (ibstore_backend)i;
 			return 0;
@@ -390,6 +393,33 @@ static uint64_t pruned_inside(const ibstore_loader *l, uint32_t shard, uint64_t 
 	return sum;
 }
 
+/* Serving from the mappings: no reads, so the records stay in batch order
+ * and each batch is one unit of decoding; batches come out ready in order
+ * while later ones decode. */
+static int plan_mapped(ibstore_loader *l, window *w)
+{
+	uint64_t touched = 0;
+	size_t k = 0;
+	for (uint64_t b = w->b0; b < w->b1; b++) {
+		lbatch *lb = l->slots[b];
+		if (grow((void **)&w->reqs, &w->capreqs, w->nreqs + 1, sizeof *w->reqs))
+			return IBSTORE_ENOMEM;
+		w->reqs[w->nreqs++] = (ib_req){.window = (uint32_t)(w - l->win),
+					       .first_rec = (uint32_t)k,
+					       .nrecs = (uint32_t)lb->n, .buf_index = -1};
+		for (size_t i = 0; i < lb->n; i++, k++) {
+			const ib_index_entry *e = &w->recs[k].e;
+			w->recs[k].src = l->maps[e->shard] + e->offset;
+			touched += rec_len(e);
+		}
+	}
+	pthread_mutex_lock(&l->mu);
+	l->st.bytes_read += touched;
+	w->undecoded = w->nreqs;
+	pthread_mutex_unlock(&l->mu);
+	return 0;
+}
+
 /* Picks the batches of the next window and builds its requests.  Runs on
  * the I/O thread without the lock: slots [b0, b1) are its own until their
  * status says otherwise. */
@@ -437,6 +467,8 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 		if (!lb->data)
 			return IBSTORE_ENOMEM;
 	}
+	if (l->use_map)
+		return plan_mapped(l, w);
 	if (sort_recs(w->recs, w->nrecs))
 		return IBSTORE_ENOMEM;
 	uint32_t align = l->direct ? DIRECT_ALIGN : 64;
@@ -550,13 +582,16 @@ static void *io_main(void *arg)
 			l->io_busy = 1;
 			pthread_mutex_unlock(&l->mu);
 			int rc = plan_window(l, w, b0);
-			if (!rc && w->nreqs && l->o.on_read)
+			if (!rc && !l->use_map && l->o.on_read)
 				for (size_t i = 0; i < w->nreqs; i++)
 					l->o.on_read(l->o.on_read_ctx, w->reqs[i].shard,
 						     w->reqs[i].off, w->reqs[i].len);
-			if (!rc)
+			if (!rc && !l->use_map)
 				rc = l->io->submit(l->io, w->submit, (unsigned)w->nreqs);
 			pthread_mutex_lock(&l->mu);
+			/* from the mappings nothing is read: straight to decoding */
+			for (size_t i = 0; !rc && l->use_map && i < w->nreqs; i++)
+				rc = complete(l, &w->reqs[i]);
 			if (rc) {
 				l->io_failed = rc;
 				snprintf(l->io_msg, sizeof l->io_msg, "read planning failed: %s",
@@ -564,7 +599,8 @@ static void *io_main(void *arg)
 				pthread_cond_broadcast(&l->cv_cons);
 			} else {
 				l->next_plan = w->b1;
-				l->io_inflight += (unsigned)w->nreqs;
+				if (!l->use_map)
+					l->io_inflight += (unsigned)w->nreqs;
 			}
 			l->io_busy = 0;
 			continue;
@@ -704,6 +740,74 @@ static void *dec_main(void *arg)
 	return NULL;
 }
 
+/* ---- mappings (the mmap path) ----------------------------------------- */
+
+/* Maps every shard read-only, once. */
+static int map_shards(ibstore_loader *l)
+{
+	uint32_t n = l->ds->sum.shards;
+	if (l->maps)
+		return 0;
+	l->maps = calloc(n ? n : 1, sizeof *l->maps);
+	if (!l->maps)
+		return lfail(l, IBSTORE_ENOMEM, "out of memory");
+	for (uint32_t s = 0; s < n; s++) {
+		size_t len = (size_t)l->ds->shard_tab[s].size;
+		void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, l->ds->fds[s], 0);
+		if (p == MAP_FAILED)
+			return lfail(l, IBSTORE_EIO, "%s: mmap: %s", l->ds->shard_paths[s],
+				     strerror(errno));
+		l->maps[s] = p;
+	}
+	return 0;
+}
+
+static void unmap_shards(ibstore_loader *l)
+{
+	for (uint32_t s = 0; l->maps && s < l->ds->sum.shards; s++)
+		if (l->maps[s])
+			munmap(l->maps[s], (size_t)l->ds->shard_tab[s].size);
+	free(l->maps);
+	l->maps = NULL;
+}
+
+/* Whether every page of every shard is in the page cache right now. */
+static int all_resident(ibstore_loader *l)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	for (uint32_t s = 0; s < l->ds->sum.shards; s++) {
+		size_t len = (size_t)l->ds->shard_tab[s].size;
+		size_t pages = (len + (size_t)page - 1) / (size_t)page;
+		unsigned char *vec = malloc(pages ? pages : 1);
+		int ok = vec && mincore(l->maps[s], len, vec) == 0;
+		for (size_t i = 0; ok && i < pages; i++)
+			ok = vec[i] & 1;
+		free(vec);
+		if (!ok)
+			return 0;
+	}
+	return 1;
+}
+
+/* Chooses, per epoch, between reading and decoding from the mappings. */
+static int choose_path(ibstore_loader *l)
+{
+	l->use_map = 0;
+	if (l->o.backend == IBSTORE_BACKEND_MMAP) {
+		int rc = map_shards(l);
+		if (rc)
+			return rc;
+		l->use_map = 1;
+	} else if (l->o.backend == IBSTORE_BACKEND_AUTO && !l->direct) {
+		if (map_shards(l) == 0)
+			l->use_map = all_resident(l);
+		else
+			l->errmsg[0] = '\0'; /* reading works without the mappings */
+	}
+	l->st.backend = l->use_map ? "mmap" : l->io->name;
+	return 0;
+}
+
 /* ---- open / close ---------------------------------------------------- */
 
 static int open_direct(ibstore_loader *l)
@@ -733,7 +837,7 @@ static int check_loader_opts(ibstore_loader *l)
 		return lfail(l, IBSTORE_EMISMATCH, "drop_last differs from the run's");
 	if (o->queue_depth == 0 || o->queue_depth > 4096)
 		return lfail(l, IBSTORE_EINVAL, "queue depth must be in 1..4096");
-	if (o->backend < IBSTORE_BACKEND_AUTO || o->backend > IBSTORE_BACKEND_PREAD ||
+	if (o->backend < IBSTORE_BACKEND_AUTO || o->backend > IBSTORE_BACKEND_MMAP ||
 	    o->order < IBSTORE_ORDER_RANDOM || o->order > IBSTORE_ORDER_LOCALITY ||
 	    o->corrupt < IBSTORE_CORRUPT_FAIL || o->corrupt > IBSTORE_CORRUPT_SKIP)
 		return lfail(l, IBSTORE_EINVAL, "unknown backend, order or corrupt policy");
@@ -782,7 +886,7 @@ static int setup_windows(ibstore_loader *l)
 	const int *fds = l->direct ? l->dfds : l->ds->fds;
 	char msg[IB_ERRMSG_LEN];
 	int rc = IBSTORE_EUNSUPPORTED;
-	if (l->o.backend != IBSTORE_BACKEND_PREAD)
+	if (l->o.backend != IBSTORE_BACKEND_PREAD && l->o.backend != IBSTORE_BACKEND_MMAP)
 		rc = ib_io_uring_create(fds, l->ds->sum.shards, l->o.queue_depth, &bufs, &l->io,
 					msg);
 	if (rc && l->o.backend == IBSTORE_BACKEND_URING)
@@ -918,6 +1022,7 @@ IB_API void ibstore_loader_close(ibstore_loader *l)
 	}
 	if (l->io)
 		l->io->destroy(l->io);
+	unmap_shards(l);
 	for (int i = 0; i < NWIN; i++)
 		free_window(&l->win[i]);
 	for (uint32_t s = 0; l->dfds && s < l->ds->sum.shards; s++)
@@ -1031,7 +1136,7 @@ IB_API int ibstore_loader_epoch_begin(ibstore_loader *l, uint32_t epoch, ibstore
 	if (rc)
 		return lfail(l, rc, "%s", ibstore_run_errmsg(l->run));
 	l->epoch = epoch;
-	if ((rc = build_order(l)))
+	if ((rc = choose_path(l)) || (rc = build_order(l)))
 		return rc;
 	l->nbatches = ei.batches;
 	l->slots = calloc(l->nbatches ? l->nbatches : 1, sizeof *l->slots);

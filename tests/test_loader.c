@@ -280,6 +280,7 @@ static void pruned_epoch_ranges(fixture *f, uint64_t gap, ranges *r, ibstore_loa
 {
 	ibstore_loader_opts lo;
 	ibstore_loader_opts_init(&lo);
+	lo.backend = IBSTORE_BACKEND_URING; /* auto would serve a cached dataset by mmap */
 	lo.gap = gap;
 	lo.on_read = record;
 	lo.on_read_ctx = r;
@@ -375,10 +376,12 @@ static void stream_with(fixture *f, const char *ds, ibstore_backend be, uint32_t
 	if (budget)
 		lo.budget = budget;
 	session s = open_session(ds, fresh_run(f), 100, 0, 64, &lo);
+	run_all(&s, out, 0);
 	ibstore_loader_stats ls;
 	ibstore_loader_stats_get(s.l, &ls);
-	assert_string_equal(ls.backend, be == IBSTORE_BACKEND_PREAD ? "pread" : "io_uring");
-	run_all(&s, out, 0);
+	assert_string_equal(ls.backend, be == IBSTORE_BACKEND_PREAD  ? "pread"
+					: be == IBSTORE_BACKEND_MMAP ? "mmap"
+								     : "io_uring");
 	close_session(&s);
 }
 
@@ -397,6 +400,8 @@ static void test_backends_threads_and_budgets_give_identical_streams(void **stat
 		{IBSTORE_BACKEND_PREAD, 3, 0},  {IBSTORE_BACKEND_URING, 4, 0},
 		/* a budget far below the dataset: many small windows */
 		{IBSTORE_BACKEND_URING, 2, 1 << 20}, {IBSTORE_BACKEND_PREAD, 2, 1 << 20},
+		/* decoding straight from the page cache */
+		{IBSTORE_BACKEND_MMAP, 1, 0}, {IBSTORE_BACKEND_MMAP, 2, 1 << 20},
 	};
 	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
 		memset(got, 0, sizeof *got);
@@ -706,6 +711,59 @@ static void test_padding_losses_are_not_recorded(void **state)
 	ibstore_dataset_close(ds);
 }
 
+static void test_mmap_touches_only_kept_records_and_auto_picks_it_when_cached(void **state)
+{
+	fixture *f = *state;
+	ibstore_loader_opts lo;
+	ibstore_loader_opts_init(&lo);
+	lo.backend = IBSTORE_BACKEND_MMAP;
+	session s = open_session(f->ds, fresh_run(f), 64, 0, 64, &lo);
+	stream *st = calloc(1, sizeof *st);
+	run_epoch(&s, 0, st, 1, 1);
+	ibstore_epoch_info info;
+	assert_int_equal(ibstore_loader_epoch_begin(s.l, 1, &info), 0);
+	const ibstore_plan *p = ibstore_run_plan(s.run);
+	uint64_t kept_bytes = 0, pruned_bytes = 0;
+	uint8_t kept[N] = {0};
+	for (uint64_t i = 0; i < p->len; i++)
+		kept[p->ids[i]] = 1;
+	for (uint64_t id = 0; id < N; id++) {
+		ibstore_location loc;
+		ibstore_dataset_locate(s.ds, id, &loc);
+		*(kept[id] ? &kept_bytes : &pruned_bytes) += 40 + loc.stored_size;
+	}
+	const ibstore_batch *b;
+	while (ibstore_loader_next(s.l, &b) == 0 && b) {
+		check_batch(&s, b);
+		ibstore_loader_release(s.l, b);
+	}
+	ibstore_loader_stats ls;
+	ibstore_loader_stats_get(s.l, &ls);
+	assert_string_equal(ls.backend, "mmap");
+	assert_int_equal(ls.requests, 0);
+	assert_int_equal(ls.bytes_read, kept_bytes);
+	assert_int_equal(ls.read_around, 0);
+	assert_int_equal(ls.bytes_skipped, pruned_bytes);
+	assert_int_equal(ibstore_loader_epoch_end(s.l), 0);
+	close_session(&s);
+	/* auto: cached shards are served by mmap, evicted ones are read */
+	s = open_session(f->ds, fresh_run(f), 64, 0, 64, NULL);
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "cat '%s'/shard-* > /dev/null", f->ds);
+	assert_int_equal(system(cmd), 0);
+	memset(st, 0, sizeof *st);
+	run_epoch(&s, 0, st, 1, 0);
+	ibstore_loader_stats_get(s.l, &ls);
+	assert_string_equal(ls.backend, "mmap");
+	assert_int_equal(ibstore_dataset_evict(s.ds), 0);
+	run_epoch(&s, 1, st, 1, 0);
+	ibstore_loader_stats_get(s.l, &ls);
+	/* evicting is advice: where the kernel kept the pages mmap stays right */
+	assert_true(strcmp(ls.backend, "io_uring") == 0 || strcmp(ls.backend, "mmap") == 0);
+	close_session(&s);
+	free(st);
+}
+
 static void test_batches_outlive_their_epoch_and_loader(void **state)
 {
 	fixture *f = *state;
@@ -780,6 +838,7 @@ int main(void)
 		cmocka_unit_test(test_corrupt_sample_fails_or_is_skipped_and_counted),
 		cmocka_unit_test(test_padding_losses_are_not_recorded),
 		cmocka_unit_test(test_batches_outlive_their_epoch_and_loader),
+		cmocka_unit_test(test_mmap_touches_only_kept_records_and_auto_picks_it_when_cached),
 		cmocka_unit_test(test_locality_order_is_a_deterministic_permutation_of_the_slice),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

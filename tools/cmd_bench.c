@@ -57,7 +57,8 @@ void cmd_bench_usage(FILE *f)
 	      "                         it exists: its configuration must match); by default\n"
 	      "                         a temporary state in $TMPDIR is removed at exit\n"
 	      "Loader:\n"
-	      "  --backend B            auto (default), uring or pread\n"
+	      "  --backend B            auto (default: mmap for a cached dataset, else\n"
+	      "                         io_uring, else pread), uring, pread or mmap\n"
 	      "  --direct               O_DIRECT reads\n"
 	      "  --order O              random (default, the plan's order) or locality\n"
 	      "  --threads T            decode threads (default 0: cores - 1, at least 1)\n"
@@ -196,7 +197,7 @@ static int parse_args(int argc, char **argv, bench_args *a)
 		case OPT_BACKEND:
 			if (ibstore_backend_parse(optarg, &a->lo.backend) != 0)
 				return cli_usage_error(CMD,
-						       "--backend: '%s' is not auto, uring or pread",
+						       "--backend: '%s' is not auto, uring, pread or mmap",
 						       optarg);
 			break;
 		case OPT_DIRECT: a->lo.direct = 1; break;

@@ -48,7 +48,7 @@ NO_LABEL = -(2 ** 31)  # IBSTORE_NO_LABEL
 POLICIES = {"infobatch": 0, "random": 1, "none": 2}
 MODES = {"native": 0, "compat": 1}
 SLICES = {"pad": 0, "drop": 1}
-BACKENDS = {"auto": 0, "uring": 1, "pread": 2}
+BACKENDS = {"auto": 0, "uring": 1, "pread": 2, "mmap": 3}
 ORDERS = {"random": 0, "locality": 1}
 CORRUPT = {"fail": 0, "skip": 1}
 
@@ -715,7 +715,7 @@ class Loader:
 
     Options (ibstore_loader_opts; None keeps the library default):
     batch_size / drop_last (must equal the run's), prefetch, queue_depth,
-    threads, backend ('auto'|'uring'|'pread'), direct, order
+    threads, backend ('auto'|'uring'|'pread'|'mmap'), direct, order
     ('random'|'locality'), verify, corrupt ('fail'|'skip'), gap, max_read,
     budget, on_read (callable(shard, offset, length), called from the I/O
     thread for every read request).

@@ -129,7 +129,7 @@ class Loader:
     state file (created when missing; reopened to resume; None: a temporary
     one, removed at close).  policy 'infobatch'|'random'|'none', mode
     'native'|'compat', delta, seed, ema, drop_last, slice 'pad'|'drop' (for
-    distributed slices), threads, backend 'auto'|'uring'|'pread', order,
+    distributed slices), threads, backend 'auto'|'uring'|'pread'|'mmap', order,
     prefetch, budget, corrupt 'fail'|'skip'; decode (see the module
     documentation); device: where x, y and the weights go (default: stay on
     CPU; weights follow the loss's device anyway).  rank/world: overrides

@@ -297,7 +297,7 @@ def ctypes_addr(p):
 def test_loader_backends_agree(synth, tmp_path):
     path = synth[0]
     seen = {}
-    for backend in ("pread", "auto"):
+    for backend in ("pread", "uring", "mmap", "auto"):
         reads = []
         with ibstore.Dataset(path) as ds, \
                 ibstore.Run(tmp_path / backend, samples=1000, epochs=1, batch_size=128) as run, \
@@ -305,8 +305,12 @@ def test_loader_backends_agree(synth, tmp_path):
             _, ids, _, _, _ = epoch_batches(ld, 0)
             seen[backend] = ids
             assert ld.stats()["batches"] == 8
-            assert reads and all(len(r) == 3 for r in reads)
-    assert np.array_equal(seen["pread"], seen["auto"])
+            if backend in ("pread", "uring"):   # mmap reads nothing: no requests
+                assert reads and all(len(r) == 3 for r in reads)
+            if backend == "mmap":
+                assert not reads and ld.stats()["requests"] == 0
+    for backend in ("uring", "mmap", "auto"):
+        assert np.array_equal(seen["pread"], seen[backend])
 
 
 # --------------------------------------------------------------- torch layer ----
