@@ -52,7 +52,8 @@ void cmd_bench_usage(FILE *f)
 	      "  --mode M               native (default) or compat\n"
 	      "  --seed S               seed of the plans (default 0)\n"
 	      "  --batch B              batch size (default 256)\n"
-	      "  --checkpoint-every N   commit the run state every N batches (default 64)\n"
+	      "  --checkpoint-every N   commit the run state every N batches; 0: at epoch\n"
+	      "                         ends only (default 64)\n"
 	      "  --run PATH             keep the run state in PATH (created, or resumed when\n"
 	      "                         it exists: its configuration must match); by default\n"
 	      "                         a temporary state in $TMPDIR is removed at exit\n"
@@ -233,9 +234,9 @@ static int parse_args(int argc, char **argv, bench_args *a)
 			break;
 		case OPT_NO_VERIFY: a->lo.verify = 0; break;
 		case OPT_CHECKPOINT_EVERY:
-			if ((rc = parse_count("checkpoint-every", optarg,
-					      &a->ro.checkpoint_every)) != 0)
-				return rc;
+			if (cli_parse_u32(optarg, &a->ro.checkpoint_every) != 0)
+				return cli_usage_error(CMD, "--checkpoint-every: '%s' is not a "
+						       "count (0: at epoch ends only)", optarg);
 			break;
 		case OPT_SEED:
 			if (cli_parse_u64(optarg, &p->seed) != 0)
