@@ -1,11 +1,15 @@
 /*
  * loader.c — the streaming pipeline.  Per epoch: the run's plan is sliced
  * for this rank (and optionally reordered for locality) before any I/O;
- * an I/O thread cuts the slice into read windows of whole batches, sorts
- * each window's records into file order, coalesces neighbours across small
- * gaps, and reads them through the backend; decode threads verify and
- * decompress each batch into its arena; the consumer takes batches in
- * order.  Pruned samples produce no request.
+ * an I/O thread cuts the slice into windows of whole batches, sorts each
+ * window's records into file order, coalesces neighbours across small gaps
+ * into reads, and runs the reads through the backend into a small set of
+ * read slots reused most-recently-freed first (warm memory reads faster);
+ * decode threads verify and decompress each read's records into their
+ * batches' arenas as soon as it lands; the consumer takes batches in
+ * order.  Pruned samples produce no request.  An epoch whose shards are all
+ * in the page cache can instead be decoded straight from read-only
+ * mappings.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -62,22 +66,19 @@ typedef struct wrec {
 	uint64_t id;
 	struct lbatch *b;       /* the batch it goes to, at slot pos */
 	uint32_t pos;
+	uint32_t rel;           /* where its record starts in its read */
 	ib_index_entry e;
-	const uint8_t *src;     /* its bytes in the window buffer, once planned */
+	const uint8_t *src;     /* mmap path: its bytes in the mapping */
 } wrec;
 
 typedef struct window {
 	int busy;
-	uint8_t *buf;
-	size_t cap;
-	int buf_index;
 	uint64_t b0, b1;        /* batches [b0, b1) */
-	uint64_t undecoded;     /* requests not yet decoded */
+	uint64_t undecoded;     /* reads (or mapped batches) not yet decoded */
 	wrec *recs;
 	size_t nrecs, caprecs;
 	ib_req *reqs;
 	size_t nreqs, capreqs;
-	ib_req **submit;
 } window;
 
 struct ibstore_loader {
@@ -93,8 +94,16 @@ struct ibstore_loader {
 	uint8_t **maps;         /* read-only mappings of the shards, or NULL */
 	int use_map;            /* this epoch decodes from the mappings */
 	window win[NWIN];
-	int nwin;               /* windows in use: 1 when one holds the dataset */
-	size_t wcap;
+	int nwin;               /* windows in use: 1 when one holds the epoch */
+	uint64_t wcap;          /* decoded bytes (arenas) a window may plan */
+	uint8_t *rbuf;          /* the read slots */
+	size_t rbuf_len;
+	size_t slot_size;
+	unsigned nslots;
+	unsigned *free_slot;    /* stack: the most recently freed is reused first */
+	unsigned nfree;
+	ib_req **pend;          /* planned reads waiting for a slot */
+	size_t pend_head, pend_n, pend_cap;
 	uint64_t fixed_size;
 
 	pthread_t io_thread;
@@ -127,7 +136,7 @@ struct ibstore_loader {
 	uint64_t cursor;        /* consumer: batches reported in a row */
 	uint8_t *in_plan;       /* bitmap of the global plan */
 	uint64_t *pruned_upto;  /* record bytes of pruned samples with smaller ids */
-	uint64_t *batch_need;   /* window bytes each batch needs */
+	uint64_t *batch_need;   /* arena bytes each batch needs */
 
 	/* free arenas for reuse */
 	uint8_t *pool[POOL_MAX];
@@ -199,10 +208,10 @@ IB_API int ibstore_order_parse(const char *name, ibstore_order *out)
 
 /* ---- memory --------------------------------------------------------- */
 
-/* Read windows come from huge pages when the system has them reserved,
+/* Read slots come from huge pages when the system has them reserved,
  * else from 2 MiB-aligned memory advised for transparent huge pages: on
  * virtio disks every 4 KiB page of an O_DIRECT buffer costs a ring slot. */
-static uint8_t *alloc_window(size_t cap, const char **kind)
+static uint8_t *alloc_buffer(size_t cap, const char **kind)
 {
 	size_t len = (cap + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1);
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
@@ -223,13 +232,16 @@ static uint8_t *alloc_window(size_t cap, const char **kind)
 	return (uint8_t *)a;
 }
 
+static void free_buffer(uint8_t *p, size_t cap)
+{
+	if (p)
+		munmap(p, (cap + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1));
+}
+
 static void free_window(window *w)
 {
-	if (w->buf)
-		munmap(w->buf, (w->cap + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1));
 	free(w->recs);
 	free(w->reqs);
-	free(w->submit);
 	memset(w, 0, sizeof *w);
 }
 
@@ -298,19 +310,6 @@ static void give_arena(ibstore_loader *l, uint8_t *p, uint64_t cap)
 static uint64_t rec_len(const ib_index_entry *e)
 {
 	return IB_RECORD_HEADER_SIZE + (uint64_t)e->stored_size;
-}
-
-/* Upper bound of window bytes a record can take (alignment included). */
-static uint64_t entry_budget(const ibstore_loader *l, const ib_index_entry *e)
-{
-	return rec_len(e) + (l->direct ? 2 * DIRECT_ALIGN : 64);
-}
-
-static uint64_t rec_budget(const ibstore_loader *l, uint64_t id)
-{
-	ib_index_entry e;
-	ib_dataset_entry(l->ds, id, &e);
-	return entry_budget(l, &e);
 }
 
 static uint64_t batch_lo(const ibstore_loader *l, uint64_t b)
@@ -427,7 +426,7 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 {
 	uint64_t bytes = 0, b1 = b0;
 	while (b1 < l->nbatches) {
-		if (b1 > b0 && bytes + l->batch_need[b1] > w->cap)
+		if (b1 > b0 && bytes + l->batch_need[b1] > l->wcap)
 			break;
 		bytes += l->batch_need[b1];
 		b1++;
@@ -471,66 +470,41 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 		return plan_mapped(l, w);
 	if (sort_recs(w->recs, w->nrecs))
 		return IBSTORE_ENOMEM;
-	uint32_t align = l->direct ? DIRECT_ALIGN : 64;
-	size_t pos = 0;
 	uint64_t read = 0, wanted = 0, pruned_req = 0;
-	/* window bytes the records not yet placed may need: a gap is read
-	 * through only while everything after it still fits */
-	uint64_t reserve = bytes;
 	for (size_t i = 0; i < w->nrecs;) {
 		const ib_index_entry e = w->recs[i].e;
 		uint64_t start = e.offset, end = e.offset + rec_len(&e);
 		uint64_t prev_id = w->recs[i].id;
-		uint64_t base = (pos + align - 1) & ~(size_t)(align - 1);
-		uint64_t a0 = l->direct ? start & ~(uint64_t)(DIRECT_ALIGN - 1) : start;
 		wanted += rec_len(&e);
-		reserve -= entry_budget(l, &e);
 		size_t j = i + 1;
 		for (; j < w->nrecs; j++) {
 			const ib_index_entry f = w->recs[j].e;
-			uint64_t fb = entry_budget(l, &f);
-			if (w->recs[j].id == prev_id) {
-				reserve -= fb; /* the same record twice (padding): read once */
-				continue;
-			}
+			if (w->recs[j].id == prev_id)
+				continue; /* the same record twice (padding): read once */
 			uint64_t fend = f.offset + rec_len(&f);
-			uint64_t zf = l->direct ? (fend + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1)
-						: fend;
 			if (f.shard != e.shard || l->o.gap == 0 || f.offset - end > l->o.gap ||
-			    fend - start > l->o.max_read || base + (zf - a0) + reserve - fb > w->cap)
+			    fend - start > l->o.max_read)
 				break;
 			end = fend;
 			wanted += rec_len(&f);
-			reserve -= fb;
 			prev_id = w->recs[j].id;
 		}
 		uint64_t a = l->direct ? start & ~(uint64_t)(DIRECT_ALIGN - 1) : start;
 		uint64_t z = l->direct ? (end + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1)
 				       : end;
-		pos = (pos + align - 1) & ~(size_t)(align - 1);
-		if (pos + (z - a) > w->cap)
-			return IBSTORE_ETOOBIG; /* cannot happen: the reserve bounds it */
 		if (grow((void **)&w->reqs, &w->capreqs, w->nreqs + 1, sizeof *w->reqs))
 			return IBSTORE_ENOMEM;
 		w->reqs[w->nreqs++] = (ib_req){.shard = e.shard, .len = (uint32_t)(z - a),
-					       .off = a, .buf = w->buf + pos,
-					       .need = (uint32_t)(end - a),
+					       .off = a, .need = (uint32_t)(end - a),
 					       .window = (uint32_t)(w - l->win),
 					       .first_rec = (uint32_t)i, .nrecs = (uint32_t)(j - i),
-					       .buf_index = w->buf_index};
+					       .buf_index = -1};
 		for (size_t k = i; k < j; k++)
-			w->recs[k].src = w->buf + pos + (w->recs[k].e.offset - a);
+			w->recs[k].rel = (uint32_t)(w->recs[k].e.offset - a);
 		pruned_req += pruned_inside(l, e.shard, a, z, w->recs[i].id, w->recs[j - 1].id);
 		read += z - a;
-		pos += z - a;
 		i = j;
 	}
-	free(w->submit);
-	w->submit = malloc((w->nreqs ? w->nreqs : 1) * sizeof *w->submit);
-	if (!w->submit)
-		return IBSTORE_ENOMEM;
-	for (size_t r = 0; r < w->nreqs; r++)
-		w->submit[r] = &w->reqs[r];
 	pthread_mutex_lock(&l->mu);
 	l->st.bytes_read += read;
 	l->st.read_around += read - wanted;
@@ -543,30 +517,67 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 
 /* ---- I/O thread ----------------------------------------------------- */
 
+/* A FIFO of requests (planned reads, or reads ready to decode). */
+static int fifo_push(ib_req ***v, size_t *head, size_t *n, size_t *cap, ib_req *r)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 1024;
+		ib_req **q = malloc(c * sizeof *q);
+		if (!q)
+			return IBSTORE_ENOMEM;
+		for (size_t i = 0; i < *n; i++)
+			q[i] = (*v)[(*head + i) % *cap];
+		free(*v);
+		*v = q;
+		*cap = c;
+		*head = 0;
+	}
+	(*v)[(*head + (*n)++) % *cap] = r;
+	return 0;
+}
+
+static ib_req *fifo_pop(ib_req **v, size_t *head, size_t *n, size_t cap)
+{
+	ib_req *r = v[*head];
+	*head = (*head + 1) % cap;
+	(*n)--;
+	return r;
+}
+
 /* A read is complete: its records go to the decoders (under mu). */
 static int complete(ibstore_loader *l, ib_req *r)
 {
-	if (l->dq_n == l->dq_cap) {
-		size_t cap = l->dq_cap ? l->dq_cap * 2 : 1024;
-		ib_req **q = malloc(cap * sizeof *q);
-		if (!q)
-			return IBSTORE_ENOMEM;
-		for (size_t i = 0; i < l->dq_n; i++)
-			q[i] = l->dq[(l->dq_head + i) % l->dq_cap];
-		free(l->dq);
-		l->dq = q;
-		l->dq_cap = cap;
-		l->dq_head = 0;
+	int rc = fifo_push(&l->dq, &l->dq_head, &l->dq_n, &l->dq_cap, r);
+	if (!rc)
+		pthread_cond_signal(&l->cv_dec);
+	return rc;
+}
+
+/* Takes planned reads that have a free slot to land in (under mu). */
+static unsigned take_slots(ibstore_loader *l, ib_req **out, unsigned max)
+{
+	unsigned n = 0;
+	while (n < max && l->pend_n && l->nfree) {
+		ib_req *r = fifo_pop(l->pend, &l->pend_head, &l->pend_n, l->pend_cap);
+		r->slot = l->free_slot[--l->nfree];
+		r->buf = l->rbuf + (size_t)r->slot * l->slot_size;
+		r->buf_index = 0;
+		out[n++] = r;
 	}
-	l->dq[(l->dq_head + l->dq_n++) % l->dq_cap] = r;
-	pthread_cond_signal(&l->cv_dec);
-	return 0;
+	return n;
+}
+
+static void io_fail(ibstore_loader *l, int rc, const char *what)
+{
+	l->io_failed = rc;
+	snprintf(l->io_msg, sizeof l->io_msg, "%s: %s", what, ibstore_strerror(rc));
+	pthread_cond_broadcast(&l->cv_cons);
 }
 
 static void *io_main(void *arg)
 {
 	ibstore_loader *l = arg;
-	ib_req *done[256];
+	ib_req *batch[256];
 	pthread_mutex_lock(&l->mu);
 	while (!l->stop) {
 		window *w = NULL;
@@ -582,49 +593,50 @@ static void *io_main(void *arg)
 			l->io_busy = 1;
 			pthread_mutex_unlock(&l->mu);
 			int rc = plan_window(l, w, b0);
-			if (!rc && !l->use_map && l->o.on_read)
-				for (size_t i = 0; i < w->nreqs; i++)
-					l->o.on_read(l->o.on_read_ctx, w->reqs[i].shard,
-						     w->reqs[i].off, w->reqs[i].len);
-			if (!rc && !l->use_map)
-				rc = l->io->submit(l->io, w->submit, (unsigned)w->nreqs);
 			pthread_mutex_lock(&l->mu);
-			/* from the mappings nothing is read: straight to decoding */
-			for (size_t i = 0; !rc && l->use_map && i < w->nreqs; i++)
-				rc = complete(l, &w->reqs[i]);
-			if (rc) {
-				l->io_failed = rc;
-				snprintf(l->io_msg, sizeof l->io_msg, "read planning failed: %s",
-					 ibstore_strerror(rc));
-				pthread_cond_broadcast(&l->cv_cons);
-			} else {
+			/* mapped batches go straight to decoding, reads wait for slots */
+			for (size_t i = 0; !rc && i < w->nreqs; i++)
+				rc = l->use_map ? complete(l, &w->reqs[i])
+						: fifo_push(&l->pend, &l->pend_head, &l->pend_n,
+							    &l->pend_cap, &w->reqs[i]);
+			if (rc)
+				io_fail(l, rc, "read planning failed");
+			else
 				l->next_plan = w->b1;
-				if (!l->use_map)
-					l->io_inflight += (unsigned)w->nreqs;
-			}
 			l->io_busy = 0;
+			continue;
+		}
+		unsigned n = l->io_failed ? 0 : take_slots(l, batch, 256);
+		if (n) {
+			l->io_inflight += n;
+			l->io_busy = 1;
+			pthread_mutex_unlock(&l->mu);
+			for (unsigned i = 0; l->o.on_read && i < n; i++)
+				l->o.on_read(l->o.on_read_ctx, batch[i]->shard, batch[i]->off,
+					     batch[i]->len);
+			int rc = l->io->submit(l->io, batch, n);
+			pthread_mutex_lock(&l->mu);
+			l->io_busy = 0;
+			if (rc) {
+				l->io_inflight -= n; /* what the backend refused never lands */
+				io_fail(l, rc, "read submission failed");
+			}
 			continue;
 		}
 		if (l->io_inflight) {
 			l->io_busy = 1;
 			pthread_mutex_unlock(&l->mu);
-			int n = l->io->reap(l->io, done, 256, 1);
+			int got = l->io->reap(l->io, batch, 256, 1);
 			pthread_mutex_lock(&l->mu);
 			l->io_busy = 0;
-			if (n < 0) {
-				l->io_failed = n;
-				snprintf(l->io_msg, sizeof l->io_msg, "read backend failed: %s",
-					 ibstore_strerror(n));
-				pthread_cond_broadcast(&l->cv_cons);
+			if (got < 0) {
+				io_fail(l, got, "read backend failed");
 				continue;
 			}
-			for (int i = 0; i < n && !l->io_failed; i++) {
-				if (complete(l, done[i])) {
-					l->io_failed = IBSTORE_ENOMEM;
-					snprintf(l->io_msg, sizeof l->io_msg, "out of memory");
-				}
-			}
-			l->io_inflight -= (unsigned)n;
+			for (int i = 0; i < got && !l->io_failed; i++)
+				if (complete(l, batch[i]))
+					io_fail(l, IBSTORE_ENOMEM, "decode queue");
+			l->io_inflight -= (unsigned)got;
 			pthread_cond_broadcast(&l->cv_cons); /* drain() may wait on it */
 			continue;
 		}
@@ -654,8 +666,8 @@ static void decode_request(ibstore_loader *l, window *w, const ib_req *r)
 				     ": %s", strrchr(l->ds->shard_paths[e->shard], '/') + 1,
 				     e->offset, id, strerror(-io_err));
 		else
-			rc = ib_dataset_decode(l->ds, id, e, wr->src, rec_len(e), l->o.verify,
-					       b->data + b->offsets[pos], msg);
+			rc = ib_dataset_decode(l->ds, id, e, r->buf ? r->buf + wr->rel : wr->src,
+					       rec_len(e), l->o.verify, b->data + b->offsets[pos], msg);
 		b->labels[pos] = e->label;
 		b->sizes[pos] = e->size;
 		if (!rc)
@@ -712,9 +724,7 @@ static void *dec_main(void *arg)
 			pthread_cond_wait(&l->cv_dec, &l->mu);
 			continue;
 		}
-		ib_req *r = l->dq[l->dq_head];
-		l->dq_head = (l->dq_head + 1) % l->dq_cap;
-		l->dq_n--;
+		ib_req *r = fifo_pop(l->dq, &l->dq_head, &l->dq_n, l->dq_cap);
 		l->decoding++;
 		window *w = &l->win[r->window];
 		pthread_mutex_unlock(&l->mu);
@@ -728,8 +738,13 @@ static void *dec_main(void *arg)
 				ready = 1;
 			}
 		}
+		if (r->buf) { /* its slot is free again, and warm: reuse it first */
+			l->free_slot[l->nfree++] = r->slot;
+			r->buf = NULL;
+			pthread_cond_signal(&l->cv_io);
+		}
 		if (--w->undecoded == 0) {
-			w->busy = 0; /* its bytes are all copied out */
+			w->busy = 0; /* its batches are all planned and decoded */
 			pthread_cond_signal(&l->cv_io);
 		}
 		l->decoding--;
@@ -852,47 +867,60 @@ static int check_loader_opts(ibstore_loader *l)
 	return 0;
 }
 
-static int setup_windows(ibstore_loader *l)
+/*
+ * Read slots: enough for the queue depth and the decoders' hold, each as
+ * large as the largest read, backed by huge pages when possible; the rest
+ * of the budget is decoded batches, split between two windows unless one
+ * holds the whole epoch.
+ */
+static int setup_buffers(ibstore_loader *l)
 {
-	/* a window's read buffer comes with the decoded arenas of its batches:
-	 * split the budget between them by the dataset's decoded/stored ratio */
 	const ib_summary *sum = &l->ds->sum;
-	double grow = sum->bytes_stored ? (double)sum->bytes_raw / (double)sum->bytes_stored : 1.0;
-	uint64_t per_window = (uint64_t)((double)l->o.budget / (1.0 + grow));
-	uint64_t floor = 4 << 20;
-	l->wcap = (size_t)(per_window / NWIN > floor ? per_window / NWIN : floor);
-	/* a dataset that fits one window needs no second: registering buffers
-	 * pins (and zeroes) every page of them */
-	uint64_t whole = sum->bytes_stored +
-			 sum->samples * (IB_RECORD_HEADER_SIZE + (l->direct ? 2 * DIRECT_ALIGN : 64));
-	l->nwin = NWIN;
-	if (whole <= per_window) {
-		l->wcap = (size_t)whole;
-		l->nwin = 1;
+	uint64_t largest = 0;
+	for (uint64_t id = 0; id < sum->samples; id++) {
+		ib_index_entry e;
+		ib_dataset_entry(l->ds, id, &e);
+		if (rec_len(&e) > largest)
+			largest = rec_len(&e);
 	}
-	void *bases[NWIN];
-	size_t lens[NWIN];
-	for (int i = 0; i < l->nwin; i++) {
-		l->win[i].cap = l->wcap;
-		l->win[i].buf = alloc_window(l->wcap, &l->buffers);
-		if (!l->win[i].buf)
-			return lfail(l, IBSTORE_ENOMEM, "cannot allocate %zu bytes of read windows",
-				     l->wcap);
-		l->win[i].buf_index = i;
-		bases[i] = l->win[i].buf;
-		lens[i] = l->wcap;
-	}
-	ib_io_buffers bufs = {bases, lens, (unsigned)l->nwin};
+	uint64_t slot = largest > l->o.max_read ? largest : l->o.max_read;
+	slot = ((slot + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1)) + 2 * DIRECT_ALIGN;
+	/* the queue depth plus what the decoders hold: more slots keep more
+	 * reads in flight but spread the DMA over more memory, which measured
+	 * no faster (bench/loader_speed) */
+	uint64_t nslots = (uint64_t)l->o.queue_depth + 2 * l->o.threads + 4;
+	if (nslots * slot > l->o.budget / 2)
+		nslots = l->o.budget / 2 / slot;
+	if (nslots < 2)
+		nslots = 2;
+	l->slot_size = (size_t)slot;
+	l->nslots = (unsigned)nslots;
+	l->rbuf_len = (size_t)(nslots * slot);
+	l->rbuf = alloc_buffer(l->rbuf_len, &l->buffers);
+	l->free_slot = malloc(nslots * sizeof *l->free_slot);
+	if (!l->rbuf || !l->free_slot)
+		return lfail(l, IBSTORE_ENOMEM, "cannot allocate %zu bytes of read slots",
+			     l->rbuf_len);
+	for (unsigned i = 0; i < l->nslots; i++)
+		l->free_slot[i] = l->nslots - 1 - i;
+	l->nfree = l->nslots;
+	uint64_t arenas = l->o.budget > l->rbuf_len ? l->o.budget - l->rbuf_len : 0;
+	l->nwin = sum->bytes_raw <= arenas ? 1 : NWIN;
+	l->wcap = arenas / (uint64_t)l->nwin;
+	if (l->wcap < ((uint64_t)4 << 20))
+		l->wcap = (uint64_t)4 << 20; /* a budget too small still makes progress */
+	void *base = l->rbuf;
+	size_t len = l->rbuf_len;
+	ib_io_buffers bufs = {&base, &len, 1};
 	const int *fds = l->direct ? l->dfds : l->ds->fds;
 	char msg[IB_ERRMSG_LEN];
 	int rc = IBSTORE_EUNSUPPORTED;
 	if (l->o.backend != IBSTORE_BACKEND_PREAD && l->o.backend != IBSTORE_BACKEND_MMAP)
-		rc = ib_io_uring_create(fds, l->ds->sum.shards, l->o.queue_depth, &bufs, &l->io,
-					msg);
+		rc = ib_io_uring_create(fds, sum->shards, l->o.queue_depth, &bufs, &l->io, msg);
 	if (rc && l->o.backend == IBSTORE_BACKEND_URING)
 		return lfail(l, rc, "%s", msg);
 	if (rc) /* auto: io_uring refused, so threads calling pread */
-		rc = ib_io_pread_create(fds, l->ds->sum.shards,
+		rc = ib_io_pread_create(fds, sum->shards,
 					l->o.queue_depth < 16 ? l->o.queue_depth : 16, &l->io, msg);
 	if (rc)
 		return lfail(l, rc, "%s", msg);
@@ -950,7 +978,7 @@ IB_API int ibstore_loader_open(ibstore_dataset *ds, ibstore_run *run,
 	l->st.backend = "none";
 	if (l->direct && (rc = open_direct(l)))
 		return rc;
-	if ((rc = setup_windows(l)) || (rc = start_threads(l)))
+	if ((rc = setup_buffers(l)) || (rc = start_threads(l)))
 		return rc;
 	l->st.backend = l->io->name;
 	l->st.registered = l->io->registered;
@@ -982,6 +1010,11 @@ static void drain(ibstore_loader *l)
 	}
 	for (int i = 0; i < NWIN; i++)
 		l->win[i].busy = 0;
+	l->pend_n = 0; /* planned reads of the abandoned epoch */
+	l->pend_head = 0;
+	for (unsigned i = 0; i < l->nslots; i++)
+		l->free_slot[i] = l->nslots - 1 - i;
+	l->nfree = l->nslots;
 	pthread_mutex_unlock(&l->mu);
 	free(l->slots);
 	free(l->order);
@@ -1025,6 +1058,9 @@ IB_API void ibstore_loader_close(ibstore_loader *l)
 	unmap_shards(l);
 	for (int i = 0; i < NWIN; i++)
 		free_window(&l->win[i]);
+	free_buffer(l->rbuf, l->rbuf_len);
+	free(l->free_slot);
+	free(l->pend);
 	for (uint32_t s = 0; l->dfds && s < l->ds->sum.shards; s++)
 		if (l->dfds[s] >= 0)
 			close(l->dfds[s]);
@@ -1144,17 +1180,20 @@ IB_API int ibstore_loader_epoch_begin(ibstore_loader *l, uint32_t epoch, ibstore
 	l->batch_need = malloc((l->nbatches ? l->nbatches : 1) * sizeof *l->batch_need);
 	if (!l->slots || !l->reported || !l->batch_need)
 		return lfail(l, IBSTORE_ENOMEM, "out of memory");
-	/* one batch must fit a read window */
+	/* one batch's decoded samples must fit a window's share of the budget */
 	for (uint64_t b = 0; b < l->nbatches; b++) {
 		uint64_t need = 0;
-		for (uint64_t i = batch_lo(l, b); i < batch_hi(l, b); i++)
-			need += rec_budget(l, l->order[i]);
+		for (uint64_t i = batch_lo(l, b); i < batch_hi(l, b); i++) {
+			ib_index_entry e;
+			ib_dataset_entry(l->ds, l->order[i], &e);
+			need += e.size;
+		}
 		l->batch_need[b] = need;
 		if (need > l->wcap)
 			return lfail(l, IBSTORE_ETOOBIG,
-				     "batch %" PRIu64 " needs %" PRIu64 " bytes of read window but "
-				     "the budget gives %zu; raise the budget or lower the batch size",
-				     b, need, l->wcap);
+				     "batch %" PRIu64 " decodes to %" PRIu64 " bytes but the budget "
+				     "leaves %" PRIu64 " per window; raise the budget or lower the "
+				     "batch size", b, need, l->wcap);
 	}
 	l->start = ei.cursor;
 	l->cursor = ei.cursor;
