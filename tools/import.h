@@ -107,4 +107,9 @@ typedef struct import_jsonl_opts {
  */
 int import_jsonl(import_ctx *c, const char *const *paths, int npaths, import_jsonl_opts *o);
 
+/* Formats a message into c->err (when there is room) and returns `code`:
+ * the one way importers report a failure. */
+int import_fail(import_ctx *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif

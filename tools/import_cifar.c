@@ -26,21 +26,6 @@
 #define VARIANT_10 1u
 #define VARIANT_100 2u
 
-static int fail(import_ctx *c, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(import_ctx *c, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (c->err != NULL && c->errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(c->err, c->errlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 static unsigned record_size(int variant)
 {
 	return variant == 10 ? 1 + CIFAR_PIXELS : 2 + CIFAR_PIXELS;
@@ -53,19 +38,19 @@ static int open_batch(import_ctx *c, const char *path, int *fd_out, uint64_t *si
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(c, errno == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO,
+		return import_fail(c, errno == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO,
 			    "%s: cannot open: %s", path, strerror(errno));
 	if (fstat(fd, &st) != 0) {
-		rc = fail(c, IBSTORE_EIO, "%s: cannot stat: %s", path, strerror(errno));
+		rc = import_fail(c, IBSTORE_EIO, "%s: cannot stat: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		rc = fail(c, IBSTORE_EIO, "%s: %s, expected a CIFAR batch file", path,
+		rc = import_fail(c, IBSTORE_EIO, "%s: %s, expected a CIFAR batch file", path,
 			  S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
 		goto fail;
 	}
 	if (st.st_size == 0) {
-		rc = fail(c, IBSTORE_EFORMAT, "%s: empty file, no samples", path);
+		rc = import_fail(c, IBSTORE_EFORMAT, "%s: empty file, no samples", path);
 		goto fail;
 	}
 	*fd_out = fd;
@@ -100,7 +85,7 @@ static int check_sizes(import_ctx *c, const char *const *paths, int npaths,
 		int fd, rc;
 
 		if (paths[i] == NULL)
-			return fail(c, IBSTORE_EINVAL, "import_cifar: path %d is missing", i);
+			return import_fail(c, IBSTORE_EINVAL, "import_cifar: path %d is missing", i);
 		rc = open_batch(c, paths[i], &fd, &size);
 		if (rc != 0)
 			return rc;
@@ -109,7 +94,7 @@ static int check_sizes(import_ctx *c, const char *const *paths, int npaths,
 			unsigned rs = record_size(*variant);
 
 			if (size % rs != 0)
-				return fail(c, IBSTORE_ETRUNCATED,
+				return import_fail(c, IBSTORE_ETRUNCATED,
 					    "%s: size %llu is not a whole number of %u-byte "
 					    "CIFAR-%d records (%llu records and %llu bytes "
 					    "over): truncated or not CIFAR-%d", paths[i],
@@ -120,7 +105,7 @@ static int check_sizes(import_ctx *c, const char *const *paths, int npaths,
 		}
 		m = fits(size);
 		if (m == 0)
-			return fail(c, IBSTORE_EFORMAT,
+			return import_fail(c, IBSTORE_EFORMAT,
 				    "%s: size %llu is a multiple of neither %u (CIFAR-10) nor "
 				    "%u (CIFAR-100) bytes: truncated, or pass the variant "
 				    "explicitly", paths[i], (unsigned long long)size,
@@ -136,11 +121,11 @@ static int check_sizes(import_ctx *c, const char *const *paths, int npaths,
 		return 0;
 	}
 	if (common == 0)
-		return fail(c, IBSTORE_EFORMAT,
+		return import_fail(c, IBSTORE_EFORMAT,
 			    "%s looks like CIFAR-10 but %s like CIFAR-100 (by size); pass "
 			    "the variant explicitly", paths[first_of[VARIANT_10]],
 			    paths[first_of[VARIANT_100]]);
-	return fail(c, IBSTORE_EFORMAT,
+	return import_fail(c, IBSTORE_EFORMAT,
 		    "%s: size fits both CIFAR-10 and CIFAR-100 records; pass the variant "
 		    "explicitly", paths[0]);
 }
@@ -149,15 +134,15 @@ static int check_label(import_ctx *c, const char *path, unsigned long long rec,
 		       const unsigned char *r, int variant)
 {
 	if (variant == 10 && r[0] >= 10)
-		return fail(c, IBSTORE_EFORMAT,
+		return import_fail(c, IBSTORE_EFORMAT,
 			    "%s: record %llu: label %u out of range (CIFAR-10 labels are "
 			    "0..9)", path, rec, r[0]);
 	if (variant == 100 && r[0] >= 20)
-		return fail(c, IBSTORE_EFORMAT,
+		return import_fail(c, IBSTORE_EFORMAT,
 			    "%s: record %llu: coarse label %u out of range (CIFAR-100 "
 			    "coarse labels are 0..19)", path, rec, r[0]);
 	if (variant == 100 && r[1] >= 100)
-		return fail(c, IBSTORE_EFORMAT,
+		return import_fail(c, IBSTORE_EFORMAT,
 			    "%s: record %llu: fine label %u out of range (CIFAR-100 fine "
 			    "labels are 0..99)", path, rec, r[1]);
 	return 0;
@@ -175,7 +160,7 @@ static int read_full(import_ctx *c, const char *path, int fd, unsigned char *buf
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return fail(c, IBSTORE_EIO, "%s: read failed: %s", path,
+			return import_fail(c, IBSTORE_EIO, "%s: read failed: %s", path,
 				    strerror(errno));
 		if (n == 0)
 			break;
@@ -204,7 +189,7 @@ static int import_batch(cifar_run *r, const char *path)
 	if (rc != 0)
 		return rc;
 	if (size % rs != 0) {
-		rc = fail(c, IBSTORE_ETRUNCATED, "%s: size changed to %llu during import",
+		rc = import_fail(c, IBSTORE_ETRUNCATED, "%s: size changed to %llu during import",
 			  path, (unsigned long long)size);
 		goto fail;
 	}
@@ -217,7 +202,7 @@ static int import_batch(cifar_run *r, const char *path)
 		if (rc != 0)
 			goto fail;
 		if (got < want) {
-			rc = fail(c, IBSTORE_ETRUNCATED,
+			rc = import_fail(c, IBSTORE_ETRUNCATED,
 				  "%s: file ends inside record %llu (it shrank during import)",
 				  path, rec + got / rs);
 			goto fail;
@@ -232,7 +217,7 @@ static int import_batch(cifar_run *r, const char *path)
 			rc = ibstore_writer_add(c->w, p + (rs - CIFAR_PIXELS), CIFAR_PIXELS,
 						label, NULL, NULL);
 			if (rc != 0) {
-				rc = fail(c, rc, "%s: record %llu: %s", path, rec,
+				rc = import_fail(c, rc, "%s: record %llu: %s", path, rec,
 					  ibstore_writer_errmsg(c->w));
 				goto fail;
 			}
@@ -255,9 +240,9 @@ int import_cifar(import_ctx *c, const char *const *paths, int npaths, int varian
 	if (c == NULL || c->w == NULL)
 		return IBSTORE_EINVAL;
 	if (paths == NULL || npaths <= 0)
-		return fail(c, IBSTORE_EFORMAT, "import_cifar: no input files, no samples");
+		return import_fail(c, IBSTORE_EFORMAT, "import_cifar: no input files, no samples");
 	if (variant != 0 && variant != 10 && variant != 100)
-		return fail(c, IBSTORE_EINVAL,
+		return import_fail(c, IBSTORE_EINVAL,
 			    "import_cifar: variant %d: must be 10, 100 or 0 (detect)",
 			    variant);
 
@@ -267,13 +252,13 @@ int import_cifar(import_ctx *c, const char *const *paths, int npaths, int varian
 	r.variant = variant;
 	r.buf = malloc((size_t)CIFAR_CHUNK * record_size(variant));
 	if (r.buf == NULL)
-		return fail(c, IBSTORE_ENOMEM, "import_cifar: out of memory");
+		return import_fail(c, IBSTORE_ENOMEM, "import_cifar: out of memory");
 
 	rc = ibstore_writer_set_attr(c->w, "source", variant == 10 ? "cifar10" : "cifar100");
 	if (rc == 0)
 		rc = ibstore_writer_set_attr(c->w, "shape", "3x32x32");
 	if (rc != 0) {
-		rc = fail(c, rc, "%s: %s", paths[0], ibstore_writer_errmsg(c->w));
+		rc = import_fail(c, rc, "%s: %s", paths[0], ibstore_writer_errmsg(c->w));
 		goto fail;
 	}
 	for (int i = 0; i < npaths; i++) {

@@ -49,21 +49,6 @@ typedef struct folder_run {
 	unsigned long long total; /* sizes of the files listed */
 } folder_run;
 
-static int fail(import_ctx *c, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(import_ctx *c, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (c->err != NULL && c->errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(c->err, c->errlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 static int errno_code(int e)
 {
 	return e == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO;
@@ -135,11 +120,11 @@ static int list_dir(folder_run *r, const char *rel, strvec *files, strvec *subdi
 
 	fd = openat(r->rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return fail(r->c, errno_code(errno), "%s/%s: cannot open directory: %s",
+		return import_fail(r->c, errno_code(errno), "%s/%s: cannot open directory: %s",
 			    r->dir, rel, strerror(errno));
 	d = fdopendir(fd);
 	if (d == NULL) {
-		rc = fail(r->c, IBSTORE_EIO, "%s/%s: cannot read directory: %s", r->dir,
+		rc = import_fail(r->c, IBSTORE_EIO, "%s/%s: cannot read directory: %s", r->dir,
 			  rel, strerror(errno));
 		close(fd);
 		return rc;
@@ -151,20 +136,20 @@ static int list_dir(folder_run *r, const char *rel, strvec *files, strvec *subdi
 		de = readdir(d);
 		if (de == NULL) {
 			if (errno != 0)
-				rc = fail(r->c, IBSTORE_EIO, "%s/%s: cannot read directory: %s",
+				rc = import_fail(r->c, IBSTORE_EIO, "%s/%s: cannot read directory: %s",
 					  r->dir, rel, strerror(errno));
 			break;
 		}
 		if (de->d_name[0] == '.')
 			continue;
 		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-			rc = fail(r->c, IBSTORE_EIO, "%s/%s/%s: cannot stat: %s", r->dir, rel,
+			rc = import_fail(r->c, IBSTORE_EIO, "%s/%s/%s: cannot stat: %s", r->dir, rel,
 				  de->d_name, strerror(errno));
 			break;
 		}
 		if (S_ISLNK(st.st_mode)) {
 			if (fstatat(dirfd(d), de->d_name, &st, 0) != 0) {
-				rc = fail(r->c, IBSTORE_EIO,
+				rc = import_fail(r->c, IBSTORE_EIO,
 					  "%s/%s/%s: cannot follow symbolic link: %s", r->dir,
 					  rel, de->d_name, strerror(errno));
 				break;
@@ -186,7 +171,7 @@ static int list_dir(folder_run *r, const char *rel, strvec *files, strvec *subdi
 	}
 	closedir(d);
 	if (rc == IBSTORE_ENOMEM)
-		fail(r->c, rc, "%s/%s: out of memory listing directory", r->dir, rel);
+		import_fail(r->c, rc, "%s/%s: out of memory listing directory", r->dir, rel);
 	return rc;
 }
 
@@ -200,7 +185,7 @@ static int walk(folder_run *r, const char *rel, strvec *files)
 		char *child = join(rel, subdirs.v[i]);
 
 		if (child == NULL) {
-			rc = fail(r->c, IBSTORE_ENOMEM, "%s/%s: out of memory", r->dir, rel);
+			rc = import_fail(r->c, IBSTORE_ENOMEM, "%s/%s: out of memory", r->dir, rel);
 			break;
 		}
 		rc = walk(r, child, files);
@@ -219,19 +204,19 @@ static int read_file(folder_run *r, const char *rel, size_t *len)
 
 	fd = openat(r->rootfd, rel, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(r->c, errno_code(errno), "%s/%s: cannot open: %s", r->dir, rel,
+		return import_fail(r->c, errno_code(errno), "%s/%s: cannot open: %s", r->dir, rel,
 			    strerror(errno));
 	if (fstat(fd, &st) != 0) {
-		rc = fail(r->c, IBSTORE_EIO, "%s/%s: cannot stat: %s", r->dir, rel,
+		rc = import_fail(r->c, IBSTORE_EIO, "%s/%s: cannot stat: %s", r->dir, rel,
 			  strerror(errno));
 		goto fail;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		rc = fail(r->c, IBSTORE_EIO, "%s/%s: no longer a regular file", r->dir, rel);
+		rc = import_fail(r->c, IBSTORE_EIO, "%s/%s: no longer a regular file", r->dir, rel);
 		goto fail;
 	}
 	if ((unsigned long long)st.st_size > FOLDER_MAX_SAMPLE) {
-		rc = fail(r->c, IBSTORE_ETOOBIG,
+		rc = import_fail(r->c, IBSTORE_ETOOBIG,
 			  "%s/%s: %llu bytes exceeds the sample limit of 4 GiB - 1", r->dir,
 			  rel, (unsigned long long)st.st_size);
 		goto fail;
@@ -242,7 +227,7 @@ static int read_file(folder_run *r, const char *rel, size_t *len)
 		unsigned char *b = realloc(r->buf, cap);
 
 		if (b == NULL) {
-			rc = fail(r->c, IBSTORE_ENOMEM, "%s/%s: out of memory for %zu bytes",
+			rc = import_fail(r->c, IBSTORE_ENOMEM, "%s/%s: out of memory for %zu bytes",
 				  r->dir, rel, size);
 			goto fail;
 		}
@@ -255,12 +240,12 @@ static int read_file(folder_run *r, const char *rel, size_t *len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			rc = fail(r->c, IBSTORE_EIO, "%s/%s: read failed: %s", r->dir, rel,
+			rc = import_fail(r->c, IBSTORE_EIO, "%s/%s: read failed: %s", r->dir, rel,
 				  strerror(errno));
 			goto fail;
 		}
 		if (n == 0) {
-			rc = fail(r->c, IBSTORE_EIO,
+			rc = import_fail(r->c, IBSTORE_EIO,
 				  "%s/%s: file shrank while being read (%zu of %zu bytes)",
 				  r->dir, rel, done, size);
 			goto fail;
@@ -280,7 +265,7 @@ static int add_class(folder_run *r, int32_t label, const char *name, strvec *fil
 
 	rc = ibstore_writer_set_class_name(r->c->w, label, name);
 	if (rc != 0)
-		return fail(r->c, rc, "%s/%s: %s", r->dir, name, ibstore_writer_errmsg(r->c->w));
+		return import_fail(r->c, rc, "%s/%s: %s", r->dir, name, ibstore_writer_errmsg(r->c->w));
 	strvec_sort(files);
 	for (size_t i = 0; i < files->n; i++) {
 		size_t len = 0;
@@ -290,7 +275,7 @@ static int add_class(folder_run *r, int32_t label, const char *name, strvec *fil
 			return rc;
 		rc = ibstore_writer_add(r->c->w, r->buf, len, label, files->v[i], NULL);
 		if (rc != 0)
-			return fail(r->c, rc, "%s/%s: %s", r->dir, files->v[i],
+			return import_fail(r->c, rc, "%s/%s: %s", r->dir, files->v[i],
 				    ibstore_writer_errmsg(r->c->w));
 		r->samples++;
 		r->bytes_in += len;
@@ -310,11 +295,11 @@ int import_folder(import_ctx *c, const char *dir)
 	if (c == NULL || c->w == NULL)
 		return IBSTORE_EINVAL;
 	if (dir == NULL)
-		return fail(c, IBSTORE_EINVAL, "import_folder: missing directory");
+		return import_fail(c, IBSTORE_EINVAL, "import_folder: missing directory");
 
 	r.rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (r.rootfd < 0)
-		return fail(c, errno_code(errno), "%s: cannot open directory: %s", dir,
+		return import_fail(c, errno_code(errno), "%s: cannot open directory: %s", dir,
 			    strerror(errno));
 
 	rc = list_dir(&r, ".", &top_files, &classes);
@@ -322,13 +307,13 @@ int import_folder(import_ctx *c, const char *dir)
 		goto fail;
 	r.total = 0; /* files directly in DIR are not samples */
 	if (classes.n == 0) {
-		rc = fail(c, IBSTORE_EFORMAT,
+		rc = import_fail(c, IBSTORE_EFORMAT,
 			  "%s: no samples found: no class sub-directories "
 			  "(expected %s/<class>/<files>)", dir, dir);
 		goto fail;
 	}
 	if (classes.n > INT32_MAX) {
-		rc = fail(c, IBSTORE_ETOOBIG, "%s: too many class directories (%zu)", dir,
+		rc = import_fail(c, IBSTORE_ETOOBIG, "%s: too many class directories (%zu)", dir,
 			  classes.n);
 		goto fail;
 	}
@@ -336,13 +321,13 @@ int import_folder(import_ctx *c, const char *dir)
 
 	rc = ibstore_writer_set_attr(c->w, "source", "folder");
 	if (rc != 0) {
-		rc = fail(c, rc, "%s: %s", dir, ibstore_writer_errmsg(c->w));
+		rc = import_fail(c, rc, "%s: %s", dir, ibstore_writer_errmsg(c->w));
 		goto fail;
 	}
 	/* Every class is listed first, so the total size is known up front. */
 	per_class = calloc(classes.n, sizeof(*per_class));
 	if (per_class == NULL) {
-		rc = fail(c, IBSTORE_ENOMEM, "%s: out of memory", dir);
+		rc = import_fail(c, IBSTORE_ENOMEM, "%s: out of memory", dir);
 		goto fail;
 	}
 	for (size_t k = 0; k < classes.n; k++) {
@@ -359,7 +344,7 @@ int import_folder(import_ctx *c, const char *dir)
 			goto fail;
 	}
 	if (r.samples == 0) {
-		rc = fail(c, IBSTORE_EFORMAT,
+		rc = import_fail(c, IBSTORE_EFORMAT,
 			  "%s: no samples found: %zu class director%s but no files in them",
 			  dir, classes.n, classes.n == 1 ? "y" : "ies");
 		goto fail;

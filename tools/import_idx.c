@@ -37,21 +37,6 @@ typedef struct idx_file {
 	uint32_t dims[IDX_MAX_DIMS];
 } idx_file;
 
-static int fail(import_ctx *c, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(import_ctx *c, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (c->err != NULL && c->errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(c->err, c->errlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 static uint32_t be32(const unsigned char *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -71,15 +56,15 @@ static int gz_status(import_ctx *c, idx_file *f)
 	case Z_OK:
 		return 0;
 	case Z_BUF_ERROR:
-		return fail(c, IBSTORE_ETRUNCATED,
+		return import_fail(c, IBSTORE_ETRUNCATED,
 			    "%s: gzip stream is truncated (ends after %lld decompressed "
 			    "bytes)", f->path, (long long)gztell(f->gz));
 	case Z_ERRNO:
-		return fail(c, IBSTORE_EIO, "%s: read failed: %s", f->path, strerror(errno));
+		return import_fail(c, IBSTORE_EIO, "%s: read failed: %s", f->path, strerror(errno));
 	case Z_MEM_ERROR:
-		return fail(c, IBSTORE_ENOMEM, "%s: out of memory in zlib", f->path);
+		return import_fail(c, IBSTORE_ENOMEM, "%s: out of memory in zlib", f->path);
 	default:
-		return fail(c, IBSTORE_EFORMAT, "%s: corrupt gzip data: %s", f->path, msg);
+		return import_fail(c, IBSTORE_EFORMAT, "%s: corrupt gzip data: %s", f->path, msg);
 	}
 }
 
@@ -127,16 +112,16 @@ static int idx_open(import_ctx *c, idx_file *f, const char *path, unsigned ndims
 	f->path = path;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(c, errno == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO,
+		return import_fail(c, errno == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO,
 			    "%s: cannot open: %s", path, strerror(errno));
 	if (fstat(fd, &st) != 0) {
-		rc = fail(c, IBSTORE_EIO, "%s: cannot stat: %s", path, strerror(errno));
+		rc = import_fail(c, IBSTORE_EIO, "%s: cannot stat: %s", path, strerror(errno));
 		close(fd);
 		return rc;
 	}
 	if (S_ISDIR(st.st_mode)) {
 		close(fd);
-		return fail(c, IBSTORE_EIO, "%s: is a directory, expected an IDX %s file",
+		return import_fail(c, IBSTORE_EIO, "%s: is a directory, expected an IDX %s file",
 			    path, what);
 	}
 	f->is_reg = S_ISREG(st.st_mode);
@@ -144,7 +129,7 @@ static int idx_open(import_ctx *c, idx_file *f, const char *path, unsigned ndims
 	f->gz = gzdopen(fd, "rb");
 	if (f->gz == NULL) {
 		close(fd);
-		return fail(c, IBSTORE_ENOMEM, "%s: out of memory opening gzip reader", path);
+		return import_fail(c, IBSTORE_ENOMEM, "%s: out of memory opening gzip reader", path);
 	}
 	gzbuffer(f->gz, 128u << 10);
 
@@ -152,33 +137,33 @@ static int idx_open(import_ctx *c, idx_file *f, const char *path, unsigned ndims
 	if (rc != 0)
 		return rc;
 	if (got == 0)
-		return fail(c, IBSTORE_EFORMAT, "%s: empty file, no samples", path);
+		return import_fail(c, IBSTORE_EFORMAT, "%s: empty file, no samples", path);
 	if (got < 4)
-		return fail(c, IBSTORE_ETRUNCATED,
+		return import_fail(c, IBSTORE_ETRUNCATED,
 			    "%s: truncated IDX header (%zu of %zu bytes)", path, got, hdrlen);
 
 	magic = be32(hdr);
 	if (hdr[0] != 0 || hdr[1] != 0)
-		return fail(c, IBSTORE_EFORMAT,
+		return import_fail(c, IBSTORE_EFORMAT,
 			    "%s: not an IDX file (magic 0x%08x, expected 0x%08x)", path,
 			    (unsigned)magic, IDX_UBYTE << 8 | ndims);
 	if (hdr[2] != IDX_UBYTE)
-		return fail(c, IBSTORE_EFORMAT,
+		return import_fail(c, IBSTORE_EFORMAT,
 			    "%s: IDX element type 0x%02x is not supported "
 			    "(only unsigned bytes, 0x08)", path, hdr[2]);
 	if (hdr[3] != ndims) {
 		if (hdr[3] == 1 || hdr[3] == 3)
-			return fail(c, IBSTORE_EFORMAT,
+			return import_fail(c, IBSTORE_EFORMAT,
 				    "%s: is an IDX %s file (magic 0x%08x), expected %s "
 				    "(0x%08x)", path, hdr[3] == 1 ? "labels" : "images",
 				    (unsigned)magic, what, IDX_UBYTE << 8 | ndims);
-		return fail(c, IBSTORE_EFORMAT,
+		return import_fail(c, IBSTORE_EFORMAT,
 			    "%s: IDX header has %u dimensions (magic 0x%08x), expected %u "
 			    "for %s (0x%08x)", path, hdr[3], (unsigned)magic, ndims, what,
 			    IDX_UBYTE << 8 | ndims);
 	}
 	if (got < hdrlen)
-		return fail(c, IBSTORE_ETRUNCATED,
+		return import_fail(c, IBSTORE_ETRUNCATED,
 			    "%s: truncated IDX header (%zu of %zu bytes)", path, got, hdrlen);
 	for (unsigned i = 0; i < ndims; i++)
 		f->dims[i] = be32(hdr + 4 + 4 * i);
@@ -198,12 +183,12 @@ static int check_raw_size(import_ctx *c, const idx_file *f, uint64_t payload,
 	if (!f->is_reg || !gzdirect(f->gz))
 		return 0;
 	if (f->st_size < want)
-		return fail(c, IBSTORE_ETRUNCATED,
+		return import_fail(c, IBSTORE_ETRUNCATED,
 			    "%s: truncated: header says %u %s (%llu bytes in all) but the "
 			    "file has %llu bytes", f->path, f->dims[0], what,
 			    (unsigned long long)want, (unsigned long long)f->st_size);
 	if (f->st_size > want)
-		return fail(c, IBSTORE_EFORMAT,
+		return import_fail(c, IBSTORE_EFORMAT,
 			    "%s: %llu bytes of trailing data after %u %s (expected %llu "
 			    "bytes in all)", f->path,
 			    (unsigned long long)(f->st_size - want), f->dims[0], what,
@@ -221,7 +206,7 @@ static int check_at_end(import_ctx *c, idx_file *f, const char *what)
 	if (rc != 0)
 		return rc;
 	if (got != 0)
-		return fail(c, IBSTORE_EFORMAT,
+		return import_fail(c, IBSTORE_EFORMAT,
 			    "%s: trailing data after %u %s (file is longer than its header "
 			    "says)", f->path, f->dims[0], what);
 	return 0;
@@ -246,7 +231,7 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 	if (c == NULL || c->w == NULL)
 		return IBSTORE_EINVAL;
 	if (images_path == NULL || labels_path == NULL)
-		return fail(c, IBSTORE_EINVAL, "import_idx: missing images or labels path");
+		return import_fail(c, IBSTORE_EINVAL, "import_idx: missing images or labels path");
 
 	rc = idx_open(c, &img, images_path, 3, "images");
 	if (rc != 0)
@@ -257,25 +242,25 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 
 	n = img.dims[0];
 	if (n == 0) {
-		rc = fail(c, IBSTORE_EFORMAT, "%s: header says 0 images, no samples",
+		rc = import_fail(c, IBSTORE_EFORMAT, "%s: header says 0 images, no samples",
 			  images_path);
 		goto fail;
 	}
 	if (img.dims[1] == 0 || img.dims[2] == 0) {
-		rc = fail(c, IBSTORE_EFORMAT,
+		rc = import_fail(c, IBSTORE_EFORMAT,
 			  "%s: image dimensions %ux%u: both must be nonzero", images_path,
 			  img.dims[1], img.dims[2]);
 		goto fail;
 	}
 	if ((uint64_t)img.dims[1] * img.dims[2] > IDX_MAX_IMAGE_BYTES) {
-		rc = fail(c, IBSTORE_EFORMAT,
+		rc = import_fail(c, IBSTORE_EFORMAT,
 			  "%s: image dimensions %ux%u exceed the limit of %llu bytes per "
 			  "image", images_path, img.dims[1], img.dims[2],
 			  IDX_MAX_IMAGE_BYTES);
 		goto fail;
 	}
 	if (lab.dims[0] != n) {
-		rc = fail(c, IBSTORE_EFORMAT,
+		rc = import_fail(c, IBSTORE_EFORMAT,
 			  "%s: header says %u images but labels file %s has %u labels",
 			  images_path, n, labels_path, lab.dims[0]);
 		goto fail;
@@ -291,7 +276,7 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 	pixels = malloc(image_bytes);
 	labels = malloc(IDX_LABEL_CHUNK);
 	if (pixels == NULL || labels == NULL) {
-		rc = fail(c, IBSTORE_ENOMEM, "%s: out of memory for a %zu-byte image",
+		rc = import_fail(c, IBSTORE_ENOMEM, "%s: out of memory for a %zu-byte image",
 			  images_path, image_bytes);
 		goto fail;
 	}
@@ -301,7 +286,7 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 	if (rc == 0)
 		rc = ibstore_writer_set_attr(c->w, "shape", shape);
 	if (rc != 0) {
-		rc = fail(c, rc, "%s: %s", images_path, ibstore_writer_errmsg(c->w));
+		rc = import_fail(c, rc, "%s: %s", images_path, ibstore_writer_errmsg(c->w));
 		goto fail;
 	}
 
@@ -313,7 +298,7 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 			if (rc != 0)
 				goto fail;
 			if (got < want) {
-				rc = fail(c, IBSTORE_ETRUNCATED,
+				rc = import_fail(c, IBSTORE_ETRUNCATED,
 					  "%s: truncated: header says %u labels but the data "
 					  "ends after %zu", labels_path, n, (size_t)i + got);
 				goto fail;
@@ -324,7 +309,7 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 		if (rc != 0)
 			goto fail;
 		if (got < image_bytes) {
-			rc = fail(c, IBSTORE_ETRUNCATED,
+			rc = import_fail(c, IBSTORE_ETRUNCATED,
 				  "%s: truncated: header says %u images of %ux%u but the data "
 				  "ends inside image %u", images_path, n, img.dims[1],
 				  img.dims[2], i);
@@ -333,7 +318,7 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 		rc = ibstore_writer_add(c->w, pixels, image_bytes,
 					labels[i % IDX_LABEL_CHUNK], NULL, NULL);
 		if (rc != 0) {
-			rc = fail(c, rc, "%s: image %u: %s", images_path, i,
+			rc = import_fail(c, rc, "%s: image %u: %s", images_path, i,
 				  ibstore_writer_errmsg(c->w));
 			goto fail;
 		}

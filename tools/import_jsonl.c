@@ -336,21 +336,6 @@ typedef struct jsonl_run {
 	unsigned long long samples, bytes;
 } jsonl_run;
 
-static int fail(import_ctx *c, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(import_ctx *c, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (c->err != NULL && c->errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(c->err, c->errlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 static int bad(jsonl_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Describes why the current line is bad into r->why; returns 1. */
@@ -437,7 +422,7 @@ static int do_line(jsonl_run *r, const uint8_t *line, size_t len)
 				uint8_t *b = realloc(r->dec, dlen);
 
 				if (b == NULL)
-					return fail(c, IBSTORE_ENOMEM, "%s:%llu: out of memory",
+					return import_fail(c, IBSTORE_ENOMEM, "%s:%llu: out of memory",
 						    r->path, r->line);
 				r->dec = b;
 				r->dec_cap = dlen;
@@ -468,7 +453,7 @@ static int do_line(jsonl_run *r, const uint8_t *line, size_t len)
 			char *k = realloc(r->key, need);
 
 			if (k == NULL)
-				return fail(c, IBSTORE_ENOMEM, "out of memory");
+				return import_fail(c, IBSTORE_ENOMEM, "out of memory");
 			r->key = k;
 			r->key_cap = need;
 		}
@@ -478,7 +463,7 @@ static int do_line(jsonl_run *r, const uint8_t *line, size_t len)
 	int rc = ibstore_writer_add(c->w, data, dlen, label, key, NULL);
 
 	if (rc != 0)
-		return fail(c, rc, "%s:%llu: %s", r->path, r->line, ibstore_writer_errmsg(c->w));
+		return import_fail(c, rc, "%s:%llu: %s", r->path, r->line, ibstore_writer_errmsg(c->w));
 	r->samples++;
 	return 0;
 }
@@ -493,13 +478,13 @@ static int read_file(jsonl_run *r)
 	FILE *f = fopen(r->path, "rbe");
 
 	if (f == NULL)
-		return fail(c, errno == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO,
+		return import_fail(c, errno == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO,
 			    "%s: cannot open: %s", r->path, strerror(errno));
 	struct stat st;
 
 	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
 		fclose(f);
-		return fail(c, IBSTORE_EIO, "%s: is a directory, not a JSONL file", r->path);
+		return import_fail(c, IBSTORE_EIO, "%s: is a directory, not a JSONL file", r->path);
 	}
 	(void)posix_fadvise(fileno(f), 0, 0, POSIX_FADV_SEQUENTIAL);
 	r->line = 0;
@@ -518,7 +503,7 @@ static int read_file(jsonl_run *r)
 			break;
 		if (rc > 0) {
 			if (!r->o->skip_bad) {
-				rc = fail(c, IBSTORE_EFORMAT, "%s:%llu: %s", r->path, r->line,
+				rc = import_fail(c, IBSTORE_EFORMAT, "%s:%llu: %s", r->path, r->line,
 					  r->why);
 				break;
 			}
@@ -537,7 +522,7 @@ static int read_file(jsonl_run *r)
 		errno = 0;
 	}
 	if (rc == 0 && ferror(f))
-		rc = fail(c, IBSTORE_EIO, "%s: read failed after line %llu: %s", r->path, r->line,
+		rc = import_fail(c, IBSTORE_EIO, "%s: read failed after line %llu: %s", r->path, r->line,
 			  strerror(errno ? errno : EIO));
 	free(line);
 	fclose(f);
@@ -551,10 +536,10 @@ int import_jsonl(import_ctx *c, const char *const *paths, int npaths, import_jso
 	int rc;
 
 	if (c == NULL || c->w == NULL || paths == NULL || npaths < 1)
-		return c ? fail(c, IBSTORE_EINVAL, "import_jsonl: no files given") : IBSTORE_EINVAL;
+		return c ? import_fail(c, IBSTORE_EINVAL, "import_jsonl: no files given") : IBSTORE_EINVAL;
 	r.o->skipped = 0;
 	if ((r.o->field && !*r.o->field) || (r.o->label_field && !*r.o->label_field))
-		return fail(c, IBSTORE_EINVAL, "empty field name");
+		return import_fail(c, IBSTORE_EINVAL, "empty field name");
 	if (c->total != NULL) {
 		unsigned long long total = 0;
 		struct stat st;
@@ -566,13 +551,13 @@ int import_jsonl(import_ctx *c, const char *const *paths, int npaths, import_jso
 	}
 	rc = ibstore_writer_set_attr(c->w, "source", "jsonl");
 	if (rc != 0)
-		return fail(c, rc, "%s", ibstore_writer_errmsg(c->w));
+		return import_fail(c, rc, "%s", ibstore_writer_errmsg(c->w));
 	for (int i = 0; i < npaths && rc == 0; i++) {
 		r.path = paths[i];
 		rc = read_file(&r);
 	}
 	if (rc == 0 && r.samples == 0)
-		rc = fail(c, IBSTORE_EFORMAT, "%s%s: no samples found (%s)", paths[0],
+		rc = import_fail(c, IBSTORE_EFORMAT, "%s%s: no samples found (%s)", paths[0],
 			  npaths > 1 ? " ..." : "",
 			  r.o->skipped ? "every line was bad" : "no non-blank lines");
 	if (rc == 0 && c->progress != NULL)

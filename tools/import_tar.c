@@ -67,21 +67,6 @@ typedef struct tar_run {
 	unsigned long long samples, bytes_before; /* bytes of earlier archives */
 } tar_run;
 
-static int fail(import_ctx *c, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(import_ctx *c, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (c->err != NULL && c->errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(c->err, c->errlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 /* ---- reading ------------------------------------------------------------ */
 
 /* Reads up to n bytes; returns the count (short only at end of file) or -errno. */
@@ -385,7 +370,7 @@ static int finish_sample(tar_run *t)
 	if (t->stem == NULL)
 		return 0;
 	if (t->best < 0) {
-		rc = fail(c, IBSTORE_EFORMAT,
+		rc = import_fail(c, IBSTORE_EFORMAT,
 			  "%s: sample '%s' (member at offset %llu) has no payload member; "
 			  "looked for extensions %s%s (see --payload)",
 			  t->path, t->stem, (unsigned long long)t->stem_off, t->exts[0],
@@ -395,10 +380,10 @@ static int finish_sample(tar_run *t)
 	if (t->first_ext == NULL) {
 		t->first_ext = strdup(t->best_ext);
 		if (t->first_ext == NULL)
-			return fail(c, IBSTORE_ENOMEM, "out of memory");
+			return import_fail(c, IBSTORE_ENOMEM, "out of memory");
 		rc = ibstore_writer_set_attr(c->w, "ext", t->best_ext);
 		if (rc != 0)
-			return fail(c, rc, "%s: %s", t->path, ibstore_writer_errmsg(c->w));
+			return import_fail(c, rc, "%s: %s", t->path, ibstore_writer_errmsg(c->w));
 	}
 	const char *key = t->stem;
 	if (strcmp(t->best_ext, t->first_ext) != 0) {
@@ -408,7 +393,7 @@ static int finish_sample(tar_run *t)
 			char *k = realloc(t->key, need);
 
 			if (k == NULL)
-				return fail(c, IBSTORE_ENOMEM, "out of memory");
+				return import_fail(c, IBSTORE_ENOMEM, "out of memory");
 			t->key = k;
 			t->key_cap = need;
 		}
@@ -417,7 +402,7 @@ static int finish_sample(tar_run *t)
 	}
 	rc = ibstore_writer_add(c->w, t->payload, t->payload_len, t->label, key, NULL);
 	if (rc != 0)
-		return fail(c, rc, "%s: sample '%s' (member at offset %llu): %s", t->path, key,
+		return import_fail(c, rc, "%s: sample '%s' (member at offset %llu): %s", t->path, key,
 			    (unsigned long long)t->stem_off, ibstore_writer_errmsg(c->w));
 	t->samples++;
 	report(t, 0);
@@ -444,30 +429,30 @@ static int take_member(tar_run *t, char *name, uint64_t size, uint64_t hoff)
 			return rc;
 		t->stem = strndup(name, stemlen);
 		if (t->stem == NULL)
-			return fail(c, IBSTORE_ENOMEM, "out of memory");
+			return import_fail(c, IBSTORE_ENOMEM, "out of memory");
 		t->stem_off = hoff;
 	}
 	if (strcasecmp(ext, t->label_ext) == 0) {
 		uint8_t text[LABEL_MAX];
 
 		if (t->have_label)
-			return fail(c, IBSTORE_EFORMAT,
+			return import_fail(c, IBSTORE_EFORMAT,
 				    "%s: member '%s' at offset %llu: a second label member for "
 				    "sample '%s'", t->path, name, (unsigned long long)hoff, t->stem);
 		if (size > LABEL_MAX)
-			return fail(c, IBSTORE_EFORMAT,
+			return import_fail(c, IBSTORE_EFORMAT,
 				    "%s: member '%s' at offset %llu: label member of %llu bytes "
 				    "(expected a decimal integer)", t->path, name,
 				    (unsigned long long)hoff, (unsigned long long)size);
 		ssize_t got = rd_read(&t->r, text, (size_t)size);
 
 		if (got < 0)
-			return fail(c, IBSTORE_EIO, "%s: read failed: %s", t->path,
+			return import_fail(c, IBSTORE_EIO, "%s: read failed: %s", t->path,
 				    strerror((int)-got));
 		if ((uint64_t)got < size)
 			goto truncated;
 		if (parse_label(text, (size_t)size, &t->label) != 0)
-			return fail(c, IBSTORE_EFORMAT,
+			return import_fail(c, IBSTORE_EFORMAT,
 				    "%s: member '%s' at offset %llu: label '%.*s' is not a "
 				    "decimal 32-bit integer", t->path, name,
 				    (unsigned long long)hoff, (int)size, (const char *)text);
@@ -477,13 +462,13 @@ static int take_member(tar_run *t, char *name, uint64_t size, uint64_t hoff)
 	int idx = ext_index(t, ext);
 
 	if (idx >= 0 && idx == t->best)
-		return fail(c, IBSTORE_EFORMAT,
+		return import_fail(c, IBSTORE_EFORMAT,
 			    "%s: member '%s' at offset %llu: sample '%s' already has a "
 			    ".%s member", t->path, name, (unsigned long long)hoff, t->stem, ext);
 	if (idx < 0 || (t->best >= 0 && idx > t->best))
 		goto skip;
 	if (size > TAR_MAX_SAMPLE)
-		return fail(c, IBSTORE_ETOOBIG,
+		return import_fail(c, IBSTORE_ETOOBIG,
 			    "%s: member '%s' at offset %llu: %llu bytes exceeds the sample "
 			    "limit of 4 GiB - 1", t->path, name, (unsigned long long)hoff,
 			    (unsigned long long)size);
@@ -491,7 +476,7 @@ static int take_member(tar_run *t, char *name, uint64_t size, uint64_t hoff)
 		uint8_t *b = realloc(t->payload, (size_t)size);
 
 		if (b == NULL)
-			return fail(c, IBSTORE_ENOMEM, "%s: member '%s': out of memory for %llu "
+			return import_fail(c, IBSTORE_ENOMEM, "%s: member '%s': out of memory for %llu "
 				    "bytes", t->path, name, (unsigned long long)size);
 		t->payload = b;
 		t->payload_cap = (size_t)size;
@@ -499,7 +484,7 @@ static int take_member(tar_run *t, char *name, uint64_t size, uint64_t hoff)
 	ssize_t got = rd_read(&t->r, t->payload, (size_t)size);
 
 	if (got < 0)
-		return fail(c, IBSTORE_EIO, "%s: read failed: %s", t->path, strerror((int)-got));
+		return import_fail(c, IBSTORE_EIO, "%s: read failed: %s", t->path, strerror((int)-got));
 	if ((uint64_t)got < size)
 		goto truncated;
 	t->payload_len = (size_t)size;
@@ -509,11 +494,11 @@ static int take_member(tar_run *t, char *name, uint64_t size, uint64_t hoff)
 skip:
 	rc = rd_skip(&t->r, size);
 	if (rc < 0)
-		return fail(c, IBSTORE_EIO, "%s: read failed: %s", t->path, strerror(-rc));
+		return import_fail(c, IBSTORE_EIO, "%s: read failed: %s", t->path, strerror(-rc));
 	if (rc == 0)
 		return 0;
 truncated:
-	return fail(c, IBSTORE_ETRUNCATED,
+	return import_fail(c, IBSTORE_ETRUNCATED,
 		    "%s: member '%s' at offset %llu is truncated: the archive ends at %llu, "
 		    "inside its %llu bytes of data", t->path, name, (unsigned long long)hoff,
 		    (unsigned long long)t->r.off, (unsigned long long)size);
@@ -525,21 +510,21 @@ static int read_meta(tar_run *t, uint64_t size, uint64_t hoff, const char *what,
 	import_ctx *c = t->c;
 
 	if (size > META_MAX)
-		return fail(c, IBSTORE_EFORMAT, "%s: %s header at offset %llu: %llu bytes is "
+		return import_fail(c, IBSTORE_EFORMAT, "%s: %s header at offset %llu: %llu bytes is "
 			    "too long", t->path, what, (unsigned long long)hoff,
 			    (unsigned long long)size);
 	char *d = malloc((size_t)size + 1);
 
 	if (d == NULL)
-		return fail(c, IBSTORE_ENOMEM, "out of memory");
+		return import_fail(c, IBSTORE_ENOMEM, "out of memory");
 	ssize_t got = rd_read(&t->r, d, (size_t)size);
 
 	if (got < 0 || (uint64_t)got < size) {
 		free(d);
 		if (got < 0)
-			return fail(c, IBSTORE_EIO, "%s: read failed: %s", t->path,
+			return import_fail(c, IBSTORE_EIO, "%s: read failed: %s", t->path,
 				    strerror((int)-got));
-		return fail(c, IBSTORE_ETRUNCATED, "%s: %s header at offset %llu is truncated",
+		return import_fail(c, IBSTORE_ETRUNCATED, "%s: %s header at offset %llu is truncated",
 			    t->path, what, (unsigned long long)hoff);
 	}
 	d[size] = '\0';
@@ -553,9 +538,9 @@ static int skip_padding(tar_run *t, uint64_t size, const char *name, uint64_t ho
 	int rc = rd_skip(&t->r, pad);
 
 	if (rc < 0)
-		return fail(t->c, IBSTORE_EIO, "%s: read failed: %s", t->path, strerror(-rc));
+		return import_fail(t->c, IBSTORE_EIO, "%s: read failed: %s", t->path, strerror(-rc));
 	if (rc > 0)
-		return fail(t->c, IBSTORE_ETRUNCATED,
+		return import_fail(t->c, IBSTORE_ETRUNCATED,
 			    "%s: member '%s' at offset %llu is truncated: the archive ends inside "
 			    "its padding", t->path, name, (unsigned long long)hoff);
 	return 0;
@@ -575,21 +560,21 @@ static int read_archive(tar_run *t)
 		ssize_t got = rd_read(&t->r, h, BLOCK);
 
 		if (got < 0) {
-			rc = fail(c, IBSTORE_EIO, "%s: read failed: %s", t->path,
+			rc = import_fail(c, IBSTORE_EIO, "%s: read failed: %s", t->path,
 				  strerror((int)-got));
 			break;
 		}
 		if (got == 0 && longname == NULL && paxpath == NULL && !has_paxsize)
 			break; /* end of file without the end-of-archive blocks */
 		if (got < BLOCK) {
-			rc = fail(c, IBSTORE_ETRUNCATED,
+			rc = import_fail(c, IBSTORE_ETRUNCATED,
 				  "%s: truncated header at offset %llu (%zd of 512 bytes)", t->path,
 				  (unsigned long long)hoff, got);
 			break;
 		}
 		if (all_zero(h)) {
 			if (longname != NULL || paxpath != NULL || has_paxsize)
-				rc = fail(c, IBSTORE_EFORMAT,
+				rc = import_fail(c, IBSTORE_EFORMAT,
 					  "%s: end of archive at offset %llu right after a long-name "
 					  "or pax header", t->path, (unsigned long long)hoff);
 			break; /* end-of-archive marker; what follows is ignored */
@@ -603,7 +588,7 @@ static int read_archive(tar_run *t)
 		}
 		field_str(name + nl, h, 100);
 		if (!checksum_ok(h)) {
-			rc = fail(c, IBSTORE_ECORRUPT,
+			rc = import_fail(c, IBSTORE_ECORRUPT,
 				  "%s: member '%s' at offset %llu: header checksum mismatch "
 				  "(not a tar archive, or corrupted)", t->path, name,
 				  (unsigned long long)hoff);
@@ -611,7 +596,7 @@ static int read_archive(tar_run *t)
 		}
 		uint64_t size;
 		if (parse_number(h + 124, 12, &size) != 0) {
-			rc = fail(c, IBSTORE_EFORMAT, "%s: member '%s' at offset %llu: bad size "
+			rc = import_fail(c, IBSTORE_EFORMAT, "%s: member '%s' at offset %llu: bad size "
 				  "field", t->path, name, (unsigned long long)hoff);
 			break;
 		}
@@ -630,7 +615,7 @@ static int read_archive(tar_run *t)
 							    &has_paxsize);
 				free(meta);
 				if (why != NULL) {
-					rc = fail(c, IBSTORE_EFORMAT, "%s: pax header at offset "
+					rc = import_fail(c, IBSTORE_EFORMAT, "%s: pax header at offset "
 						  "%llu: %s", t->path, (unsigned long long)hoff, why);
 					meta = NULL;
 					break;
@@ -646,12 +631,12 @@ static int read_archive(tar_run *t)
 		char *full = paxpath ? paxpath : longname ? longname : name;
 		const char *why = clean_path(full);
 		if (why != NULL) {
-			rc = fail(c, IBSTORE_EFORMAT, "%s: member '%s' at offset %llu: %s", t->path,
+			rc = import_fail(c, IBSTORE_EFORMAT, "%s: member '%s' at offset %llu: %s", t->path,
 				  full, (unsigned long long)hoff, why);
 			break;
 		}
 		if (type == 'S' || type == 'M') {
-			rc = fail(c, IBSTORE_EFORMAT, "%s: member '%s' at offset %llu: %s members "
+			rc = import_fail(c, IBSTORE_EFORMAT, "%s: member '%s' at offset %llu: %s members "
 				  "are not supported", t->path, full, (unsigned long long)hoff,
 				  type == 'S' ? "sparse" : "multi-volume");
 			break;
@@ -662,10 +647,10 @@ static int read_archive(tar_run *t)
 			/* Directories, links, devices, FIFOs: nothing to keep. */
 			int k = rd_skip(&t->r, size);
 			if (k < 0)
-				rc = fail(c, IBSTORE_EIO, "%s: read failed: %s", t->path,
+				rc = import_fail(c, IBSTORE_EIO, "%s: read failed: %s", t->path,
 					  strerror(-k));
 			else if (k > 0)
-				rc = fail(c, IBSTORE_ETRUNCATED, "%s: member '%s' at offset %llu is "
+				rc = import_fail(c, IBSTORE_ETRUNCATED, "%s: member '%s' at offset %llu is "
 					  "truncated", t->path, full, (unsigned long long)hoff);
 		}
 		if (rc == 0)
@@ -697,20 +682,20 @@ static int split_exts(tar_run *t, const char *list)
 			l--;
 		}
 		if (l == 0 || l > 200)
-			return fail(t->c, IBSTORE_EINVAL, "bad payload extension list '%s'", list);
+			return import_fail(t->c, IBSTORE_EINVAL, "bad payload extension list '%s'", list);
 		if (t->nexts == MAX_EXTS)
-			return fail(t->c, IBSTORE_EINVAL, "more than %d payload extensions",
+			return import_fail(t->c, IBSTORE_EINVAL, "more than %d payload extensions",
 				    MAX_EXTS);
 		t->exts[t->nexts] = strndup(s, l);
 		if (t->exts[t->nexts] == NULL)
-			return fail(t->c, IBSTORE_ENOMEM, "out of memory");
+			return import_fail(t->c, IBSTORE_ENOMEM, "out of memory");
 		t->nexts++;
 		s += l;
 		if (*s == ',')
 			s++;
 	}
 	if (t->nexts == 0)
-		return fail(t->c, IBSTORE_EINVAL, "empty payload extension list");
+		return import_fail(t->c, IBSTORE_EINVAL, "empty payload extension list");
 	return 0;
 }
 
@@ -720,7 +705,7 @@ int import_tar(import_ctx *c, const char *const *paths, int npaths, const import
 	int rc;
 
 	if (c == NULL || c->w == NULL || paths == NULL || npaths < 1)
-		return c ? fail(c, IBSTORE_EINVAL, "import_tar: no archives given") : IBSTORE_EINVAL;
+		return c ? import_fail(c, IBSTORE_EINVAL, "import_tar: no archives given") : IBSTORE_EINVAL;
 	t.label_ext = o && o->label_ext ? o->label_ext : "cls";
 	if (t.label_ext[0] == '.')
 		t.label_ext++;
@@ -728,13 +713,13 @@ int import_tar(import_ctx *c, const char *const *paths, int npaths, const import
 	if (rc != 0)
 		goto out;
 	if (ext_index(&t, t.label_ext) >= 0) {
-		rc = fail(c, IBSTORE_EINVAL, "label extension '%s' is also a payload extension",
+		rc = import_fail(c, IBSTORE_EINVAL, "label extension '%s' is also a payload extension",
 			  t.label_ext);
 		goto out;
 	}
 	t.r.buf = malloc(RD_BUF);
 	if (t.r.buf == NULL) {
-		rc = fail(c, IBSTORE_ENOMEM, "out of memory");
+		rc = import_fail(c, IBSTORE_ENOMEM, "out of memory");
 		goto out;
 	}
 	if (c->total != NULL) {
@@ -748,7 +733,7 @@ int import_tar(import_ctx *c, const char *const *paths, int npaths, const import
 	}
 	rc = ibstore_writer_set_attr(c->w, "source", "tar");
 	if (rc != 0) {
-		rc = fail(c, rc, "%s", ibstore_writer_errmsg(c->w));
+		rc = import_fail(c, rc, "%s", ibstore_writer_errmsg(c->w));
 		goto out;
 	}
 	for (int i = 0; i < npaths && rc == 0; i++) {
@@ -757,12 +742,12 @@ int import_tar(import_ctx *c, const char *const *paths, int npaths, const import
 		t.path = paths[i];
 		t.r.fd = open(paths[i], O_RDONLY | O_CLOEXEC);
 		if (t.r.fd < 0) {
-			rc = fail(c, errno == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO,
+			rc = import_fail(c, errno == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO,
 				  "%s: cannot open: %s", paths[i], strerror(errno));
 			break;
 		}
 		if (fstat(t.r.fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-			rc = fail(c, IBSTORE_EIO, "%s: %s", paths[i],
+			rc = import_fail(c, IBSTORE_EIO, "%s: %s", paths[i],
 				  S_ISDIR(st.st_mode) ? "is a directory, not a tar archive"
 						      : strerror(errno));
 			close(t.r.fd);
@@ -778,7 +763,7 @@ int import_tar(import_ctx *c, const char *const *paths, int npaths, const import
 		close(t.r.fd);
 	}
 	if (rc == 0 && t.samples == 0)
-		rc = fail(c, IBSTORE_EFORMAT, "%s%s: no samples found (no regular members)",
+		rc = import_fail(c, IBSTORE_EFORMAT, "%s%s: no samples found (no regular members)",
 			  paths[0], npaths > 1 ? " ..." : "");
 	if (rc == 0)
 		report(&t, 1);
