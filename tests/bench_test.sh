@@ -24,30 +24,7 @@ trap 'rm -rf "$T"' EXIT
 mkdir "$T/tmp"
 export TMPDIR=$T/tmp # bench's temporary run states land here
 
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"
-	shift
-	for line in "$@"; do echo "# $line"; done
-}
-# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
-check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
-
-# run EXPECTED_RC DESCRIPTION ARGS...: runs ibstore, keeps its output in
-# $T/out and $T/err, and checks the exit status.
-run() {
-	local want=$1 d=$2 rc
-	shift 2
-	"$IB" "$@" >"$T/out" 2>"$T/err"
-	rc=$?
-	if [ "$rc" -eq "$want" ]; then
-		ok "$d"
-	else
-		not_ok "$d" "ibstore $* exited $rc, expected $want" "stderr: $(head -c 500 "$T/err")"
-	fi
-}
+. "$(dirname "$0")/tap.sh"
 
 # rows FILE EXPR: evaluates the Python expression EXPR over r, the list of
 # JSON rows in FILE (one object per line); passes when it is true.
@@ -228,5 +205,4 @@ run 1 "bench --run PATH with another configuration exits 1" bench --epochs 3 --r
 check "the mismatch is named" grep -q "epochs" "$T/err"
 check "no temporary run state is left behind" test -z "$(ls -A "$T/tmp")"
 
-echo "1..$n"
-[ "$failed" -eq 0 ]
+tap_done

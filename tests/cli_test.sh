@@ -21,30 +21,7 @@ fi
 T=$(mktemp -d "${TMPDIR:-/tmp}/ibstore-cli-test.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"
-	shift
-	for line in "$@"; do echo "# $line"; done
-}
-# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
-check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
-
-# run EXPECTED_RC DESCRIPTION ARGS...: runs ibstore, keeps its output in
-# $T/out and $T/err, and checks the exit status.
-run() {
-	local want=$1 d=$2 rc
-	shift 2
-	"$IB" "$@" >"$T/out" 2>"$T/err"
-	rc=$?
-	if [ "$rc" -eq "$want" ]; then
-		ok "$d"
-	else
-		not_ok "$d" "ibstore $* exited $rc, expected $want" "stderr: $(head -c 500 "$T/err")"
-	fi
-}
+. "$(dirname "$0")/tap.sh"
 
 # json_field KEY < JSON: prints the value ("null" for null), fails on bad JSON.
 json_field() {
@@ -340,5 +317,4 @@ run 0 "get --json of the 4th cifar sample" get --json "$T/dsc" 3
 check "its label is the record's label byte" \
 	test "$(json_field label <"$T/out")" = "$(od -An -tu1 -N1 "$T/batch2.bin" | tr -d ' \n')"
 
-echo "1..$n"
-[ "$failed" -eq 0 ]
+tap_done

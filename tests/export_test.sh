@@ -13,32 +13,12 @@ set -u
 IB=${1:?usage: export_test.sh PATH/TO/ibstore}
 PY=/usr/bin/python3
 
+. "$(dirname "$0")/tap.sh"
+
 T=$(mktemp -d "${TMPDIR:-/tmp}/ibstore-export-test.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 cd "$T" || exit 1
 
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"
-	shift
-	for line in "$@"; do echo "# $line"; done
-}
-check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
-
-# run EXPECTED_RC DESCRIPTION ARGS...: runs ibstore; output in $T/out, $T/err.
-run() {
-	local want=$1 d=$2 rc
-	shift 2
-	"$IB" "$@" >"$T/out" 2>"$T/err"
-	rc=$?
-	if [ "$rc" -eq "$want" ]; then
-		ok "$d"
-	else
-		not_ok "$d" "ibstore $* exited $rc, expected $want" "stderr: $(head -c 600 "$T/err")"
-	fi
-}
 # err_has DESCRIPTION TEXT: the last command's stderr contains TEXT.
 err_has() {
 	if grep -qF -- "$2" "$T/err"; then ok "$1"; else
@@ -257,5 +237,4 @@ run 2 "export needs two arguments" export tar-pax.ibs
 run 0 "export into an existing empty directory" export -q long-gnu.ibs "$(mkdir -p emptydir && echo emptydir)"
 check "the long key's last component names the file" test -f emptydir/3/000001.png
 
-echo "1..$n"
-[ "$failed" -eq 0 ]
+tap_done

@@ -24,15 +24,7 @@ fi
 T=$(mktemp -d "${TMPDIR:-/tmp}/ibstore-train-test.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"
-	shift
-	for line in "$@"; do echo "# $line"; done
-}
-
+. "$(dirname "$0")/tap.sh"
 # train OUT ARGS...: runs train_fmnist on the t10k dataset with --json,
 # keeps stdout in $T/OUT.json and stderr in $T/OUT.err; returns its status.
 train() {
@@ -208,5 +200,4 @@ else
 	not_ok "a missing dataset exits 1 naming it" "exited $rc" "$(head -c 300 "$T/bad.err")"
 fi
 
-echo "1..$n"
-[ "$failed" -eq 0 ]
+tap_done
