@@ -137,42 +137,36 @@ static void fisher_yates(rng *r, uint32_t *a, uint64_t n)
  * Native shuffle of large arrays (Rao–Sandelius): every element goes to one
  * of 256 buckets drawn uniformly, then each bucket — small enough for the
  * cache — gets its own Fisher–Yates.  Uniform like one big Fisher–Yates,
- * without a cache miss per swap.  Falls back to the plain one when memory
- * for the scatter is short.
+ * without a cache miss per swap.  The bucket labels are drawn twice from
+ * the same counters (to count, then to scatter) rather than stored.
+ * `scratch` holds n values.
  */
-static void shuffle(rng *r, uint32_t *a, uint64_t n)
+static void shuffle(rng *r, uint32_t *a, uint64_t n, uint32_t *scratch)
 {
 	if (r->compat || n < (1u << 16)) {
 		fisher_yates(r, a, n);
 		return;
 	}
-	uint8_t *lab = malloc(n);
-	uint32_t *tmp = malloc(n * sizeof *tmp);
-	if (!lab || !tmp) {
-		free(lab);
-		free(tmp);
-		fisher_yates(r, a, n);
-		return;
-	}
 	uint64_t count[BUCKETS + 1] = {0};
+	uint64_t ctr0 = r->ctr;
 	for (uint64_t i = 0; i < n; i += 8) {
 		uint64_t x = mix64(r->key + 0x9e3779b97f4a7c15ull * ++r->ctr);
-		for (uint64_t k = 0; k < 8 && i + k < n; k++, x >>= BUCKET_BITS) {
-			lab[i + k] = (uint8_t)x;
+		for (uint64_t k = 0; k < 8 && i + k < n; k++, x >>= BUCKET_BITS)
 			count[(uint8_t)x + 1]++;
-		}
 	}
 	for (unsigned b = 0; b < BUCKETS; b++)
 		count[b + 1] += count[b];
 	uint64_t start[BUCKETS + 1];
 	memcpy(start, count, sizeof start);
-	for (uint64_t i = 0; i < n; i++)
-		tmp[count[lab[i]]++] = a[i];
+	r->ctr = ctr0;
+	for (uint64_t i = 0; i < n; i += 8) {
+		uint64_t x = mix64(r->key + 0x9e3779b97f4a7c15ull * ++r->ctr);
+		for (uint64_t k = 0; k < 8 && i + k < n; k++, x >>= BUCKET_BITS)
+			scratch[count[(uint8_t)x]++] = a[i + k];
+	}
 	for (unsigned b = 0; b < BUCKETS; b++)
-		fisher_yates(r, tmp + start[b], start[b + 1] - start[b]);
-	memcpy(a, tmp, n * sizeof *a);
-	free(lab);
-	free(tmp);
+		fisher_yates(r, scratch + start[b], start[b + 1] - start[b]);
+	memcpy(a, scratch, n * sizeof *a);
 }
 
 /*
@@ -180,10 +174,10 @@ static void shuffle(rng *r, uint32_t *a, uint64_t n)
  * everything (numpy's choice(replace=False) does); native draws only
  * min(k, n-k) times.
  */
-static void choose(rng *r, uint32_t *a, uint64_t n, uint64_t k)
+static void choose(rng *r, uint32_t *a, uint64_t n, uint64_t k, uint32_t *scratch)
 {
 	if (r->compat || k == n) {
-		shuffle(r, a, n);
+		shuffle(r, a, n, scratch);
 		return;
 	}
 	if (k <= n - k) {
@@ -340,7 +334,7 @@ static double threshold(const ibstore_prune_opts *o, const float *s, uint64_t n,
 		seen++;
 	}
 	*unseen = n - seen;
-	return seen ? sum / (double)seen : NAN;
+	return seen ? sum / (double)seen : NAN; /* an infinity makes it non-finite */
 }
 
 static int plan_alloc(ibstore_plan **out, uint64_t n)
@@ -383,9 +377,16 @@ static int check_scores(const ibstore_prune_opts *o, const float *s, uint64_t n,
  * plan length.  The draws follow the reference: choose the survivors among
  * the candidates, then (by the caller) shuffle keepset ++ chosen.
  */
+#define UP_WEIGHTED 0x80000000u /* flag on an id in the work array */
+
+/*
+ * Fills `order` (capacity n) with the epoch's ids before the final shuffle,
+ * the up-weighted ones flagged with UP_WEIGHTED; returns the plan length.
+ * The draws follow the reference: choose the survivors among the
+ * candidates, then (by the caller) shuffle keepset ++ chosen.
+ */
 static uint64_t select_ids(const ibstore_prune_opts *o, rng *r, const float *s, uint64_t n,
-			   ibstore_plan_stats *st, uint32_t *order, uint32_t *cand,
-			   uint8_t *up_ids)
+			   ibstore_plan_stats *st, uint32_t *order, uint32_t *cand)
 {
 	uint64_t nkeep = 0, ncand = 0;
 	/* below the mean, strictly (ties are kept); never-seen samples never are */
@@ -414,20 +415,20 @@ static uint64_t select_ids(const ibstore_prune_opts *o, rng *r, const float *s, 
 		return n;
 	}
 	if (o->policy == IBSTORE_POLICY_INFOBATCH) {
-		choose(r, cand, ncand, k);
-		for (uint64_t i = 0; i < k; i++) {
-			order[nkeep + i] = cand[i];
-			up_ids[cand[i] >> 3] |= (uint8_t)(1u << (cand[i] & 7));
-		}
+		/* order's tail (ncand free entries) is the scratch space */
+		choose(r, cand, ncand, k, order + nkeep);
+		for (uint64_t i = 0; i < k; i++)
+			order[nkeep + i] = cand[i] | UP_WEIGHTED;
 		return nkeep + k;
 	}
-	/* random: prune as many as infobatch would, chosen from all samples */
+	/* random: prune as many as infobatch would, chosen from all samples;
+	 * every survivor is up-weighted */
 	uint64_t len = n - (ncand - k);
 	for (uint64_t i = 0; i < n; i++)
 		order[i] = (uint32_t)i;
-	choose(r, order, n, len);
+	choose(r, order, n, len, cand);
 	for (uint64_t i = 0; i < len; i++)
-		up_ids[order[i] >> 3] |= (uint8_t)(1u << (order[i] & 7));
+		order[i] |= UP_WEIGHTED;
 	return len;
 }
 
@@ -442,26 +443,28 @@ IB_API int ibstore_plan_compute(const ibstore_prune_opts *o, uint32_t epoch, con
 		return rc;
 	if (n && !s)
 		return bad(msg, msglen, "no scores");
-	if (n > UINT32_MAX)
-		return bad(msg, msglen, "more than 2^32 - 1 samples");
-	if ((rc = check_scores(o, s, n, msg, msglen)))
-		return rc;
+	if (n >= UP_WEIGHTED)
+		return bad(msg, msglen, "more than 2^31 - 1 samples");
 	ibstore_plan_stats st = {.samples = n, .prunes = ibstore_prune_epoch_prunes(o, epoch)};
 	st.threshold = o->policy == IBSTORE_POLICY_NONE ? NAN : threshold(o, s, n, &st.unseen);
+	/* the mean's pass finds infinities (and, in compat, NaN) for free; only
+	 * when it is not finite is every score checked, to name the culprit */
+	if ((o->policy == IBSTORE_POLICY_NONE || !isfinite(st.threshold)) &&
+	    (rc = check_scores(o, s, n, msg, msglen)))
+		return rc;
 	size_t cap = n ? (size_t)n : 1;
 	uint32_t *order = malloc(cap * sizeof *order);
 	uint32_t *cand = malloc(cap * sizeof *cand);
-	uint8_t *up_ids = calloc((cap + 7) / 8, 1);
 	ibstore_plan *p = NULL;
-	if (!order || !cand || !up_ids || plan_alloc(&p, n)) {
+	if (!order || !cand || plan_alloc(&p, n)) {
 		rc = bad(msg, msglen, "out of memory");
 		rc = IBSTORE_ENOMEM;
 		goto out;
 	}
 	rng r;
 	rng_init(&r, o->mode == IBSTORE_MODE_COMPAT, o->seed, epoch, 1);
-	uint64_t len = select_ids(o, &r, s, n, &st, order, cand, up_ids);
-	shuffle(&r, order, len); /* the same stream continues, as in the reference */
+	uint64_t len = select_ids(o, &r, s, n, &st, order, cand);
+	shuffle(&r, order, len, cand); /* the same stream continues, as in the reference */
 	float up = 1.0f;
 	if (st.prunes && o->policy == IBSTORE_POLICY_INFOBATCH)
 		up = (float)(1.0 / keep_fraction(o));
@@ -469,16 +472,16 @@ IB_API int ibstore_plan_compute(const ibstore_prune_opts *o, uint32_t epoch, con
 		up = (float)((double)n / (double)len);
 	uint64_t *ids = (uint64_t *)p->ids;
 	float *wt = (float *)p->weights;
-	double sum = 0;
+	uint64_t nup = 0;
 	for (uint64_t i = 0; i < len; i++) {
-		uint32_t id = order[i];
-		ids[i] = id;
-		wt[i] = (up_ids[id >> 3] >> (id & 7)) & 1 ? up : 1.0f;
-		sum += wt[i];
+		uint32_t v = order[i];
+		ids[i] = v & ~UP_WEIGHTED;
+		wt[i] = v & UP_WEIGHTED ? up : 1.0f;
+		nup += v >> 31;
 	}
 	st.kept = len;
 	st.pruned = n - len;
-	st.weight_sum = sum;
+	st.weight_sum = (double)(len - nup) + (double)nup * (double)up; /* exact */
 	p->len = len;
 	p->stats = st;
 	*out = p;
@@ -487,7 +490,6 @@ out:
 	ibstore_plan_free(p);
 	free(order);
 	free(cand);
-	free(up_ids);
 	return rc;
 }
 
