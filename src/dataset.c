@@ -255,6 +255,11 @@ IB_API int ibstore_dataset_open(const char *path, ibstore_dataset **out)
 	uint32_t n = ds->sum.shards;
 	if (n == 0 && ds->sum.samples > 0)
 		return ib_dsfail(ds, IBSTORE_EFORMAT, "%s: samples but no shards", ds->path);
+	/* Every shard holds a record: this also bounds the tables below by the
+	 * index's size before a bad count can ask for gigabytes. */
+	if (n > ds->sum.samples)
+		return ib_dsfail(ds, IBSTORE_EFORMAT, "%s: %" PRIu32 " shards for %" PRIu64
+				 " samples", ds->path, n, ds->sum.samples);
 	ds->shard_tab = calloc(n ? n : 1, sizeof *ds->shard_tab);
 	ds->shard_paths = calloc(n ? n : 1, sizeof *ds->shard_paths);
 	ds->fds = malloc((n ? n : 1) * sizeof *ds->fds);
