@@ -604,9 +604,12 @@ static int read_archive(tar_run *t)
 		if (type == 'L' || type == 'x' || type == 'K' || type == 'g') {
 			const char *what = type == 'L' ? "GNU long name" :
 					   type == 'K' ? "GNU long link" : "pax";
-			if ((rc = read_meta(t, size, hoff, what, &meta)) != 0 ||
-			    (rc = skip_padding(t, size, what, hoff)) != 0)
+			if ((rc = read_meta(t, size, hoff, what, &meta)) != 0)
 				break;
+			if ((rc = skip_padding(t, size, what, hoff)) != 0) {
+				free(meta); /* the archive ends inside its padding */
+				break;
+			}
 			if (type == 'L') {
 				free(longname);
 				longname = meta;
