@@ -147,6 +147,19 @@ else
 	not_ok "uring and pread keep the same counts"
 fi
 
+# --digest: a digest of everything emitted; the stream does not depend on the
+# backend or the thread count, so neither do the digests
+run 0 "bench --digest --backend pread" bench --epochs 2 --digest --backend pread "$DS"
+grep '^# digest' "$T/out" >"$T/digest-pread"
+check "--digest prints one line per epoch and one in all" \
+	test "$(grep -Ec '^# digest (epoch [0-9]+ )?[0-9a-f]{16}' "$T/digest-pread")" -eq 3
+run 0 "bench --digest --backend mmap --threads 3" bench --epochs 2 --digest --backend mmap \
+	--threads 3 "$DS"
+check "mmap with 3 threads emits the same stream as pread" \
+	cmp -s "$T/digest-pread" <(grep '^# digest' "$T/out")
+run 0 "bench --digest --json" bench --epochs 2 --digest --json --backend pread "$DS"
+check "--digest goes to stderr with --json" cmp -s "$T/digest-pread" <(grep '^# digest' "$T/err")
+
 run 0 "bench --threads 2 --order locality --batch 100" bench --epochs 2 --json --threads 2 \
 	--order locality --batch 100 "$DS"
 check "locality order keeps the same counts" \

@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "cli_util.h"
 #include "ibstore.h"
 
@@ -74,6 +76,10 @@ void cmd_bench_usage(FILE *f)
 	      "  --cold                 before every epoch evict the dataset from the page\n"
 	      "                         cache (posix_fadvise DONTNEED on every shard) and,\n"
 	      "                         as root, sync and write 1 to /proc/sys/vm/drop_caches\n"
+	      "  --digest               print an xxh3 digest of everything emitted (ids,\n"
+	      "                         labels, weights, sizes, sample bytes, in order) per\n"
+	      "                         epoch and in all, as '# digest ...' lines: runs that\n"
+	      "                         emit the same stream print the same digests\n"
 	      "  --json                 one JSON object per epoch on stdout with the keys\n"
 	      "                         epoch, kept, pruned, bytes_read, bytes_skipped,\n"
 	      "                         read_around, requests, seconds, samples_per_s,\n"
@@ -92,6 +98,7 @@ typedef struct bench_args {
 	ibstore_loader_opts lo;
 	int cold;
 	int json;
+	int digest;
 } bench_args;
 
 enum {
@@ -115,6 +122,7 @@ enum {
 	OPT_SEED,
 	OPT_RUN,
 	OPT_JSON,
+	OPT_DIGEST,
 };
 
 /* Parses a count > 0 (u32) for option `name`; 0, or the exit status. */
@@ -149,6 +157,7 @@ static int parse_args(int argc, char **argv, bench_args *a)
 		{"seed", required_argument, NULL, OPT_SEED},
 		{"run", required_argument, NULL, OPT_RUN},
 		{"json", no_argument, NULL, OPT_JSON},
+		{"digest", no_argument, NULL, OPT_DIGEST},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -251,6 +260,7 @@ static int parse_args(int argc, char **argv, bench_args *a)
 			a->run = optarg;
 			break;
 		case OPT_JSON: a->json = 1; break;
+		case OPT_DIGEST: a->digest = 1; break;
 		case 'h': cmd_bench_usage(stdout); return -1;
 		default: return cli_getopt_error(CMD);
 		}
@@ -433,8 +443,18 @@ static void print_row(const bench_args *a, const epoch_row *r)
 /* ---- the loop ---- */
 
 /* Streams one epoch; fills *r.  0 or the exit status after a message. */
+/* Chains a batch into *d: ids, labels, weights, sizes, then the bytes. */
+static void digest_batch(uint64_t *d, const ibstore_batch *b)
+{
+	*d = XXH3_64bits_withSeed(b->ids, b->n * sizeof *b->ids, *d);
+	*d = XXH3_64bits_withSeed(b->labels, b->n * sizeof *b->labels, *d);
+	*d = XXH3_64bits_withSeed(b->weights, b->n * sizeof *b->weights, *d);
+	*d = XXH3_64bits_withSeed(b->sizes, b->n * sizeof *b->sizes, *d);
+	*d = XXH3_64bits_withSeed(b->data, b->data_size, *d);
+}
+
 static int run_epoch(ibstore_loader *l, uint32_t epoch, float *losses, uint32_t cap,
-		     epoch_row *r)
+		     epoch_row *r, uint64_t *digest)
 {
 	ibstore_loader_stats st;
 	const ibstore_batch *b;
@@ -464,6 +484,8 @@ static int run_epoch(ibstore_loader *l, uint32_t epoch, float *losses, uint32_t 
 			losses[i] = synthetic_loss(b->ids[i], epoch);
 		r->samples += b->n;
 		r->data_bytes += b->data_size;
+		if (digest != NULL)
+			digest_batch(digest, b);
 		rc = ibstore_loader_report(l, b, losses);
 		ibstore_loader_release(l, b);
 		if (rc != 0)
@@ -527,6 +549,7 @@ int cmd_bench(int argc, char **argv)
 	float *losses = NULL;
 	const char *run_path;
 	uint32_t e, e0;
+	uint64_t digest_all = 0;
 	uint64_t tot_samples = 0, tot_pruned = 0, tot_plan = 0, tot_skipped = 0, tot_bytes = 0;
 	uint32_t pruning_epochs = 0;
 	double tot_seconds = 0;
@@ -588,12 +611,18 @@ int cmd_bench(int argc, char **argv)
 	e0 = first_epoch(run);
 	for (e = e0; e < a.ro.prune.epochs; e++) {
 		epoch_row r;
+		uint64_t digest = 0;
 
 		if (a.cold && evict(ds) != 0)
 			goto out;
-		if (run_epoch(l, e, losses, a.ro.batch_size, &r) != 0)
+		if (run_epoch(l, e, losses, a.ro.batch_size, &r, a.digest ? &digest : NULL) != 0)
 			goto out;
 		print_row(&a, &r);
+		if (a.digest) {
+			digest_all = XXH3_64bits_withSeed(&digest, sizeof digest, digest_all);
+			fprintf(meta, "# digest epoch %" PRIu32 " %016" PRIx64 " (%" PRIu64
+				" samples)\n", e, digest, r.samples);
+		}
 		tot_samples += r.samples;
 		tot_bytes += r.data_bytes;
 		tot_pruned += r.pruned;
@@ -610,6 +639,8 @@ int cmd_bench(int argc, char **argv)
 		rate((double)tot_bytes, tot_seconds) / 1e6, pruning_epochs,
 		tot_plan ? 100.0 * (double)tot_pruned / (double)tot_plan : 0.0, tot_skipped,
 		cli_human_bytes(tot_skipped, human, sizeof(human)));
+	if (a.digest)
+		fprintf(meta, "# digest %016" PRIx64 "\n", digest_all);
 	status = CLI_EXIT_OK;
 out:
 	ibstore_loader_close(l);
