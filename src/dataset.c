@@ -232,6 +232,22 @@ static void fill_info(ibstore_dataset *ds)
 		in->bytes_files += ds->shard_tab[s].size;
 }
 
+/*
+ * 1 when the path's last component is a writer's temporary directory,
+ * ".<name>.ibstore-tmp-<hex>" (FORMAT.md 1.1).  A pack killed after writing
+ * its MANIFEST but before the rename that publishes it leaves one that is
+ * complete; it is still not a dataset.
+ */
+static int is_pack_temp_dir(const char *path)
+{
+	size_t n = strlen(path), b;
+	while (n > 1 && path[n - 1] == '/')
+		n--;
+	for (b = n; b > 0 && path[b - 1] != '/'; b--)
+		;
+	return path[b] == '.' && memmem(path + b, n - b, ".ibstore-tmp-", 13) != NULL;
+}
+
 IB_API int ibstore_dataset_open(const char *path, ibstore_dataset **out)
 {
 	if (!out)
@@ -244,6 +260,9 @@ IB_API int ibstore_dataset_open(const char *path, ibstore_dataset **out)
 	*out = ds;
 	if (!path || !*path)
 		return ib_dsfail(ds, IBSTORE_EINVAL, "no dataset path given");
+	if (is_pack_temp_dir(path))
+		return ib_dsfail(ds, IBSTORE_EFORMAT, "%s is the temporary directory of a pack that "
+				 "never published, not a dataset (it may be deleted)", path);
 	ds->path = strdup(path);
 	if (!ds->path)
 		return ib_dsfail(ds, IBSTORE_ENOMEM, "out of memory");

@@ -447,6 +447,23 @@ static void test_foreign_paths_are_not_datasets(void **state)
 	open_fails(f->path, IBSTORE_ETRUNCATED, "manifest truncated");
 }
 
+/* A pack killed between writing its MANIFEST and the rename that publishes
+ * it leaves a complete temporary directory: it must not open (found by
+ * tests/campaign/crash). */
+static void test_a_pack_temporary_directory_is_not_a_dataset(void **state)
+{
+	fixture *f = *state;
+	char tmp[400], slash[410];
+	build(f->path, IBSTORE_COMPRESS_NONE, 8, 64 << 10, NSAMPLES);
+	snprintf(tmp, sizeof tmp, "%s/.ds.ibstore-tmp-1fa8c4e8", f->dir);
+	assert_int_equal(rename(f->path, tmp), 0);
+	open_fails(tmp, IBSTORE_EFORMAT, "temporary directory of a pack");
+	snprintf(slash, sizeof slash, "%s//", tmp);
+	open_fails(slash, IBSTORE_EFORMAT, "temporary directory of a pack");
+	assert_int_equal(rename(tmp, f->path), 0);
+	ibstore_dataset_close(open_ok(f->path)); /* renamed, it is a dataset again */
+}
+
 static int count_entries(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -585,6 +602,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_paths_are_not_datasets, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_a_pack_temporary_directory_is_not_a_dataset,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_dataset_is_not_published, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_record_larger_than_shard_is_rejected, setup,
