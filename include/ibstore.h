@@ -538,7 +538,9 @@ typedef struct ibstore_loader_opts {
 	uint32_t queue_depth;     /* reads in flight; default 64 */
 	uint32_t threads;         /* decode threads; 0 = cores - 1, at least 1 */
 	ibstore_backend backend;  /* default AUTO */
-	int direct;               /* O_DIRECT reads; default 0 */
+	int direct;               /* O_DIRECT reads: 1 on, 0 off, -1 (default) auto:
+				     on for an epoch read from disk when the
+				     records average 64 KiB or more */
 	ibstore_order order;      /* default RANDOM */
 	int verify;               /* xxh3 check of every payload; default 1 */
 	ibstore_corrupt_policy corrupt; /* default FAIL */

@@ -21,6 +21,7 @@ typedef struct ib_req {
 	uint32_t first_rec, nrecs;
 	int buf_index;     /* registered-buffer index, or -1 */
 	uint32_t slot;     /* owner bookkeeping: the read slot it lands in */
+	uint32_t fd;       /* index into the backend's descriptors */
 } ib_req;
 
 typedef struct ib_io ib_io;

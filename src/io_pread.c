@@ -61,7 +61,7 @@ static ib_req *ring_pop(ring *q)
 static void do_read(pread_io *p, ib_req *r)
 {
 	while (r->done < r->need) {
-		ssize_t n = pread(p->fds[r->shard], r->buf + r->done, r->len - r->done,
+		ssize_t n = pread(p->fds[r->fd], r->buf + r->done, r->len - r->done,
 				  (off_t)(r->off + r->done));
 		if (n < 0 && errno == EINTR)
 			continue;

@@ -29,7 +29,7 @@ static int queue_one(uring_io *u, ib_req *r)
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
 	if (!sqe)
 		return 0;
-	int fd = u->fixed_files ? (int)r->shard : u->fds[r->shard];
+	int fd = u->fixed_files ? (int)r->fd : u->fds[r->fd];
 	uint8_t *buf = r->buf + r->done;
 	unsigned len = r->len - r->done;
 	uint64_t off = r->off + r->done;

@@ -88,8 +88,10 @@ struct ibstore_loader {
 	ibstore_loader_opts o;
 	ibstore_run_opts ro;
 	const char *buffers;
-	int direct;
-	int *dfds;              /* O_DIRECT descriptors, or NULL */
+	int *fds;               /* the shards' descriptors, buffered then (when
+				   O_DIRECT is possible) O_DIRECT: 2 x shards */
+	int have_direct;        /* the second half of fds exists */
+	int direct;             /* this epoch reads with O_DIRECT */
 	ib_io *io;
 	uint8_t **maps;         /* read-only mappings of the shards, or NULL */
 	int use_map;            /* this epoch decodes from the mappings */
@@ -173,6 +175,7 @@ IB_API void ibstore_loader_opts_init(ibstore_loader_opts *o)
 {
 	memset(o, 0, sizeof *o);
 	o->drop_last = -1;
+	o->direct = -1;
 	o->prefetch = 0;
 	o->queue_depth = 64;
 	o->verify = 1;
@@ -494,7 +497,9 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 				       : end;
 		if (grow((void **)&w->reqs, &w->capreqs, w->nreqs + 1, sizeof *w->reqs))
 			return IBSTORE_ENOMEM;
-		w->reqs[w->nreqs++] = (ib_req){.shard = e.shard, .len = (uint32_t)(z - a),
+		w->reqs[w->nreqs++] = (ib_req){.shard = e.shard,
+					       .fd = e.shard + (l->direct ? l->ds->sum.shards : 0),
+					       .len = (uint32_t)(z - a),
 					       .off = a, .need = (uint32_t)(end - a),
 					       .window = (uint32_t)(w - l->win),
 					       .first_rec = (uint32_t)i, .nrecs = (uint32_t)(j - i),
@@ -804,7 +809,12 @@ static int all_resident(ibstore_loader *l)
 	return 1;
 }
 
-/* Chooses, per epoch, between reading and decoding from the mappings. */
+/*
+ * Chooses, per epoch: decoding from the mappings (auto, when every shard
+ * is in the page cache), and otherwise buffered or O_DIRECT reads (auto:
+ * O_DIRECT for large records, where it reads at the device's speed; small
+ * ones gain from the page cache's readahead of neighbours).
+ */
 static int choose_path(ibstore_loader *l)
 {
 	l->use_map = 0;
@@ -813,32 +823,52 @@ static int choose_path(ibstore_loader *l)
 		if (rc)
 			return rc;
 		l->use_map = 1;
-	} else if (l->o.backend == IBSTORE_BACKEND_AUTO && !l->direct) {
+	} else if (l->o.backend == IBSTORE_BACKEND_AUTO && l->o.direct != 1) {
 		if (map_shards(l) == 0)
 			l->use_map = all_resident(l);
 		else
 			l->errmsg[0] = '\0'; /* reading works without the mappings */
 	}
+	const ib_summary *sum = &l->ds->sum;
+	uint64_t avg = sum->samples ? sum->bytes_stored / sum->samples : 0;
+	l->direct = !l->use_map && l->have_direct &&
+		    (l->o.direct == 1 || (l->o.direct == -1 && avg >= ((uint64_t)64 << 10)));
 	l->st.backend = l->use_map ? "mmap" : l->io->name;
+	l->st.direct = l->direct;
 	return 0;
 }
 
 /* ---- open / close ---------------------------------------------------- */
 
-static int open_direct(ibstore_loader *l)
+/* The dataset's buffered descriptors, then O_DIRECT ones when wanted and
+ * possible (auto does without them where the file system refuses). */
+static int open_fds(ibstore_loader *l)
 {
 	uint32_t n = l->ds->sum.shards;
-	l->dfds = malloc((n ? n : 1) * sizeof *l->dfds);
-	if (!l->dfds)
+	l->fds = malloc((n ? 2 * (size_t)n : 1) * sizeof *l->fds);
+	if (!l->fds)
 		return lfail(l, IBSTORE_ENOMEM, "out of memory");
-	for (uint32_t s = 0; s < n; s++)
-		l->dfds[s] = -1;
 	for (uint32_t s = 0; s < n; s++) {
-		l->dfds[s] = open(l->ds->shard_paths[s], O_RDONLY | O_DIRECT | O_CLOEXEC);
-		if (l->dfds[s] < 0)
-			return lfail(l, IBSTORE_EUNSUPPORTED, "%s: O_DIRECT refused: %s",
-				     l->ds->shard_paths[s], strerror(errno));
+		l->fds[s] = l->ds->fds[s];
+		l->fds[n + s] = -1;
 	}
+	if (l->o.direct == 0)
+		return 0;
+	for (uint32_t s = 0; s < n; s++) {
+		l->fds[n + s] = open(l->ds->shard_paths[s], O_RDONLY | O_DIRECT | O_CLOEXEC);
+		if (l->fds[n + s] >= 0)
+			continue;
+		int e = errno;
+		for (uint32_t t = 0; t < s; t++)
+			close(l->fds[n + t]);
+		for (uint32_t t = 0; t < n; t++)
+			l->fds[n + t] = -1;
+		if (l->o.direct == 1)
+			return lfail(l, IBSTORE_EUNSUPPORTED, "%s: O_DIRECT refused: %s",
+				     l->ds->shard_paths[s], strerror(e));
+		return 0;
+	}
+	l->have_direct = 1;
 	return 0;
 }
 
@@ -912,15 +942,15 @@ static int setup_buffers(ibstore_loader *l)
 	void *base = l->rbuf;
 	size_t len = l->rbuf_len;
 	ib_io_buffers bufs = {&base, &len, 1};
-	const int *fds = l->direct ? l->dfds : l->ds->fds;
+	unsigned nfds = sum->shards * (l->have_direct ? 2u : 1u);
 	char msg[IB_ERRMSG_LEN];
 	int rc = IBSTORE_EUNSUPPORTED;
 	if (l->o.backend != IBSTORE_BACKEND_PREAD && l->o.backend != IBSTORE_BACKEND_MMAP)
-		rc = ib_io_uring_create(fds, sum->shards, l->o.queue_depth, &bufs, &l->io, msg);
+		rc = ib_io_uring_create(l->fds, nfds, l->o.queue_depth, &bufs, &l->io, msg);
 	if (rc && l->o.backend == IBSTORE_BACKEND_URING)
 		return lfail(l, rc, "%s", msg);
 	if (rc) /* auto: io_uring refused, so threads calling pread */
-		rc = ib_io_pread_create(fds, sum->shards,
+		rc = ib_io_pread_create(l->fds, nfds,
 					l->o.queue_depth < 16 ? l->o.queue_depth : 16, &l->io, msg);
 	if (rc)
 		return lfail(l, rc, "%s", msg);
@@ -974,16 +1004,15 @@ IB_API int ibstore_loader_open(ibstore_dataset *ds, ibstore_run *run,
 	if ((rc = check_loader_opts(l)))
 		return rc;
 	l->fixed_size = ds->info.fixed_size;
-	l->direct = l->o.direct;
 	l->st.backend = "none";
-	if (l->direct && (rc = open_direct(l)))
+	if ((rc = open_fds(l)))
 		return rc;
 	if ((rc = setup_buffers(l)) || (rc = start_threads(l)))
 		return rc;
 	l->st.backend = l->io->name;
 	l->st.registered = l->io->registered;
 	l->st.buffers = l->buffers;
-	l->st.direct = l->direct;
+	l->st.direct = l->o.direct == 1;
 	l->errmsg[0] = '\0';
 	return 0;
 }
@@ -1061,12 +1090,12 @@ IB_API void ibstore_loader_close(ibstore_loader *l)
 	free_buffer(l->rbuf, l->rbuf_len);
 	free(l->free_slot);
 	free(l->pend);
-	for (uint32_t s = 0; l->dfds && s < l->ds->sum.shards; s++)
-		if (l->dfds[s] >= 0)
-			close(l->dfds[s]);
+	for (uint32_t s = 0; l->fds && s < l->ds->sum.shards; s++)
+		if (l->fds[l->ds->sum.shards + s] >= 0)
+			close(l->fds[l->ds->sum.shards + s]);
 	for (unsigned i = 0; i < l->npool; i++)
 		free(l->pool[i]);
-	free(l->dfds);
+	free(l->fds);
 	free(l->dec);
 	free(l->dq);
 	free(l);

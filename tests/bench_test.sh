@@ -190,7 +190,7 @@ check "small budget keeps the same counts" \
 
 run 0 "bench (text) exits 0" bench --epochs 2 "$DS"
 check "text: a header naming backend, buffers, direct, registered, threads" \
-	grep -Eq "^# .*backend [a-z_]+, buffers (hugetlb|thp|normal), direct (yes|no), registered (yes|no), threads [0-9]+" "$T/out"
+	grep -Eq "^# .*backend [a-z_]+( \(auto[^)]*\))?, buffers (hugetlb|thp|normal), direct (yes|no|auto \(large records\)), registered (yes|no), threads [0-9]+" "$T/out"
 check "text: the table's column names" \
 	grep -Eq "^ *epoch +kept +pruned +bytes_read +bytes_skipped +read_around +requests +seconds +samples_per_s +MB_per_s$" "$T/out"
 check "text: one row per epoch" test "$(grep -Ec "^ +[0-9]+ +[0-9]+ +[0-9]+ " "$T/out")" -eq 2

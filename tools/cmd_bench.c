@@ -62,7 +62,8 @@ void cmd_bench_usage(FILE *f)
 	      "Loader:\n"
 	      "  --backend B            auto (default: mmap for a cached dataset, else\n"
 	      "                         io_uring, else pread), uring, pread or mmap\n"
-	      "  --direct               O_DIRECT reads\n"
+	      "  --direct               O_DIRECT reads (default: auto, for records of\n"
+	      "                         64 KiB or more read from disk)\n"
 	      "  --order O              random (default, the plan's order) or locality\n"
 	      "  --threads T            decode threads (default 0: cores - 1, at least 1)\n"
 	      "  --gap BYTES            read through gaps up to BYTES between wanted records\n"
@@ -397,11 +398,13 @@ static void print_header(FILE *f, const bench_args *a, const ibstore_info *info,
 	char budget[32];
 
 	fprintf(f,
-		"# %s: %" PRIu64 " samples, %" PRIu32 " shards | backend %s, buffers %s, "
+		"# %s: %" PRIu64 " samples, %" PRIu32 " shards | backend %s%s, buffers %s, "
 		"direct %s, registered %s, threads %" PRIu32 ", queue depth %" PRIu32
 		", budget %s, gap %" PRIu64 ", order %s, verify %s, cold %s\n",
-		a->dataset, info->samples, info->shards, st->backend, st->buffers,
-		st->direct ? "yes" : "no", st->registered ? "yes" : "no", threads,
+		a->dataset, info->samples, info->shards, st->backend,
+		a->lo.backend == IBSTORE_BACKEND_AUTO ? " (auto: mmap when cached)" : "", st->buffers,
+		a->lo.direct < 0 ? "auto (large records)" : st->direct ? "yes" : "no",
+		st->registered ? "yes" : "no", threads,
 		a->lo.queue_depth, cli_human_bytes(a->lo.budget, budget, sizeof(budget)),
 		a->lo.gap, a->lo.order == IBSTORE_ORDER_LOCALITY ? "locality" : "random",
 		a->lo.verify ? "yes" : "no", a->cold ? "yes" : "no");
