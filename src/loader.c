@@ -144,6 +144,8 @@ struct ibstore_loader {
 	uint8_t *pool[POOL_MAX];
 	uint64_t pool_cap[POOL_MAX];
 	unsigned npool;
+	uint64_t pool_bytes;
+	uint64_t untaken;       /* arena bytes of planned batches not yet taken */
 
 	ibstore_loader_stats st;
 	uint64_t pruned_bytes, pruned_requested;
@@ -288,6 +290,7 @@ static uint8_t *take_arena(ibstore_loader *l, uint64_t cap)
 	for (unsigned i = 0; i < l->npool; i++) {
 		if (l->pool_cap[i] >= cap) {
 			uint8_t *p = l->pool[i];
+			l->pool_bytes -= l->pool_cap[i];
 			l->pool[i] = l->pool[--l->npool];
 			l->pool_cap[i] = l->pool_cap[l->npool];
 			return p;
@@ -300,9 +303,11 @@ static void give_arena(ibstore_loader *l, uint8_t *p, uint64_t cap)
 {
 	if (!p)
 		return;
-	if (l->npool < POOL_MAX) {
+	/* keep no more than one window's worth: the budget bounds the pool too */
+	if (l->npool < POOL_MAX && l->pool_bytes + cap <= l->wcap) {
 		l->pool[l->npool] = p;
 		l->pool_cap[l->npool++] = cap;
+		l->pool_bytes += cap;
 	} else {
 		free(p);
 	}
@@ -464,6 +469,7 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 		}
 		pthread_mutex_lock(&l->mu);
 		lb->data = take_arena(l, lb->data_cap);
+		l->untaken += lb->data_cap;
 		l->slots[b] = lb;
 		pthread_mutex_unlock(&l->mu);
 		if (!lb->data)
@@ -587,8 +593,10 @@ static void *io_main(void *arg)
 	while (!l->stop) {
 		window *w = NULL;
 		uint64_t ahead = l->o.prefetch ? l->next_take + l->o.prefetch : UINT64_MAX;
+		/* a new window only while the decoded batches waiting for the
+		 * consumer fill at most the other windows: the budget holds */
 		if (l->active && !l->io_failed && l->next_plan < l->nbatches &&
-		    l->next_plan < ahead)
+		    l->next_plan < ahead && l->untaken <= (uint64_t)(l->nwin - 1) * l->wcap)
 			for (int i = 0; i < l->nwin && !w; i++)
 				if (!l->win[i].busy)
 					w = &l->win[i];
@@ -1039,6 +1047,7 @@ static void drain(ibstore_loader *l)
 	}
 	for (int i = 0; i < NWIN; i++)
 		l->win[i].busy = 0;
+	l->untaken = 0;
 	l->pend_n = 0; /* planned reads of the abandoned epoch */
 	l->pend_head = 0;
 	for (unsigned i = 0; i < l->nslots; i++)
@@ -1269,12 +1278,12 @@ IB_API int ibstore_loader_next(ibstore_loader *l, const ibstore_batch **out)
 		return lfail(l, b->err, "%s", b->errmsg ? b->errmsg : ibstore_strerror(b->err));
 	}
 	b->status = B_TAKEN;
+	l->untaken -= b->data_cap;
+	pthread_cond_signal(&l->cv_io); /* a window's share may be free again */
 	l->next_take++;
 	l->st.batches++;
 	l->st.samples += b->pub.n;
 	l->st.io_wait += now() - t0;
-	if (l->o.prefetch)
-		pthread_cond_signal(&l->cv_io); /* the read-ahead limit moved */
 	pthread_mutex_unlock(&l->mu);
 	*out = &b->pub;
 	return 0;
