@@ -536,7 +536,7 @@ typedef struct ibstore_loader_opts {
 				     the consumer; 0 (default): as far as the
 				     budget's two read windows allow */
 	uint32_t queue_depth;     /* reads in flight; default 64 */
-	uint32_t threads;         /* decode threads; 0 = cores - 1, at least 1 */
+	uint32_t threads;         /* decode threads; 0 (default) = one per core */
 	ibstore_backend backend;  /* default AUTO */
 	int direct;               /* O_DIRECT reads: 1 on, 0 off, -1 (default) auto:
 				     on for an epoch read from disk when the

@@ -898,7 +898,7 @@ static int check_loader_opts(ibstore_loader *l)
 		return lfail(l, IBSTORE_EINVAL, "max_read must be in 4 KiB .. 1 GiB");
 	if (o->threads == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		o->threads = n > 1 ? (uint32_t)(n - 1) : 1;
+		o->threads = n > 1 ? (uint32_t)n : 1; /* idle ones only wait */
 	}
 	if (o->threads > 64)
 		o->threads = 64;
