@@ -509,7 +509,7 @@ typedef enum {
 	IBSTORE_BACKEND_URING = 1, /* io_uring only (fails if refused) */
 	IBSTORE_BACKEND_PREAD = 2, /* a pool of threads calling pread */
 	IBSTORE_BACKEND_MMAP = 3,  /* decode straight from the page cache through a
-				      read-only mapping: no copy into read windows.
+				      read-only mapping: no copy into read slots.
 				      `auto` picks it for an epoch whose shards are
 				      all resident (mincore) when `direct` is off.
 				      A shard truncated by someone else while
@@ -534,7 +534,7 @@ typedef struct ibstore_loader_opts {
 	int drop_last;            /* -1: the run's; otherwise must equal it */
 	uint32_t prefetch;        /* read no further than this many batches ahead of
 				     the consumer; 0 (default): as far as the
-				     budget's two read windows allow */
+				     budget allows */
 	uint32_t queue_depth;     /* reads in flight; default 64 */
 	uint32_t threads;         /* decode threads; 0 (default) = one per core */
 	ibstore_backend backend;  /* default AUTO */
@@ -548,7 +548,8 @@ typedef struct ibstore_loader_opts {
 				     wanted records (coalescing); 0 turns it off;
 				     default 32 KiB */
 	uint64_t max_read;        /* largest coalesced read; default 1 MiB */
-	uint64_t budget;          /* bytes of read windows + decoded batches;
+	uint64_t budget;          /* bytes of read slots + decoded batches not yet
+				     taken (those the caller holds come on top);
 				     default 512 MiB */
 	/* Called from the I/O thread for every read request (tracing, tests).
 	 * May be NULL. */
@@ -646,7 +647,7 @@ typedef struct ibstore_loader_stats {
 	double seconds;           /* since epoch_begin (to epoch_end once ended) */
 	const char *backend;      /* "io_uring", "pread", or "mmap" for an epoch
 				     served from the page cache */
-	const char *buffers;      /* "hugetlb", "thp" or "normal" read windows */
+	const char *buffers;      /* "hugetlb", "thp" or "normal" read slots */
 	int direct;               /* O_DIRECT in use */
 	int registered;           /* io_uring registered files+buffers in use */
 } ibstore_loader_stats;
