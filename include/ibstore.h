@@ -536,7 +536,8 @@ typedef struct ibstore_loader_opts {
 				     the consumer; 0 (default): as far as the
 				     budget allows */
 	uint32_t queue_depth;     /* reads in flight; default 64 */
-	uint32_t threads;         /* decode threads; 0 (default) = one per core */
+	uint32_t threads;         /* decode threads; 0 (default) = cores - 1, at
+				     least 1 (the training keeps a core) */
 	ibstore_backend backend;  /* default AUTO */
 	int direct;               /* O_DIRECT reads: 1 on, 0 off, -1 (default) auto:
 				     on for an epoch read from disk when the

@@ -65,7 +65,7 @@ void cmd_bench_usage(FILE *f)
 	      "  --direct               O_DIRECT reads (default: auto, for records of\n"
 	      "                         64 KiB or more read from disk)\n"
 	      "  --order O              random (default, the plan's order) or locality\n"
-	      "  --threads T            decode threads (default 0: one per core)\n"
+	      "  --threads T            decode threads (default 0: cores - 1, at least 1)\n"
 	      "  --gap BYTES            read through gaps up to BYTES between wanted records\n"
 	      "                         (default 32K; 0 turns coalescing off)\n"
 	      "  --prefetch N           read at most N batches ahead of the consumer\n"
@@ -528,7 +528,7 @@ static uint32_t first_epoch(const ibstore_run *run)
 	return ri.epochs_done > 0 ? ri.epoch + 1 : 0;
 }
 
-/* Decode threads as the loader resolves 0 (one per core). */
+/* Decode threads as the loader resolves 0 (cores - 1, at least 1). */
 static uint32_t resolved_threads(uint32_t t)
 {
 	long n;
@@ -536,7 +536,7 @@ static uint32_t resolved_threads(uint32_t t)
 	if (t != 0)
 		return t;
 	n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n > 1 ? (uint32_t)n : 1;
+	return n > 1 ? (uint32_t)(n - 1) : 1;
 }
 
 int cmd_bench(int argc, char **argv)
