@@ -52,7 +52,6 @@ struct lbatch {
 	int32_t *bad;           /* per sample: its error code, 0 when fine */
 	uint8_t *data;
 	uint64_t data_cap;      /* decoded bytes of all planned samples */
-	uint64_t arena_cap;     /* bytes of the arena behind data (>= data_cap) */
 	uint32_t pending;       /* samples not yet decoded */
 	int status;
 	int err;                /* decoding failure under the fail policy */
@@ -251,28 +250,12 @@ static void free_window(window *w)
 	memset(w, 0, sizeof *w);
 }
 
-/* Arenas of 2 MiB and more come from huge pages (few page faults for
- * tens of MiB written once per batch); smaller ones from malloc. */
-static uint8_t *arena_alloc(uint64_t cap)
-{
-	const char *kind;
-	return cap < HUGE_SIZE ? malloc(cap ? cap : 1) : alloc_buffer((size_t)cap, &kind);
-}
-
-static void arena_free(uint8_t *p, uint64_t cap)
-{
-	if (cap < HUGE_SIZE)
-		free(p);
-	else
-		free_buffer(p, (size_t)cap);
-}
-
 static void batch_free(lbatch *b)
 {
 	if (!b)
 		return;
 	free(b->ent);
-	arena_free(b->data, b->arena_cap);
+	free(b->data);
 	free(b->errmsg);
 	free(b);
 }
@@ -302,20 +285,18 @@ static lbatch *batch_new(size_t n)
 }
 
 /* Arena for a batch, reused from released batches when one is big enough. */
-static uint8_t *take_arena(ibstore_loader *l, uint64_t cap, uint64_t *got)
+static uint8_t *take_arena(ibstore_loader *l, uint64_t cap)
 {
 	for (unsigned i = 0; i < l->npool; i++) {
 		if (l->pool_cap[i] >= cap) {
 			uint8_t *p = l->pool[i];
-			*got = l->pool_cap[i];
 			l->pool_bytes -= l->pool_cap[i];
 			l->pool[i] = l->pool[--l->npool];
 			l->pool_cap[i] = l->pool_cap[l->npool];
 			return p;
 		}
 	}
-	*got = cap;
-	return arena_alloc(cap);
+	return malloc(cap ? cap : 1);
 }
 
 static void give_arena(ibstore_loader *l, uint8_t *p, uint64_t cap)
@@ -328,7 +309,7 @@ static void give_arena(ibstore_loader *l, uint8_t *p, uint64_t cap)
 		l->pool_cap[l->npool++] = cap;
 		l->pool_bytes += cap;
 	} else {
-		arena_free(p, cap);
+		free(p);
 	}
 }
 
@@ -487,7 +468,7 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 						     .pos = (uint32_t)(i - lo), .e = *e};
 		}
 		pthread_mutex_lock(&l->mu);
-		lb->data = take_arena(l, lb->data_cap, &lb->arena_cap);
+		lb->data = take_arena(l, lb->data_cap);
 		l->untaken += lb->data_cap;
 		l->slots[b] = lb;
 		pthread_mutex_unlock(&l->mu);
@@ -1061,7 +1042,7 @@ static void drain(ibstore_loader *l)
 		if (lb->status == B_TAKEN) {
 			atomic_store(&lb->detached, 1);
 		} else {
-			give_arena(l, lb->data, lb->arena_cap);
+			give_arena(l, lb->data, lb->data_cap);
 			lb->data = NULL;
 			batch_free(lb);
 		}
@@ -1124,7 +1105,7 @@ IB_API void ibstore_loader_close(ibstore_loader *l)
 		if (l->fds[l->ds->sum.shards + s] >= 0)
 			close(l->fds[l->ds->sum.shards + s]);
 	for (unsigned i = 0; i < l->npool; i++)
-		arena_free(l->pool[i], l->pool_cap[i]);
+		free(l->pool[i]);
 	free(l->fds);
 	free(l->dec);
 	free(l->dq);
@@ -1327,7 +1308,7 @@ IB_API void ibstore_loader_release(ibstore_loader *l, const ibstore_batch *batch
 	}
 	if (l->slots && b->index < l->nbatches && l->slots[b->index] == b)
 		l->slots[b->index] = NULL;
-	give_arena(l, b->data, b->arena_cap);
+	give_arena(l, b->data, b->data_cap);
 	b->data = NULL;
 	pthread_mutex_unlock(&l->mu);
 	batch_free(b);
