@@ -183,6 +183,14 @@ class Loader:
         self._batch = None     # the batch whose (x, y) were handed out last
         self._gen = None
 
+    @property
+    def start_epoch(self):
+        """The epoch to begin with: 0 for a new run; for a reopened one the
+        epoch that was checkpointed unfinished (its remaining batches come
+        again exactly), else the one after the last finished epoch."""
+        i = self.run.info()
+        return i["epoch"] if i["in_epoch"] else (i["epoch"] + 1 if i["epochs_done"] else 0)
+
     # ---- decoding ------------------------------------------------------
     def _make_decode(self, decode, image_mode, image_size):
         if callable(decode):

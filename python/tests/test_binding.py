@@ -511,3 +511,44 @@ def test_struct_layouts_match_header(tmp_path):
                                           text=True).stdout.split()]
     assert len(structs) >= 14
     assert got == expect
+
+
+def test_torch_update_refuses_non_finite_losses(synth, tmp_path):
+    with ibstore.torch.Loader(synth[0], batch_size=100, num_epochs=2, prune_ratio=0.5,
+                              run=tmp_path / "run.state") as loader:
+        it = iter(loader.epoch(0))
+        next(it)
+        ids = loader.batch.ids.astype(np.int64).copy()
+        loss = torch.ones(loader.batch.n)
+        loss[3] = float("nan")
+        with pytest.raises(IbstoreError, match="not finite"):
+            loader.update(loss)
+        scores = loader.scores()
+        assert np.isnan(scores[ids]).all()  # nothing of the batch was recorded
+
+
+def test_torch_resume_continues_the_same_sequence(synth, tmp_path):
+    """A run stopped mid-epoch and reopened serves, after its last commit,
+    exactly what the uninterrupted run served."""
+    def losses(ids):
+        return torch.from_numpy(((ids * 2654435761) % 997 / 100.0).astype(np.float32))
+
+    def run(path, stop_at=None):
+        seen = []
+        with ibstore.torch.Loader(synth[0], batch_size=50, num_epochs=3, prune_ratio=0.5,
+                                  run=path, seed=7, checkpoint_every=4) as loader:
+            for epoch in range(loader.start_epoch, 3):
+                for step, (x, y) in enumerate(loader.epoch(epoch)):
+                    ids = loader.batch.ids.astype(np.int64).copy()
+                    if stop_at == (epoch, step):
+                        return seen
+                    seen.append((epoch, ids.tolist()))
+                    loader.update(losses(ids))
+        return seen
+
+    whole = run(tmp_path / "whole.state")
+    first = run(tmp_path / "cut.state", stop_at=(1, 10))
+    rest = run(tmp_path / "cut.state")
+    # batches 8 and 9 of epoch 1 came after the last commit (every 4): served again
+    assert first[-2:] == rest[:2]
+    assert first[:-2] + rest == whole
