@@ -161,9 +161,34 @@ def _loader_gone(obj, close_fn):
         _close_dependent(obj, close_fn)
 
 
+# ------------------------------------------------------------- handles ----
+
+class _Closable:
+    """What Dataset, Run and Loader share: a C handle closed once, by
+    close(), a ``with`` block, or garbage collection."""
+
+    _h = None
+
+    @property
+    def closed(self):
+        return self._h is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
 # ------------------------------------------------------------- Dataset ----
 
-class Dataset:
+class Dataset(_Closable):
     """A published ibstore dataset, opened read-only.
 
     ``Dataset(path)`` opens it (ibstore_dataset_open checks the manifest,
@@ -205,22 +230,6 @@ class Dataset:
     def close(self):
         """Closes the dataset (and first any loader opened on it)."""
         _close_dependent(self, lib.ibstore_dataset_close)
-
-    @property
-    def closed(self):
-        return self._h is None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __len__(self):
         return int(self._info.samples)
@@ -394,7 +403,7 @@ def _config_dict(o):
     }
 
 
-class Run:
+class Run(_Closable):
     """A training run's state file (scores, epoch, cursor, statistics).
 
     ``Run(path)`` opens an existing run with its stored configuration.
@@ -474,22 +483,6 @@ class Run:
     def close(self):
         """Closes the run (and first any loader opened on it)."""
         _close_dependent(self, lib.ibstore_run_close)
-
-    @property
-    def closed(self):
-        return self._h is None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self):
         return "<ibstore.Run %r%s>" % (self.path, " (closed)" if self.closed else "")
@@ -710,7 +703,7 @@ class Batch:
             self.epoch, self.index, self.n, " (released)" if self._p is None else "")
 
 
-class Loader:
+class Loader(_Closable):
     """Pruned epochs of ``dataset`` under ``run``, streamed by libibstore.
 
     Options (ibstore_loader_opts; None keeps the library default):
@@ -786,10 +779,6 @@ class Loader:
             raise IbstoreError(rc, _s(lib.ibstore_loader_errmsg(self._h)))
         return rc
 
-    @property
-    def closed(self):
-        return self._h is None
-
     def close(self):
         """Releases every batch still held, then closes the loader."""
         if self._h is None:
@@ -805,18 +794,6 @@ class Loader:
         self._h = None
         _loader_gone(self.dataset, lib.ibstore_dataset_close)
         _loader_gone(self.run, lib.ibstore_run_close)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def epoch_begin(self, epoch):
         """Begins (or resumes) epoch ``epoch``; returns its EpochInfo."""
