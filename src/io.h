@@ -8,6 +8,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+
+#include "ibstore.h"
 
 typedef struct ib_req {
 	uint32_t shard;
@@ -23,6 +26,51 @@ typedef struct ib_req {
 	uint32_t slot;     /* owner bookkeeping: the read slot it lands in */
 	uint32_t fd;       /* index into the backend's descriptors */
 } ib_req;
+
+/* A growable FIFO of requests (queued reads, reads ready to decode). */
+typedef struct ib_fifo {
+	ib_req **v;
+	size_t cap, head, n;
+} ib_fifo;
+
+/* Makes room for `need` entries in all; 0 or IBSTORE_ENOMEM. */
+static inline int ib_fifo_reserve(ib_fifo *q, size_t need)
+{
+	if (need <= q->cap)
+		return 0;
+	size_t cap = q->cap ? q->cap : 256;
+	while (cap < need)
+		cap *= 2;
+	ib_req **v = malloc(cap * sizeof *v);
+	if (!v)
+		return IBSTORE_ENOMEM;
+	for (size_t i = 0; i < q->n; i++)
+		v[i] = q->v[(q->head + i) % q->cap];
+	free(q->v);
+	q->v = v;
+	q->cap = cap;
+	q->head = 0;
+	return 0;
+}
+
+static inline int ib_fifo_push(ib_fifo *q, ib_req *r)
+{
+	int rc = ib_fifo_reserve(q, q->n + 1);
+	if (!rc)
+		q->v[(q->head + q->n++) % q->cap] = r;
+	return rc;
+}
+
+/* The oldest entry, or NULL when empty. */
+static inline ib_req *ib_fifo_pop(ib_fifo *q)
+{
+	if (!q->n)
+		return NULL;
+	ib_req *r = q->v[q->head];
+	q->head = (q->head + 1) % q->cap;
+	q->n--;
+	return r;
+}
 
 typedef struct ib_io ib_io;
 

@@ -12,51 +12,17 @@
 #include "internal.h"
 #include "io.h"
 
-typedef struct ring {
-	ib_req **v;
-	size_t cap, head, n;
-} ring;
-
 typedef struct pread_io {
 	ib_io io;
 	const int *fds;
 	pthread_mutex_t mu;
 	pthread_cond_t work, done;
-	ring todo, finished;
+	ib_fifo todo, finished;
 	unsigned inflight; /* submitted, not yet reaped */
 	int stop;
 	unsigned nthreads;
 	pthread_t th[64];
 } pread_io;
-
-static int ring_push(ring *q, ib_req *r)
-{
-	if (q->n == q->cap) {
-		size_t cap = q->cap ? q->cap * 2 : 256;
-		ib_req **v = malloc(cap * sizeof *v);
-		if (!v)
-			return IBSTORE_ENOMEM;
-		for (size_t i = 0; i < q->n; i++)
-			v[i] = q->v[(q->head + i) % q->cap];
-		free(q->v);
-		q->v = v;
-		q->cap = cap;
-		q->head = 0;
-	}
-	q->v[(q->head + q->n) % q->cap] = r;
-	q->n++;
-	return 0;
-}
-
-static ib_req *ring_pop(ring *q)
-{
-	if (!q->n)
-		return NULL;
-	ib_req *r = q->v[q->head];
-	q->head = (q->head + 1) % q->cap;
-	q->n--;
-	return r;
-}
 
 static void do_read(pread_io *p, ib_req *r)
 {
@@ -84,12 +50,12 @@ static void *worker(void *arg)
 			pthread_cond_wait(&p->work, &p->mu);
 		if (p->stop)
 			break;
-		ib_req *r = ring_pop(&p->todo);
+		ib_req *r = ib_fifo_pop(&p->todo);
 		pthread_mutex_unlock(&p->mu);
 		do_read(p, r);
 		pthread_mutex_lock(&p->mu);
 		/* the finished ring has room for every submitted request */
-		ring_push(&p->finished, r);
+		ib_fifo_push(&p->finished, r);
 		pthread_cond_signal(&p->done);
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -99,25 +65,11 @@ static void *worker(void *arg)
 static int pread_submit(ib_io *io, ib_req **reqs, unsigned n)
 {
 	pread_io *p = (pread_io *)io;
-	int rc = 0;
 	pthread_mutex_lock(&p->mu);
-	/* grow the finished ring now so a worker never has to allocate */
-	while (!rc && p->finished.cap < p->inflight + n + p->finished.n) {
-		size_t want = p->finished.cap ? p->finished.cap * 2 : 256;
-		ib_req **v = malloc(want * sizeof *v);
-		if (!v) {
-			rc = IBSTORE_ENOMEM;
-			break;
-		}
-		for (size_t i = 0; i < p->finished.n; i++)
-			v[i] = p->finished.v[(p->finished.head + i) % p->finished.cap];
-		free(p->finished.v);
-		p->finished.v = v;
-		p->finished.cap = want;
-		p->finished.head = 0;
-	}
+	/* room in the finished queue now, so a worker never has to allocate */
+	int rc = ib_fifo_reserve(&p->finished, p->inflight + n + p->finished.n);
 	for (unsigned i = 0; i < n && !rc; i++) {
-		rc = ring_push(&p->todo, reqs[i]);
+		rc = ib_fifo_push(&p->todo, reqs[i]);
 		if (!rc)
 			p->inflight++;
 	}
@@ -133,7 +85,7 @@ static int pread_reap(ib_io *io, ib_req **out, unsigned max, unsigned min)
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		while (got < max && p->finished.n)
-			out[got++] = ring_pop(&p->finished);
+			out[got++] = ib_fifo_pop(&p->finished);
 		if (got >= min || got == max || p->inflight == got)
 			break;
 		pthread_cond_wait(&p->done, &p->mu);

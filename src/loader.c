@@ -56,7 +56,6 @@ struct lbatch {
 	int status;
 	int err;                /* decoding failure under the fail policy */
 	char *errmsg;
-	int win;
 	atomic_int detached;    /* its epoch is gone: free on release */
 };
 
@@ -104,8 +103,7 @@ struct ibstore_loader {
 	unsigned nslots;
 	unsigned *free_slot;    /* stack: the most recently freed is reused first */
 	unsigned nfree;
-	ib_req **pend;          /* planned reads waiting for a slot */
-	size_t pend_head, pend_n, pend_cap;
+	ib_fifo pend;           /* planned reads waiting for a slot */
 	uint64_t fixed_size;
 
 	pthread_t io_thread;
@@ -123,12 +121,10 @@ struct ibstore_loader {
 	float *order_w;
 	uint64_t len;
 	uint64_t nbatches;
-	uint64_t start;         /* first batch served (resume cursor) */
 	lbatch **slots;
 	uint64_t next_plan;     /* I/O thread: next batch to put in a window */
 	uint64_t next_take;     /* consumer */
-	ib_req **dq;            /* completed reads waiting for a decoder */
-	size_t dq_head, dq_n, dq_cap;
+	ib_fifo dq;             /* completed reads waiting for a decoder */
 	unsigned decoding;      /* requests a decoder holds */
 	unsigned io_inflight;
 	int io_busy;            /* I/O thread holds requests not yet reaped */
@@ -454,7 +450,6 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 		lb->index = b;
 		lb->n = (size_t)(hi - lo);
 		lb->pending = (uint32_t)lb->n;
-		lb->win = (int)(w - l->win);
 		lb->status = B_PLANNED;
 		for (uint64_t i = lo; i < hi; i++) {
 			ib_index_entry *e = &lb->ent[i - lo];
@@ -528,37 +523,10 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 
 /* ---- I/O thread ----------------------------------------------------- */
 
-/* A FIFO of requests (planned reads, or reads ready to decode). */
-static int fifo_push(ib_req ***v, size_t *head, size_t *n, size_t *cap, ib_req *r)
-{
-	if (*n == *cap) {
-		size_t c = *cap ? *cap * 2 : 1024;
-		ib_req **q = malloc(c * sizeof *q);
-		if (!q)
-			return IBSTORE_ENOMEM;
-		for (size_t i = 0; i < *n; i++)
-			q[i] = (*v)[(*head + i) % *cap];
-		free(*v);
-		*v = q;
-		*cap = c;
-		*head = 0;
-	}
-	(*v)[(*head + (*n)++) % *cap] = r;
-	return 0;
-}
-
-static ib_req *fifo_pop(ib_req **v, size_t *head, size_t *n, size_t cap)
-{
-	ib_req *r = v[*head];
-	*head = (*head + 1) % cap;
-	(*n)--;
-	return r;
-}
-
 /* A read is complete: its records go to the decoders (under mu). */
 static int complete(ibstore_loader *l, ib_req *r)
 {
-	int rc = fifo_push(&l->dq, &l->dq_head, &l->dq_n, &l->dq_cap, r);
+	int rc = ib_fifo_push(&l->dq, r);
 	if (!rc)
 		pthread_cond_signal(&l->cv_dec);
 	return rc;
@@ -568,8 +536,8 @@ static int complete(ibstore_loader *l, ib_req *r)
 static unsigned take_slots(ibstore_loader *l, ib_req **out, unsigned max)
 {
 	unsigned n = 0;
-	while (n < max && l->pend_n && l->nfree) {
-		ib_req *r = fifo_pop(l->pend, &l->pend_head, &l->pend_n, l->pend_cap);
+	while (n < max && l->pend.n && l->nfree) {
+		ib_req *r = ib_fifo_pop(&l->pend);
 		r->slot = l->free_slot[--l->nfree];
 		r->buf = l->rbuf + (size_t)r->slot * l->slot_size;
 		r->buf_index = 0;
@@ -610,8 +578,7 @@ static void *io_main(void *arg)
 			/* mapped batches go straight to decoding, reads wait for slots */
 			for (size_t i = 0; !rc && i < w->nreqs; i++)
 				rc = l->use_map ? complete(l, &w->reqs[i])
-						: fifo_push(&l->pend, &l->pend_head, &l->pend_n,
-							    &l->pend_cap, &w->reqs[i]);
+						: ib_fifo_push(&l->pend, &w->reqs[i]);
 			if (rc)
 				io_fail(l, rc, "read planning failed");
 			else
@@ -733,11 +700,11 @@ static void *dec_main(void *arg)
 	ibstore_loader *l = arg;
 	pthread_mutex_lock(&l->mu);
 	while (!l->stop) {
-		if (!l->dq_n) {
+		if (!l->dq.n) {
 			pthread_cond_wait(&l->cv_dec, &l->mu);
 			continue;
 		}
-		ib_req *r = fifo_pop(l->dq, &l->dq_head, &l->dq_n, l->dq_cap);
+		ib_req *r = ib_fifo_pop(&l->dq);
 		l->decoding++;
 		window *w = &l->win[r->window];
 		pthread_mutex_unlock(&l->mu);
@@ -1033,7 +1000,7 @@ static void drain(ibstore_loader *l)
 {
 	pthread_mutex_lock(&l->mu);
 	l->active = 0;
-	while (l->io_inflight || l->io_busy || l->dq_n || l->decoding)
+	while (l->io_inflight || l->io_busy || l->dq.n || l->decoding)
 		pthread_cond_wait(&l->cv_cons, &l->mu);
 	for (uint64_t b = 0; b < l->nbatches && l->slots; b++) {
 		lbatch *lb = l->slots[b];
@@ -1050,8 +1017,8 @@ static void drain(ibstore_loader *l)
 	for (int i = 0; i < NWIN; i++)
 		l->win[i].busy = 0;
 	l->untaken = 0;
-	l->pend_n = 0; /* planned reads of the abandoned epoch */
-	l->pend_head = 0;
+	l->pend.n = 0; /* planned reads of the abandoned epoch */
+	l->pend.head = 0;
 	for (unsigned i = 0; i < l->nslots; i++)
 		l->free_slot[i] = l->nslots - 1 - i;
 	l->nfree = l->nslots;
@@ -1100,7 +1067,7 @@ IB_API void ibstore_loader_close(ibstore_loader *l)
 		free_window(&l->win[i]);
 	free_buffer(l->rbuf, l->rbuf_len);
 	free(l->free_slot);
-	free(l->pend);
+	free(l->pend.v);
 	for (uint32_t s = 0; l->fds && s < l->ds->sum.shards; s++)
 		if (l->fds[l->ds->sum.shards + s] >= 0)
 			close(l->fds[l->ds->sum.shards + s]);
@@ -1108,7 +1075,7 @@ IB_API void ibstore_loader_close(ibstore_loader *l)
 		free(l->pool[i]);
 	free(l->fds);
 	free(l->dec);
-	free(l->dq);
+	free(l->dq.v);
 	free(l);
 }
 
@@ -1235,7 +1202,6 @@ IB_API int ibstore_loader_epoch_begin(ibstore_loader *l, uint32_t epoch, ibstore
 				     "leaves %" PRIu64 " per window; raise the budget or lower the "
 				     "batch size", b, need, l->wcap);
 	}
-	l->start = ei.cursor;
 	l->cursor = ei.cursor;
 	memset(&l->st, 0, offsetof(ibstore_loader_stats, backend));
 	l->st.epoch = epoch;
