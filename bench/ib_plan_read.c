@@ -3,7 +3,8 @@
  * through the loader, on exactly the plan `ibstore plan` prints.
  *
  * usage: ib_plan_read DATASET SCORES RATIO [--backend B] [--direct] [--cold]
- *                     [--first-epoch] [--no-verify] [--epochs C] [--batch B] [--ids-out FILE]
+ *                     [--first-epoch] [--no-verify] [--epochs C] [--batch B] [--threads T]
+ *                     [--ids-out FILE]
  *
  * A fresh run state (C epochs, default 8; InfoBatch native, seed 0,
  * δ 0.875, batch 256) is created in $TMPDIR.  Epoch 0 is streamed through
@@ -53,6 +54,8 @@ int main(int argc, char **argv)
 			cold = 1;
 		} else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) {
 			epochs = (uint32_t)atoi(argv[++i]);
+		} else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+			lo.threads = (uint32_t)atoi(argv[++i]);
 		} else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
 			batch = (uint32_t)atoi(argv[++i]);
 		} else if (!strcmp(argv[i], "--ids-out") && i + 1 < argc) {

@@ -14,7 +14,7 @@ DATASETS = ["imagenet", "cifar", "mnist", "fmnist"]
 TITLE = {"imagenet": "ImageNet-like (110 000 B)", "cifar": "CIFAR-like (3 072 B)",
          "mnist": "MNIST-like (784 B)", "fmnist": "Fashion-MNIST (784 B, real)"}
 IB = {"cold": ["ibstore uring+direct+huge", "ibstore uring+direct", "ibstore uring", "ibstore pread"],
-      "hot": ["ibstore auto", "ibstore mmap", "ibstore uring", "ibstore pread", "ibstore mmap+noverify"]}
+      "hot": ["ibstore auto", "ibstore auto+t2", "ibstore mmap", "ibstore uring", "ibstore pread", "ibstore mmap+noverify"]}
 OTHERS = ["pread", "lmdb", "tar", "torch"]
 FIO = {"cold": ["fio rand huge", "fio rand", "fio seq huge", "fio seq"], "hot": ["fio rand"]}
 
@@ -110,7 +110,9 @@ def main():
       "uring+direct+huge: O_DIRECT with huge pages reserved (the loader's read windows in hugetlb "
       "memory, like fio's shmhuge buffers); the other ibstore rows run without reserved huge pages "
       "(transparent huge pages where the kernel gives them). mmap+noverify: checksums off, to "
-      "compare like with like; the target verdicts count only the configurations that verify")
+      "compare like with like; the target verdicts count only the configurations that verify. "
+      "auto+t2: `--threads 2`, a decode thread per core (the default, cores − 1, leaves one core "
+      "to the training step)")
     p("")
 
     # ---- main tables --------------------------------------------------------------
@@ -272,6 +274,7 @@ def plots(cells, present, sizes, a):
 
     style = {"ibstore uring+direct+huge": ("C5", "-", "h"), "ibstore uring+direct": ("C0", "-", "o"), "ibstore uring": ("C0", "--", "s"),
              "ibstore pread": ("C0", ":", "^"), "ibstore auto": ("C0", "-", "o"),
+             "ibstore auto+t2": ("C4", "-", "P"),
              "ibstore mmap": ("C9", "--", "D"), "ibstore mmap+noverify": ("C9", ":", "d"), "pread": ("C1", "-", "v"),
              "lmdb": ("C2", "-", "P"), "tar": ("C3", "-", "X"), "torch": ("C4", "-", "*")}
     xs = [float(r) for r in RATIOS]

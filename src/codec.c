@@ -6,9 +6,15 @@
 #include <string.h>
 #include <strings.h>
 #include <xxhash.h>
+#ifdef IB_XXH_DISPATCH
+#include <xxh_x86dispatch.h>
+#endif
 
 #include "internal.h"
 
+/* With IB_XXH_DISPATCH (meson found the dispatching entry points) the
+ * header maps XXH3_64bits_withSeed to the variant that uses the widest
+ * vector unit of the running CPU; the hash is the same either way. */
 uint64_t ib_hash(const void *data, size_t len, uint64_t seed)
 {
 	return XXH3_64bits_withSeed(data, len, seed);

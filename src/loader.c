@@ -299,8 +299,10 @@ static void give_arena(ibstore_loader *l, uint8_t *p, uint64_t cap)
 {
 	if (!p)
 		return;
-	/* keep no more than one window's worth: the budget bounds the pool too */
-	if (l->npool < POOL_MAX && l->pool_bytes + cap <= l->wcap) {
+	/* keep up to the arenas' share of the budget: the next windows reuse
+	 * them, where fresh memory would cost a page fault and a zeroed page
+	 * every 4 KiB (the budget bounds the pool too) */
+	if (l->npool < POOL_MAX && l->pool_bytes + cap <= (uint64_t)l->nwin * l->wcap) {
 		l->pool[l->npool] = p;
 		l->pool_cap[l->npool++] = cap;
 		l->pool_bytes += cap;
