@@ -12,6 +12,10 @@
 
 #include "internal.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 /* With IB_XXH_DISPATCH (meson found the dispatching entry points) the
  * header maps XXH3_64bits_withSeed to the variant that uses the widest
  * vector unit of the running CPU; the hash is the same either way. */
@@ -52,13 +56,41 @@ int ib_compress(ibstore_compress how, int level, const void *src, size_t len, vo
 	return 0;
 }
 
+/* Samples this large go out of the cache before anyone reads them (a
+ * batch of them is tens of MB), so they are copied with non-temporal
+ * stores: the destination is written without first being read in. */
+#define STREAM_MIN ((size_t)64 << 10)
+
+static void copy_payload(uint8_t *dst, const uint8_t *src, size_t n)
+{
+#if defined(__SSE2__)
+	if (n >= STREAM_MIN) {
+		size_t head = (16 - ((uintptr_t)dst & 15)) & 15;
+		memcpy(dst, src, head);
+		dst += head, src += head, n -= head;
+		for (; n >= 64; dst += 64, src += 64, n -= 64) {
+			__m128i a = _mm_loadu_si128((const __m128i *)src);
+			__m128i b = _mm_loadu_si128((const __m128i *)(src + 16));
+			__m128i c = _mm_loadu_si128((const __m128i *)(src + 32));
+			__m128i d = _mm_loadu_si128((const __m128i *)(src + 48));
+			_mm_stream_si128((__m128i *)dst, a);
+			_mm_stream_si128((__m128i *)(dst + 16), b);
+			_mm_stream_si128((__m128i *)(dst + 32), c);
+			_mm_stream_si128((__m128i *)(dst + 48), d);
+		}
+		_mm_sfence(); /* ordered before whatever hands the batch on */
+	}
+#endif
+	memcpy(dst, src, n);
+}
+
 int ib_decompress(uint32_t codec, const void *src, size_t stored, void *dst, size_t raw)
 {
 	if (codec == IBSTORE_CODEC_NONE) {
 		if (stored != raw)
 			return IBSTORE_ECORRUPT;
 		if (raw)
-			memcpy(dst, src, raw);
+			copy_payload(dst, src, raw);
 		return 0;
 	}
 	if (codec != IBSTORE_CODEC_LZ4 || stored > (size_t)LZ4_MAX_INPUT_SIZE ||
