@@ -52,6 +52,7 @@ struct lbatch {
 	int32_t *bad;           /* per sample: its error code, 0 when fine */
 	uint8_t *data;
 	uint64_t data_cap;      /* decoded bytes of all planned samples */
+	uint64_t arena_cap;     /* bytes allocated at data (>= data_cap) */
 	uint32_t pending;       /* samples not yet decoded */
 	int status;
 	int err;                /* decoding failure under the fail policy */
@@ -141,6 +142,7 @@ struct ibstore_loader {
 	uint64_t pool_cap[POOL_MAX];
 	unsigned npool;
 	uint64_t pool_bytes;
+	uint64_t arena_live;    /* arena bytes held by this epoch's batches */
 	uint64_t untaken;       /* arena bytes of planned batches not yet taken */
 
 	ibstore_loader_stats st;
@@ -280,35 +282,63 @@ static lbatch *batch_new(size_t n)
 	return b;
 }
 
-/* Arena for a batch, reused from released batches when one is big enough. */
-static uint8_t *take_arena(ibstore_loader *l, uint64_t cap)
+/* Drops pooled arenas, the smallest first, until `need` more bytes of
+ * arenas fit in the arenas' share of the budget. */
+static void trim_pool(ibstore_loader *l, uint64_t need)
 {
+	uint64_t limit = (uint64_t)l->nwin * l->wcap;
+	while (l->npool && l->arena_live + l->pool_bytes + need > limit) {
+		unsigned k = 0;
+		for (unsigned i = 1; i < l->npool; i++)
+			if (l->pool_cap[i] < l->pool_cap[k])
+				k = i;
+		free(l->pool[k]);
+		l->pool_bytes -= l->pool_cap[k];
+		l->pool[k] = l->pool[--l->npool];
+		l->pool_cap[k] = l->pool_cap[l->npool];
+	}
+}
+
+/* Arena for a batch: a released one when one is big enough (fresh memory
+ * costs a page fault and a zeroed page every 4 KiB), else a new one. */
+static uint8_t *take_arena(ibstore_loader *l, lbatch *b)
+{
+	uint64_t cap = b->data_cap;
 	for (unsigned i = 0; i < l->npool; i++) {
 		if (l->pool_cap[i] >= cap) {
 			uint8_t *p = l->pool[i];
-			l->pool_bytes -= l->pool_cap[i];
+			b->arena_cap = l->pool_cap[i];
+			l->pool_bytes -= b->arena_cap;
 			l->pool[i] = l->pool[--l->npool];
 			l->pool_cap[i] = l->pool_cap[l->npool];
+			l->arena_live += b->arena_cap;
 			return p;
 		}
 	}
-	return malloc(cap ? cap : 1);
+	trim_pool(l, cap);
+	uint8_t *p = malloc(cap ? cap : 1);
+	b->arena_cap = cap;
+	if (p)
+		l->arena_live += cap;
+	return p;
 }
 
-static void give_arena(ibstore_loader *l, uint8_t *p, uint64_t cap)
+/* Takes a batch's arena back into the pool while pool and live arenas fit
+ * the arenas' share of the budget. */
+static void give_arena(ibstore_loader *l, lbatch *b)
 {
-	if (!p)
+	if (!b->data)
 		return;
-	/* keep up to the arenas' share of the budget: the next windows reuse
-	 * them, where fresh memory would cost a page fault and a zeroed page
-	 * every 4 KiB (the budget bounds the pool too) */
-	if (l->npool < POOL_MAX && l->pool_bytes + cap <= (uint64_t)l->nwin * l->wcap) {
-		l->pool[l->npool] = p;
-		l->pool_cap[l->npool++] = cap;
-		l->pool_bytes += cap;
+	l->arena_live -= b->arena_cap;
+	if (l->npool < POOL_MAX &&
+	    l->arena_live + l->pool_bytes + b->arena_cap <= (uint64_t)l->nwin * l->wcap) {
+		l->pool[l->npool] = b->data;
+		l->pool_cap[l->npool++] = b->arena_cap;
+		l->pool_bytes += b->arena_cap;
 	} else {
-		free(p);
+		free(b->data);
 	}
+	b->data = NULL;
 }
 
 /* ---- read planning ------------------------------------------------- */
@@ -465,7 +495,7 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 						     .pos = (uint32_t)(i - lo), .e = *e};
 		}
 		pthread_mutex_lock(&l->mu);
-		lb->data = take_arena(l, lb->data_cap);
+		lb->data = take_arena(l, lb);
 		l->untaken += lb->data_cap;
 		l->slots[b] = lb;
 		pthread_mutex_unlock(&l->mu);
@@ -1030,10 +1060,11 @@ static void drain(ibstore_loader *l)
 		if (!lb)
 			continue;
 		if (lb->status == B_TAKEN) {
-			atomic_store(&lb->detached, 1);
+			atomic_store(&lb->detached, 1); /* its holder frees it */
+			if (lb->data)
+				l->arena_live -= lb->arena_cap;
 		} else {
-			give_arena(l, lb->data, lb->data_cap);
-			lb->data = NULL;
+			give_arena(l, lb);
 			batch_free(lb);
 		}
 	}
@@ -1297,8 +1328,7 @@ IB_API void ibstore_loader_release(ibstore_loader *l, const ibstore_batch *batch
 	}
 	if (l->slots && b->index < l->nbatches && l->slots[b->index] == b)
 		l->slots[b->index] = NULL;
-	give_arena(l, b->data, b->data_cap);
-	b->data = NULL;
+	give_arena(l, b);
 	pthread_mutex_unlock(&l->mu);
 	batch_free(b);
 }
