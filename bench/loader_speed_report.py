@@ -162,14 +162,18 @@ def main():
             if key.startswith("MB_per_s@"):
                 mbv += runs.values()
         bufs = "/".join(sorted(set(str(b) for b in d["buffers"].values())))
-        checks = "no-verify" not in cfg
+        # the target is ibstore's with checksums on: the default and the
+        # thread counts; the pread backend and checksums off are shown
+        judged = "no-verify" not in cfg and "pread" not in cfg
         ok = med(allv) >= 2e6
-        if checks and not ok:
+        if judged and not ok:
             missed.append("(c) %s: %.2f M samples/s (target 2 M)" % (cfg, med(allv) / 1e6))
+        note = ("(no target: checksums off)" if "no-verify" in cfg else
+                "(shown: reads through the kernel instead of the page-cache mapping)")
         print("| %s | %s | %.2f M | %s M | %.2f M | %.2f M | %.0f | %s |" % (
             cfg, bufs, med(allv) / 1e6, span([x / 1e6 for x in allv], "%.2f"),
             med(fullv) / 1e6, med(prunedv) / 1e6, med(mbv),
-            verdict(ok) if checks else "(no target: checksums off)"))
+            verdict(ok) if judged else note))
     print()
 
     # (d) ------------------------------------------------------------------
