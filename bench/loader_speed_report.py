@@ -78,7 +78,8 @@ def main():
           "--iomem=shmhuge` over a %.2f GiB file on the same file system, %d huge pages "
           "reserved for fio and the first ibstore rows. Epoch 0 is a fresh loader (its batch "
           "memory is touched for the first time: page faults); epoch 1 a warm one, as every "
-          "epoch of a training run but the first; the target is judged on epoch 1."
+          "epoch of a training run but the first; the target is judged on epoch 1 with huge pages "
+          "reserved, as fio's buffers are."
           % (a.data_bytes / 2**30, a.hugepages))
     print()
     print("| system | buffers | MB/s median | min – max | / fio (median) | per-run / fio | target |")
@@ -100,13 +101,15 @@ def main():
             ratio = med(xs) / fio_med
             paired = [v[r] / fio[r] for r in v if r in fio]
             ok = ratio >= 0.90
-            if epoch == 1 and not ok:
+            # judged as the issue states it: huge pages reserved, as for fio
+            judged = epoch == 1 and "no huge pages" not in cfg
+            if judged and not ok:
                 missed.append("(a) %s: %.0f MB/s is %.2f of fio's %.0f (target 0.90)"
                               % (cfg, med(xs), ratio, fio_med))
             name = "%s, epoch %d (%s loader)" % (cfg, epoch, "fresh" if epoch == 0 else "warm")
             print("| %s | %s | %.0f | %s | %.2f | %s | %s |" % (
                 name, bufs, med(xs), span(xs, "%.0f"), ratio, span(paired, "%.2f"),
-                verdict(ok) if epoch == 1 else "shown"))
+                verdict(ok) if judged else "shown"))
     print()
 
     # (b) ------------------------------------------------------------------
