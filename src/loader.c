@@ -428,31 +428,24 @@ static uint64_t pruned_inside(const ibstore_loader *l, uint32_t shard, uint64_t 
 	return sum;
 }
 
+static int complete(ibstore_loader *l, ib_req *r);
+
 /* Serving from the mappings: no reads, so the records stay in batch order
- * and each batch is one unit of decoding; batches come out ready in order
- * while later ones decode. */
-static int plan_mapped(ibstore_loader *l, window *w)
+ * and each batch is one unit of decoding, handed to the decoders as soon
+ * as it is planned (under mu); `first` is its first record in w->recs. */
+static int map_batch(ibstore_loader *l, window *w, lbatch *lb, size_t first)
 {
 	uint64_t touched = 0;
-	size_t k = 0;
-	for (uint64_t b = w->b0; b < w->b1; b++) {
-		lbatch *lb = l->slots[b];
-		if (grow((void **)&w->reqs, &w->capreqs, w->nreqs + 1, sizeof *w->reqs))
-			return IBSTORE_ENOMEM;
-		w->reqs[w->nreqs++] = (ib_req){.window = (uint32_t)(w - l->win),
-					       .first_rec = (uint32_t)k,
-					       .nrecs = (uint32_t)lb->n, .buf_index = -1};
-		for (size_t i = 0; i < lb->n; i++, k++) {
-			const ib_index_entry *e = &w->recs[k].e;
-			w->recs[k].src = l->maps[e->shard] + e->offset;
-			touched += rec_len(e);
-		}
+	for (size_t k = first; k < first + lb->n; k++) {
+		const ib_index_entry *e = &w->recs[k].e;
+		w->recs[k].src = l->maps[e->shard] + e->offset;
+		touched += rec_len(e);
 	}
-	pthread_mutex_lock(&l->mu);
 	l->st.bytes_read += touched;
-	w->undecoded = w->nreqs;
-	pthread_mutex_unlock(&l->mu);
-	return 0;
+	ib_req *r = &w->reqs[w->nreqs++]; /* sized for the window beforehand */
+	*r = (ib_req){.window = (uint32_t)(w - l->win), .first_rec = (uint32_t)first,
+		      .nrecs = (uint32_t)lb->n, .buf_index = -1};
+	return complete(l, r);
 }
 
 /* Picks the batches of the next window and builds its requests.  Runs on
@@ -474,7 +467,15 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 	size_t total = (size_t)(batch_hi(l, b1 - 1) - batch_lo(l, b0));
 	if (grow((void **)&w->recs, &w->caprecs, total, sizeof *w->recs))
 		return IBSTORE_ENOMEM;
+	if (l->use_map) { /* decoders hold pointers into reqs: no realloc later */
+		if (grow((void **)&w->reqs, &w->capreqs, (size_t)(b1 - b0), sizeof *w->reqs))
+			return IBSTORE_ENOMEM;
+		pthread_mutex_lock(&l->mu);
+		w->undecoded = (size_t)(b1 - b0);
+		pthread_mutex_unlock(&l->mu);
+	}
 	for (uint64_t b = b0; b < b1; b++) {
+		size_t first = w->nrecs;
 		uint64_t lo = batch_lo(l, b), hi = batch_hi(l, b);
 		lbatch *lb = batch_new((size_t)(hi - lo));
 		if (!lb)
@@ -498,12 +499,13 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 		lb->data = take_arena(l, lb);
 		l->untaken += lb->data_cap;
 		l->slots[b] = lb;
+		int rc = !lb->data ? IBSTORE_ENOMEM : l->use_map ? map_batch(l, w, lb, first) : 0;
 		pthread_mutex_unlock(&l->mu);
-		if (!lb->data)
-			return IBSTORE_ENOMEM;
+		if (rc)
+			return rc;
 	}
 	if (l->use_map)
-		return plan_mapped(l, w);
+		return 0;
 	if (sort_recs(w->recs, w->nrecs))
 		return IBSTORE_ENOMEM;
 	uint64_t read = 0, wanted = 0, pruned_req = 0;
@@ -609,10 +611,9 @@ static void *io_main(void *arg)
 			pthread_mutex_unlock(&l->mu);
 			int rc = plan_window(l, w, b0);
 			pthread_mutex_lock(&l->mu);
-			/* mapped batches go straight to decoding, reads wait for slots */
-			for (size_t i = 0; !rc && i < w->nreqs; i++)
-				rc = l->use_map ? complete(l, &w->reqs[i])
-						: ib_fifo_push(&l->pend, &w->reqs[i]);
+			/* mapped batches went to decoding as planned, reads wait for slots */
+			for (size_t i = 0; !rc && !l->use_map && i < w->nreqs; i++)
+				rc = ib_fifo_push(&l->pend, &w->reqs[i]);
 			if (rc)
 				io_fail(l, rc, "read planning failed");
 			else
