@@ -675,8 +675,6 @@ static void *io_main(void *arg)
 
 /* ---- decode threads -------------------------------------------------- */
 
-/* Decodes the records one read brought, each into its batch's arena at
- * its planned offset.  No lock: every record has its own slot. */
 /* The mapped path reads records in plan order, scattered over the page
  * cache: each one would stall on memory (and on its page's translation)
  * without a hint a few records ahead. */
@@ -692,6 +690,8 @@ static void prefetch_record(const wrec *wr)
 		__builtin_prefetch(wr->src + o);
 }
 
+/* Decodes the records one read brought, each into its batch's arena at
+ * its planned offset.  No lock: every record has its own slot. */
 static void decode_request(ibstore_loader *l, window *w, const ib_req *r)
 {
 	char msg[IB_ERRMSG_LEN];
