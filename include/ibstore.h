@@ -537,7 +537,9 @@ typedef struct ibstore_loader_opts {
 				     budget allows */
 	uint32_t queue_depth;     /* reads in flight; default 64 */
 	uint32_t threads;         /* decode threads; 0 (default) = cores - 1, at
-				     least 1 (the training keeps a core) */
+				     least 1 (the training keeps a core).  When
+				     reads from disk wait to be decoded, the
+				     loader's I/O thread decodes too */
 	ibstore_backend backend;  /* default AUTO */
 	int direct;               /* O_DIRECT reads: 1 on, 0 off, -1 (default) auto:
 				     on for an epoch read from disk when the
