@@ -56,9 +56,10 @@ int ib_compress(ibstore_compress how, int level, const void *src, size_t len, vo
 	return 0;
 }
 
-/* Samples this large go out of the cache before anyone reads them (a
- * batch of them is tens of MB), so they are copied with non-temporal
- * stores: the destination is written without first being read in. */
+/* Samples this large, copied into a loader batch, go out of the cache
+ * before anyone reads them (a batch of them is tens of MB), so they are
+ * copied with non-temporal stores: the destination is written without
+ * first being read in. */
 #define STREAM_MIN ((size_t)64 << 10)
 
 static void copy_payload(uint8_t *dst, const uint8_t *src, size_t n)
@@ -84,13 +85,16 @@ static void copy_payload(uint8_t *dst, const uint8_t *src, size_t n)
 	memcpy(dst, src, n);
 }
 
-int ib_decompress(uint32_t codec, const void *src, size_t stored, void *dst, size_t raw)
+int ib_decompress(uint32_t codec, const void *src, size_t stored, void *dst, size_t raw,
+		  int stream)
 {
 	if (codec == IBSTORE_CODEC_NONE) {
 		if (stored != raw)
 			return IBSTORE_ECORRUPT;
-		if (raw)
+		if (stream)
 			copy_payload(dst, src, raw);
+		else if (raw)
+			memcpy(dst, src, raw);
 		return 0;
 	}
 	if (codec != IBSTORE_CODEC_LZ4 || stored > (size_t)LZ4_MAX_INPUT_SIZE ||

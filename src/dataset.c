@@ -358,12 +358,13 @@ IB_API int ibstore_dataset_locate(const ibstore_dataset *ds, uint64_t id, ibstor
 }
 
 int ib_dataset_decode(const ibstore_dataset *ds, uint64_t id, const ib_index_entry *e,
-		      const uint8_t *rec, size_t len, int verify, void *buf, char *msg)
+		      const uint8_t *rec, size_t len, int flags, void *buf, char *msg)
 {
 	char why[IB_ERRMSG_LEN];
 	const uint8_t *payload;
-	int rc = ib_record_check(rec, len, id, e, verify, &payload, why);
-	if (!rc && ib_decompress(e->codec, payload, e->stored_size, buf, e->size)) {
+	int rc = ib_record_check(rec, len, id, e, flags & IB_DECODE_VERIFY, &payload, why);
+	if (!rc && ib_decompress(e->codec, payload, e->stored_size, buf, e->size,
+				 flags & IB_DECODE_STREAM)) {
 		rc = IBSTORE_ECORRUPT;
 		snprintf(why, sizeof why, "does not decode");
 	}
@@ -399,7 +400,7 @@ IB_API int ibstore_dataset_read(ibstore_dataset *ds, uint64_t id, void *buf, siz
 		goto out;
 	}
 	char msg[IB_ERRMSG_LEN];
-	rc = ib_dataset_decode(ds, id, &e, rec, len, 1, buf, msg);
+	rc = ib_dataset_decode(ds, id, &e, rec, len, IB_DECODE_VERIFY, buf, msg);
 	if (rc) {
 		ib_dsfail(ds, rc, "%s", msg);
 		goto out;

@@ -29,10 +29,15 @@ struct ibstore_dataset {
 int ib_dsfail(ibstore_dataset *ds, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int ib_dataset_entry(const ibstore_dataset *ds, uint64_t id, ib_index_entry *e);
+/* How ib_dataset_decode works: check the payload's xxh3; buf is a loader
+ * batch that will not be read soon (see ib_decompress). */
+#define IB_DECODE_VERIFY 1
+#define IB_DECODE_STREAM 2
+
 /* Checks record bytes (header + payload, `len`) of sample `id` and decodes
- * into buf (e->size bytes); the message (IB_ERRMSG_LEN bytes in msg) names
- * shard, offset and sample. */
+ * into buf (e->size bytes), as `flags` (IB_DECODE_*) say; the message
+ * (IB_ERRMSG_LEN bytes in msg) names shard, offset and sample. */
 int ib_dataset_decode(const ibstore_dataset *ds, uint64_t id, const ib_index_entry *e,
-		      const uint8_t *rec, size_t len, int verify, void *buf, char *msg);
+		      const uint8_t *rec, size_t len, int flags, void *buf, char *msg);
 
 #endif

@@ -32,8 +32,11 @@ int ib_compress(ibstore_compress how, int level, const void *src, size_t len, vo
 size_t ib_compress_bound(size_t len);
 
 /* Decodes `stored` bytes of `codec` into dst that must take exactly `raw`
- * bytes.  IBSTORE_ECORRUPT when the stream is malformed or of another size. */
-int ib_decompress(uint32_t codec, const void *src, size_t stored, void *dst, size_t raw);
+ * bytes.  IBSTORE_ECORRUPT when the stream is malformed or of another size.
+ * `stream`: dst will not be read soon (a loader batch), so large raw
+ * payloads are copied with non-temporal stores. */
+int ib_decompress(uint32_t codec, const void *src, size_t stored, void *dst, size_t raw,
+		  int stream);
 
 /* ---- fsutil.c ------------------------------------------------------- */
 

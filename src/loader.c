@@ -696,6 +696,7 @@ static void decode_request(ibstore_loader *l, window *w, const ib_req *r)
 {
 	char msg[IB_ERRMSG_LEN];
 	int io_err = r->err ? r->err : r->done < r->need ? -EIO : 0;
+	int flags = (l->o.verify ? IB_DECODE_VERIFY : 0) | IB_DECODE_STREAM;
 	uint32_t end = r->first_rec + r->nrecs;
 	for (uint32_t k = r->first_rec; k < end; k++) {
 		const wrec *wr = &w->recs[k];
@@ -712,7 +713,7 @@ static void decode_request(ibstore_loader *l, window *w, const ib_req *r)
 				     e->offset, id, strerror(-io_err));
 		else
 			rc = ib_dataset_decode(l->ds, id, e, r->buf ? r->buf + wr->rel : wr->src,
-					       rec_len(e), l->o.verify, b->data + b->offsets[pos], msg);
+					       rec_len(e), flags, b->data + b->offsets[pos], msg);
 		b->labels[pos] = e->label;
 		b->sizes[pos] = e->size;
 		if (!rc)

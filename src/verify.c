@@ -62,7 +62,7 @@ static int verify_records(walk *w, uint8_t *rec, uint8_t *out)
 				     ": file ends inside sample %" PRIu64,
 				     strrchr(ds->shard_paths[e.shard], '/') + 1, e.offset, id);
 		else
-			rc = ib_dataset_decode(ds, id, &e, rec, len, 1, out, msg);
+			rc = ib_dataset_decode(ds, id, &e, rec, len, IB_DECODE_VERIFY, out, msg);
 		w->st.records_checked++;
 		if (rc) {
 			w->st.records_bad++;

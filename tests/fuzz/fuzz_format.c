@@ -43,7 +43,7 @@ static void check_record(const uint8_t *p, size_t n)
 	if (payload < p + IB_RECORD_HEADER_SIZE || payload + want.stored_size > p + n)
 		abort();
 	if (want.size <= sizeof out)
-		ib_decompress(want.codec, payload, want.stored_size, out, want.size);
+		ib_decompress(want.codec, payload, want.stored_size, out, want.size, 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
