@@ -282,12 +282,17 @@ static lbatch *batch_new(size_t n)
 	return b;
 }
 
+/* The arenas' share of the budget: what live and pooled arenas may hold. */
+static uint64_t arena_budget(const ibstore_loader *l)
+{
+	return (uint64_t)l->nwin * l->wcap;
+}
+
 /* Drops pooled arenas, the smallest first, until `need` more bytes of
  * arenas fit in the arenas' share of the budget. */
 static void trim_pool(ibstore_loader *l, uint64_t need)
 {
-	uint64_t limit = (uint64_t)l->nwin * l->wcap;
-	while (l->npool && l->arena_live + l->pool_bytes + need > limit) {
+	while (l->npool && l->arena_live + l->pool_bytes + need > arena_budget(l)) {
 		unsigned k = 0;
 		for (unsigned i = 1; i < l->npool; i++)
 			if (l->pool_cap[i] < l->pool_cap[k])
@@ -331,7 +336,7 @@ static void give_arena(ibstore_loader *l, lbatch *b)
 		return;
 	l->arena_live -= b->arena_cap;
 	if (l->npool < POOL_MAX &&
-	    l->arena_live + l->pool_bytes + b->arena_cap <= (uint64_t)l->nwin * l->wcap) {
+	    l->arena_live + l->pool_bytes + b->arena_cap <= arena_budget(l)) {
 		l->pool[l->npool] = b->data;
 		l->pool_cap[l->npool++] = b->arena_cap;
 		l->pool_bytes += b->arena_cap;
