@@ -9,8 +9,8 @@
  * file name is the sample id (00000123.bin, 00000123.cls).  The reader
  * streams every shard with read() into a 4 MiB buffer (posix_fadvise
  * SEQUENTIAL), parses the 512-byte ustar headers and copies the payload
- * (.bin) of a kept sample (id in IDS) into a sample buffer; everything else
- * is read and skipped.  Samples come out in archive order, not plan order
+ * (.bin) of a kept sample (id in IDS) into a batch buffer (suite_common.h);
+ * everything else is read and skipped.  Samples come out in archive order, not plan order
  * (a streaming reader can only shuffle within a buffer; none is modelled,
  * which favours this baseline).  N = samples in the dataset.  With --cold
  * the shards are evicted (posix_fadvise) and, as root, the page cache
@@ -81,7 +81,7 @@ int main(int argc, char **argv)
 	if (cold)
 		drop_caches();
 	struct stream s = {.buf = aligned_alloc(4096, CHUNK)};
-	uint8_t *sample = malloc(64u << 20);
+	struct batch_out out = {0};
 	uint8_t hdr[512];
 	uint64_t samples = 0, bytes = 0, sink = 0;
 	double t0 = now();
@@ -105,6 +105,7 @@ int main(int argc, char **argv)
 			if (payload && id < N && keep[id]) {
 				if (size > (64u << 20))
 					die("member too large");
+				uint8_t *sample = batch_slot(&out, size);
 				if (!take(&s, sample, size) || !take(&s, NULL, padded - size))
 					die("truncated tar");
 				samples++;
