@@ -3,7 +3,9 @@
 #ifndef SUITE_COMMON_H
 #define SUITE_COMMON_H
 
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>

@@ -543,7 +543,9 @@ typedef struct ibstore_loader_opts {
 	ibstore_backend backend;  /* default AUTO */
 	int direct;               /* O_DIRECT reads: 1 on, 0 off, -1 (default) auto:
 				     on for an epoch read from disk when the
-				     records average 64 KiB or more */
+				     records average 64 KiB or more (off when
+				     every shard is in the page cache, whatever
+				     the backend) */
 	ibstore_order order;      /* default RANDOM */
 	int verify;               /* xxh3 check of every payload; default 1 */
 	ibstore_corrupt_policy corrupt; /* default FAIL */

@@ -862,11 +862,22 @@ static int all_resident(ibstore_loader *l)
 	return 1;
 }
 
+/* Whether the whole dataset is in the page cache (0 when the shards
+ * cannot be mapped to ask: reading works without the mappings). */
+static int dataset_cached(ibstore_loader *l)
+{
+	if (map_shards(l) == 0)
+		return all_resident(l);
+	l->errmsg[0] = '\0';
+	return 0;
+}
+
 /*
  * Chooses, per epoch: decoding from the mappings (auto, when every shard
  * is in the page cache), and otherwise buffered or O_DIRECT reads (auto:
- * O_DIRECT for large records, where it reads at the device's speed; small
- * ones gain from the page cache's readahead of neighbours).
+ * O_DIRECT for large records read from disk, where it reads at the
+ * device's speed; small ones gain from the page cache's readahead of
+ * neighbours, and a dataset in the page cache is read from there).
  */
 static int choose_path(ibstore_loader *l)
 {
@@ -877,15 +888,17 @@ static int choose_path(ibstore_loader *l)
 			return rc;
 		l->use_map = 1;
 	} else if (l->o.backend == IBSTORE_BACKEND_AUTO && l->o.direct != 1) {
-		if (map_shards(l) == 0)
-			l->use_map = all_resident(l);
-		else
-			l->errmsg[0] = '\0'; /* reading works without the mappings */
+		l->use_map = dataset_cached(l);
 	}
 	const ib_summary *sum = &l->ds->sum;
 	uint64_t avg = sum->samples ? sum->bytes_stored / sum->samples : 0;
+	int large = avg >= ((uint64_t)64 << 10);
+	/* a forced uring/pread backend asks the page cache here: auto's
+	 * answer is already in use_map */
+	int cached = l->o.backend != IBSTORE_BACKEND_AUTO && l->o.direct == -1 && large &&
+		     dataset_cached(l);
 	l->direct = !l->use_map && l->have_direct &&
-		    (l->o.direct == 1 || (l->o.direct == -1 && avg >= ((uint64_t)64 << 10)));
+		    (l->o.direct == 1 || (l->o.direct == -1 && large && !cached));
 	l->st.backend = l->use_map ? "mmap" : l->io->name;
 	l->st.direct = l->direct;
 	return 0;

@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -465,6 +467,134 @@ static void test_direct_io_gives_the_same_stream(void **state)
 	free(got);
 }
 
+/* One epoch of large records through a forced read backend with O_DIRECT
+ * left to auto; returns whether it used O_DIRECT and the stream's digest. */
+static int large_epoch(const char *ds_path, const char *run_path, uint32_t n,
+		       ibstore_backend be, int direct, uint64_t *digest)
+{
+	session s;
+	assert_int_equal(ibstore_dataset_open(ds_path, &s.ds), 0);
+	ibstore_run_opts ro;
+	ibstore_run_opts_init(&ro);
+	ro.samples = n;
+	ro.prune.epochs = 2;
+	ro.batch_size = 8;
+	assert_int_equal(ibstore_run_open(run_path, &ro, &s.run), 0);
+	ibstore_loader_opts lo;
+	ibstore_loader_opts_init(&lo);
+	lo.backend = be;
+	lo.direct = direct;
+	ibstore_loader_opts o = pinned(&lo);
+	if (ibstore_loader_open(s.ds, s.run, &o, &s.l))
+		fail_msg("loader: %s", ibstore_loader_errmsg(s.l));
+	/* every sample as random access reads it, each id once */
+	uint8_t *want = malloc(1 << 17), *seen = calloc(n, 1);
+	uint64_t got = 0;
+	*digest = 0;
+	assert_int_equal(ibstore_loader_epoch_begin(s.l, 0, NULL), 0);
+	const ibstore_batch *b;
+	while (ibstore_loader_next(s.l, &b) == 0 && b) {
+		for (size_t i = 0; i < b->n; i++) {
+			size_t len;
+			int32_t label;
+			assert_int_equal(ibstore_dataset_read(s.ds, b->ids[i], want, 1 << 17, &len,
+							      &label), 0);
+			assert_int_equal(b->sizes[i], len);
+			assert_int_equal(b->labels[i], label);
+			assert_memory_equal(b->data + b->offsets[i], want, len);
+			assert_true(b->ids[i] < n && !seen[b->ids[i]]);
+			seen[b->ids[i]] = 1;
+			*digest = *digest * 31 + b->ids[i];
+			got++;
+		}
+		ibstore_loader_release(s.l, b);
+	}
+	assert_int_equal(got, n);
+	assert_int_equal(ibstore_loader_epoch_end(s.l), 0);
+	ibstore_loader_stats ls;
+	ibstore_loader_stats_get(s.l, &ls);
+	close_session(&s);
+	free(want);
+	free(seen);
+	return ls.direct;
+}
+
+/* Whether every page of the dataset's shards is in the page cache. */
+static int shards_resident(const char *ds_path)
+{
+	ibstore_dataset *ds;
+	assert_int_equal(ibstore_dataset_open(ds_path, &ds), 0);
+	ibstore_info info;
+	ibstore_dataset_info(ds, &info);
+	int all = 1;
+	for (uint32_t sh = 0; sh < info.shards && all; sh++) {
+		int fd = open(ibstore_dataset_shard_path(ds, sh), O_RDONLY);
+		struct stat sb;
+		assert_true(fd >= 0 && fstat(fd, &sb) == 0);
+		size_t len = (size_t)sb.st_size, pages = (len + 4095) / 4096;
+		void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+		unsigned char *vec = malloc(pages);
+		assert_true(p != MAP_FAILED && vec && mincore(p, len, vec) == 0);
+		for (size_t i = 0; i < pages && all; i++)
+			all = vec[i] & 1;
+		free(vec);
+		munmap(p, len);
+		close(fd);
+	}
+	ibstore_dataset_close(ds);
+	return all;
+}
+
+/* direct auto means O_DIRECT for large records read from disk: a forced
+ * uring or pread backend reads a dataset that sits in the page cache from
+ * there, and an evicted one with O_DIRECT, with the same stream. */
+static void test_direct_auto_reads_a_cached_dataset_from_the_cache(void **state)
+{
+	fixture *f = *state;
+	char ds[160];
+	snprintf(ds, sizeof ds, "%s/large", f->dir);
+	const uint32_t n = 40, size = 80000; /* records of 64 KiB or more */
+	ibstore_writer_opts wo;
+	ibstore_writer_opts_init(&wo);
+	wo.alignment = 4096;
+	wo.compress = IBSTORE_COMPRESS_NONE;
+	wo.fsync = 0;
+	ibstore_writer *w;
+	assert_int_equal(ibstore_writer_create(ds, &wo, &w), 0);
+	uint8_t *buf = malloc(size);
+	for (uint32_t i = 0; i < n; i++) {
+		for (uint32_t k = 0; k < size; k++)
+			buf[k] = (uint8_t)(i * 131 + k * 7 + (k >> 9));
+		assert_int_equal(ibstore_writer_add(w, buf, size, (int32_t)(i % 3), NULL, NULL), 0);
+	}
+	free(buf);
+	assert_int_equal(ibstore_writer_publish(w), 0);
+	ibstore_writer_free(w);
+
+	uint64_t ref, got;
+	/* can this file system do O_DIRECT at all? */
+	int can_direct = large_epoch(ds, fresh_run(f), n, IBSTORE_BACKEND_PREAD, 1, &ref);
+	ibstore_backend bes[] = {IBSTORE_BACKEND_URING, IBSTORE_BACKEND_PREAD};
+	for (size_t b = 0; b < 2; b++) {
+		char cmd[300];
+		snprintf(cmd, sizeof cmd, "cat '%s'/shard-* > /dev/null", ds);
+		assert_int_equal(system(cmd), 0);
+		assert_true(shards_resident(ds));
+		assert_int_equal(large_epoch(ds, fresh_run(f), n, bes[b], -1, &got), 0);
+		assert_true(got == ref);
+
+		ibstore_dataset *d;
+		assert_int_equal(ibstore_dataset_open(ds, &d), 0);
+		assert_int_equal(ibstore_dataset_evict(d), 0);
+		ibstore_dataset_close(d);
+		int evicted = !shards_resident(ds); /* evicting is advice */
+		int direct = large_epoch(ds, fresh_run(f), n, bes[b], -1, &got);
+		assert_true(got == ref);
+		if (evicted)
+			assert_int_equal(direct, can_direct);
+	}
+}
+
 /* seccomp: io_uring_setup fails with EPERM, as under Docker's profile. */
 static int forbid_io_uring(void)
 {
@@ -879,6 +1009,7 @@ int main(void)
 		cmocka_unit_test(test_pruned_bytes_read_through_are_counted_as_read_around),
 		cmocka_unit_test(test_backends_threads_and_budgets_give_identical_streams),
 		cmocka_unit_test(test_direct_io_gives_the_same_stream),
+		cmocka_unit_test(test_direct_auto_reads_a_cached_dataset_from_the_cache),
 		cmocka_unit_test(test_falls_back_to_pread_when_io_uring_is_refused),
 		cmocka_unit_test(test_resume_mid_epoch_continues_the_same_sequence),
 		cmocka_unit_test(test_drop_last_and_out_of_order_release),
