@@ -36,6 +36,10 @@ def span(xs, fmt):
     return (fmt % min(xs) + " – " + fmt % max(xs)) if xs else "–"
 
 
+def medspan(xs):
+    return "%.2f (%s)" % (med(xs), span(xs, "%.2f")) if xs else "–"
+
+
 def verdict(ok):
     return "met" if ok else "**MISSED**"
 
@@ -93,6 +97,13 @@ def main():
             xs = list(fio.values())
             print("| fio | %s | %.0f | %s | 1 | – | – |" % (bufs, med(xs), span(xs, "%.0f")))
             continue
+        if cfg.startswith("uring_touch"):
+            v = d["MB_per_s@0"]
+            xs = list(v.values())
+            paired = [v[r] / fio[r] for r in v if r in fio]
+            print("| %s | %s | %.0f | %s | %.2f | %s | shown |" % (
+                cfg, bufs, med(xs), span(xs, "%.0f"), med(xs) / fio_med, span(paired, "%.2f")))
+            continue
         for epoch in (0, 1):
             v = d.get("MB_per_s@%d" % epoch)
             if not v:
@@ -111,6 +122,21 @@ def main():
                 name, bufs, med(xs), span(xs, "%.0f"), ratio, span(paired, "%.2f"),
                 verdict(ok) if judged else "shown"))
     print()
+    line = res.get(("a", "uring_touch line"), {}).get("MB_per_s@0")
+    none = res.get(("a", "uring_touch none"), {}).get("MB_per_s@0")
+    other = res.get(("a", "uring_touch other"), {}).get("MB_per_s@0")
+    ib = res.get(("a", "ibstore, huge pages reserved"), {}).get("MB_per_s@1")
+    if line and none and other and ib:
+        print("uring_touch (bench/uring_touch.c) is fio's job at the loader's block size and queue "
+              "depth (64) over the dataset's own shards: `none` ignores the data as fio does, "
+              "`line` loads every 64-byte line of each read once before reusing its buffer (the "
+              "least a reader that verifies or copies must do), `other` loads as many lines from "
+              "memory no read lands in. Per run: line / none %s, other / none %s; ibstore (warm, "
+              "huge pages) / uring_touch line %s."
+              % (medspan([line[r] / none[r] for r in line if r in none]),
+                 medspan([other[r] / none[r] for r in other if r in none]),
+                 medspan([ib[r] / line[r] for r in ib if r in line])))
+        print()
 
     # (b) ------------------------------------------------------------------
     print("### (b) Cold pruned epoch vs full epoch (target: t <= (k + 0.05) x t_full)")
