@@ -163,15 +163,9 @@ def _loader_gone(obj, close_fn):
 
 # ------------------------------------------------------------- handles ----
 
-class _Closable:
-    """What Dataset, Run and Loader share: a C handle closed once, by
-    close(), a ``with`` block, or garbage collection."""
-
-    _h = None
-
-    @property
-    def closed(self):
-        return self._h is None
+class _ClosedOnExit:
+    """close() at the end of a ``with`` block and on garbage collection;
+    the class defines close()."""
 
     def __enter__(self):
         return self
@@ -184,6 +178,17 @@ class _Closable:
             self.close()
         except Exception:
             pass
+
+
+class _Closable(_ClosedOnExit):
+    """What Dataset, Run and Loader share: a C handle closed once, by
+    close(), a ``with`` block, or garbage collection."""
+
+    _h = None
+
+    @property
+    def closed(self):
+        return self._h is None
 
 
 # ------------------------------------------------------------- Dataset ----

@@ -121,7 +121,7 @@ class _Epoch:
         return self._loader._iterate(self.epoch)
 
 
-class Loader:
+class Loader(core._ClosedOnExit):
     """Streams pruned epochs of an ibstore dataset as (x, y) tensors.
 
     path: the dataset directory.  num_epochs: total epochs C of the run
@@ -373,14 +373,3 @@ class Loader:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
