@@ -8,8 +8,9 @@
  * dataset is opened with the ibstore API only to look up each record's
  * shard, payload offset and size (ibstore_dataset_locate) and the shard
  * files are opened; the timed loop then preads the raw payload bytes of
- * each kept record into a batch buffer (suite_common.h): no record header, no checksum, no
- * decompression (the datasets are stored uncompressed).  With --cold the
+ * each kept record into a batch buffer (suite_common.h): no record
+ * header, no checksum, no decompression (the datasets are stored
+ * uncompressed).  With --cold the
  * shards are evicted (posix_fadvise) and, as root, the page cache dropped
  * just before the clock starts.
  */

@@ -10,11 +10,11 @@
  * streams every shard with read() into a 4 MiB buffer (posix_fadvise
  * SEQUENTIAL), parses the 512-byte ustar headers and copies the payload
  * (.bin) of a kept sample (id in IDS) into a batch buffer (suite_common.h);
- * everything else is read and skipped.  Samples come out in archive order, not plan order
- * (a streaming reader can only shuffle within a buffer; none is modelled,
- * which favours this baseline).  N = samples in the dataset.  With --cold
- * the shards are evicted (posix_fadvise) and, as root, the page cache
- * dropped just before the clock starts.
+ * everything else is read and skipped.  Samples come out in archive order,
+ * not plan order (a streaming reader can only shuffle within a buffer; none
+ * is modelled, which favours this baseline).  N = samples in the dataset.
+ * With --cold the shards are evicted (posix_fadvise) and, as root, the page
+ * cache dropped just before the clock starts.
  */
 #include "suite_common.h"
 

@@ -16,8 +16,8 @@
  * line summed) before its slot is reused: the least a reader that checks or
  * copies the data must do; --touch other loads as many lines, the same
  * way, from a second buffer of the same size that no read lands in (the
- * same CPU work, other memory).  Prints one JSON line: MB/s (10^6 bytes), reads,
- * seconds, buffers.
+ * same CPU work, other memory).  Prints one JSON line: MB/s (10^6
+ * bytes), reads, seconds, buffers.
  *
  * Why: on the virtual machine the README's figures come from, loading the
  * bytes the virtual disk has just written into memory lowers the disk's
@@ -132,10 +132,12 @@ int main(int argc, char **argv)
 			die("%s", "cannot allocate the read buffers");
 	}
 	memset(buf, 0, len);
-	uint8_t *other = malloc(len);
-	if (!other)
-		die("%s", "cannot allocate the second buffer");
-	memset(other, 1, len);
+	uint8_t *other = NULL; /* --touch other only */
+	if (touch == 2) {
+		if (!(other = malloc(len)))
+			die("%s", "cannot allocate the second buffer");
+		memset(other, 1, len);
+	}
 
 	struct io_uring ring;
 	if (io_uring_queue_init((unsigned)qd, &ring, 0) < 0)
