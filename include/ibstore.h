@@ -618,7 +618,9 @@ int ibstore_loader_next(ibstore_loader *l, const ibstore_batch **out);
 
 /* Gives a batch's memory back.  Any thread; each batch exactly once; also
  * after the epoch ended or the loader was closed (not concurrently with
- * the close). */
+ * the close).  After ibstore_loader_close `l` may be NULL: the batch no
+ * longer needs its loader.  A NULL `l` with a batch whose loader is open
+ * does nothing. */
 void ibstore_loader_release(ibstore_loader *l, const ibstore_batch *batch);
 
 /*

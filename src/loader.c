@@ -27,6 +27,7 @@
 
 #include "dataset_int.h"
 #include "io.h"
+#include "loader_hooks.h"
 
 #define HUGE_SIZE ((size_t)2 << 20)
 #define DIRECT_ALIGN 4096u
@@ -148,6 +149,7 @@ struct ibstore_loader {
 	ibstore_loader_stats st;
 	uint64_t pruned_bytes, pruned_requested;
 	double t_begin;
+	ib_loader_delays delay; /* tests only (loader_hooks.h) */
 };
 
 static double now(void)
@@ -167,6 +169,23 @@ static int lfail(ibstore_loader *l, int code, const char *fmt, ...)
 	vsnprintf(l->errmsg, sizeof l->errmsg, fmt, ap);
 	va_end(ap);
 	return code;
+}
+
+/* Sleeps `us` microseconds (the test delays of loader_hooks.h). */
+static void pause_us(unsigned us)
+{
+	if (!us)
+		return;
+	struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+void ib_loader_set_delays(ibstore_loader *l, const ib_loader_delays *d)
+{
+	pthread_mutex_lock(&l->mu);
+	l->delay = *d;
+	pthread_mutex_unlock(&l->mu);
 }
 
 /* ---- options ------------------------------------------------------ */
@@ -587,11 +606,49 @@ static unsigned take_slots(ibstore_loader *l, ib_req **out, unsigned max)
 	return n;
 }
 
+/*
+ * Who waits on what (every wait loops on its condition under mu):
+ *
+ *   cv_cons  next(): its batch is B_READY, or io_failed.  Woken by
+ *            decode_one() when it finishes a batch and by io_fail().
+ *            drain(): the pipeline is idle (idle() below, with active 0).
+ *            Woken by wake_drain(), which every change that can make
+ *            idle() true calls: io_done() (the I/O thread stops working
+ *            outside the lock), the reap path (reads leave io_inflight),
+ *            decode_one() (decoding drops), io_fail().
+ *   cv_io    io_main(): work for the I/O thread.  Woken by epoch_begin()
+ *            (active), next() (a batch taken frees budget and prefetch
+ *            room), decode_one() (a read slot or a window is free again),
+ *            close() (stop).
+ *   cv_dec   dec_main(): a completed read in dq.  Woken by complete()
+ *            (one read, one signal) and close() (stop).
+ */
+
+/* No thread touches the epoch's requests or batches (under mu). */
+static int idle(const ibstore_loader *l)
+{
+	return !l->io_inflight && !l->io_busy && !l->dq.n && !l->decoding;
+}
+
+/* Wakes drain() if it waits and its condition now holds (under mu). */
+static void wake_drain(ibstore_loader *l)
+{
+	if (!l->active && idle(l))
+		pthread_cond_broadcast(&l->cv_cons);
+}
+
+/* The I/O thread is back under the lock, holding nothing (under mu). */
+static void io_done(ibstore_loader *l)
+{
+	l->io_busy = 0;
+	wake_drain(l);
+}
+
 static void io_fail(ibstore_loader *l, int rc, const char *what)
 {
 	l->io_failed = rc;
 	snprintf(l->io_msg, sizeof l->io_msg, "%s: %s", what, ibstore_strerror(rc));
-	pthread_cond_broadcast(&l->cv_cons);
+	pthread_cond_broadcast(&l->cv_cons); /* next() returns the failure */
 }
 
 static void *io_main(void *arg)
@@ -615,6 +672,7 @@ static void *io_main(void *arg)
 			l->io_busy = 1;
 			pthread_mutex_unlock(&l->mu);
 			int rc = plan_window(l, w, b0);
+			pause_us(l->delay.plan_us);
 			pthread_mutex_lock(&l->mu);
 			/* mapped batches went to decoding as planned, reads wait for slots */
 			for (size_t i = 0; !rc && !l->use_map && i < w->nreqs; i++)
@@ -623,10 +681,11 @@ static void *io_main(void *arg)
 				io_fail(l, rc, "read planning failed");
 			else
 				l->next_plan = w->b1;
-			l->io_busy = 0;
+			io_done(l);
 			continue;
 		}
-		unsigned n = l->io_failed ? 0 : take_slots(l, batch, 256);
+		/* an abandoned epoch (active 0) sends no more reads: drain() waits */
+		unsigned n = l->io_failed || !l->active ? 0 : take_slots(l, batch, 256);
 		if (n) {
 			l->io_inflight += n;
 			l->io_busy = 1;
@@ -635,12 +694,13 @@ static void *io_main(void *arg)
 				l->o.on_read(l->o.on_read_ctx, batch[i]->shard, batch[i]->off,
 					     batch[i]->len);
 			int rc = l->io->submit(l->io, batch, n);
+			pause_us(l->delay.submit_us);
 			pthread_mutex_lock(&l->mu);
-			l->io_busy = 0;
 			if (rc) {
 				l->io_inflight -= n; /* what the backend refused never lands */
 				io_fail(l, rc, "read submission failed");
 			}
+			io_done(l);
 			continue;
 		}
 		/* Reads that landed hold their slots until decoded, and the device
@@ -652,17 +712,18 @@ static void *io_main(void *arg)
 			l->io_busy = 1;
 			pthread_mutex_unlock(&l->mu);
 			int got = l->io->reap(l->io, batch, 256, help ? 0 : 1);
+			pause_us(l->delay.reap_us);
 			pthread_mutex_lock(&l->mu);
-			l->io_busy = 0;
 			if (got < 0) {
 				io_fail(l, got, "read backend failed");
+				io_done(l);
 				continue;
 			}
 			for (int i = 0; i < got && !l->io_failed; i++)
 				if (complete(l, batch[i]))
 					io_fail(l, IBSTORE_ENOMEM, "decode queue");
 			l->io_inflight -= (unsigned)got;
-			pthread_cond_broadcast(&l->cv_cons); /* drain() may wait on it */
+			io_done(l);
 			if (got || !help)
 				continue;
 		}
@@ -672,6 +733,7 @@ static void *io_main(void *arg)
 		}
 		if (l->io_inflight)
 			continue; /* a decoder took the work: wait for reads instead */
+		/* woken by epoch_begin, next, decode_one or close (see cv_io above) */
 		pthread_cond_wait(&l->cv_io, &l->mu);
 	}
 	pthread_mutex_unlock(&l->mu);
@@ -774,13 +836,15 @@ static void decode_one(ibstore_loader *l)
 	ib_req *r = ib_fifo_pop(&l->dq);
 	l->decoding++;
 	window *w = &l->win[r->window];
+	int abandoned = !l->active; /* drain() frees its batches untaken */
 	pthread_mutex_unlock(&l->mu);
-	decode_request(l, w, r);
+	if (!abandoned)
+		decode_request(l, w, r);
 	pthread_mutex_lock(&l->mu);
 	int ready = 0;
 	for (uint32_t k = r->first_rec; k < r->first_rec + r->nrecs; k++) {
 		lbatch *b = w->recs[k].b;
-		if (--b->pending == 0) {
+		if (--b->pending == 0 && !abandoned) {
 			finish_batch(l, b);
 			ready = 1;
 		}
@@ -795,8 +859,9 @@ static void decode_one(ibstore_loader *l)
 		pthread_cond_signal(&l->cv_io);
 	}
 	l->decoding--;
-	if (ready || !l->decoding)
-		pthread_cond_broadcast(&l->cv_cons);
+	if (ready)
+		pthread_cond_broadcast(&l->cv_cons); /* next() may wait for it */
+	wake_drain(l);
 }
 
 static void *dec_main(void *arg)
@@ -806,7 +871,7 @@ static void *dec_main(void *arg)
 	while (!l->stop) {
 		if (l->dq.n)
 			decode_one(l);
-		else
+		else /* woken by complete() or close() */
 			pthread_cond_wait(&l->cv_dec, &l->mu);
 	}
 	pthread_mutex_unlock(&l->mu);
@@ -1091,7 +1156,7 @@ static void drain(ibstore_loader *l)
 {
 	pthread_mutex_lock(&l->mu);
 	l->active = 0;
-	while (l->io_inflight || l->io_busy || l->dq.n || l->decoding)
+	while (!idle(l)) /* woken by wake_drain() (see cv_cons above) */
 		pthread_cond_wait(&l->cv_cons, &l->mu);
 	for (uint64_t b = 0; b < l->nbatches && l->slots; b++) {
 		lbatch *lb = l->slots[b];
@@ -1331,6 +1396,7 @@ IB_API int ibstore_loader_next(ibstore_loader *l, const ibstore_batch **out)
 			pthread_mutex_unlock(&l->mu);
 			return lfail(l, l->io_failed, "%s", l->io_msg);
 		}
+		/* woken by decode_one (batch ready) or io_fail */
 		pthread_cond_wait(&l->cv_cons, &l->mu);
 	}
 	if (b->err) {
@@ -1351,13 +1417,15 @@ IB_API int ibstore_loader_next(ibstore_loader *l, const ibstore_batch **out)
 
 IB_API void ibstore_loader_release(ibstore_loader *l, const ibstore_batch *batch)
 {
-	if (!l || !batch)
+	if (!batch)
 		return;
 	lbatch *b = (lbatch *)batch; /* pub is the first member */
 	if (atomic_load(&b->detached)) { /* its epoch (or loader) is gone */
 		batch_free(b);
 		return;
 	}
+	if (!l)
+		return; /* a live batch needs its loader */
 	pthread_mutex_lock(&l->mu);
 	if (atomic_load(&b->detached)) { /* the epoch ended meanwhile */
 		pthread_mutex_unlock(&l->mu);

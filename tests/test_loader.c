@@ -15,6 +15,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 #include "ibstore.h"
+#include "loader_hooks.h"
 
 #define N 3000
 #define EPOCHS 4
@@ -963,6 +965,127 @@ static void test_batches_outlive_their_epoch_and_loader(void **state)
 	ibstore_dataset_close(s.ds);
 }
 
+/*
+ * Abandoning an epoch (close, or epoch_begin again) while the I/O thread
+ * works outside the lock: drain() must be woken by whatever makes the
+ * pipeline idle.  The hooks of loader_hooks.h hold the I/O thread in each
+ * unlocked window (planning, submitting, reaping) for 20 ms so the
+ * abandonment lands there every time.  Each case runs in a child process
+ * with a deadline, so a lost wake-up fails the test instead of hanging it.
+ */
+enum { AB_CLOSE, AB_TAKE_ONE_THEN_CLOSE, AB_BEGIN_AGAIN };
+
+typedef struct abandon_case {
+	const char *ds;
+	char run[160];
+	ibstore_backend backend;
+	unsigned threads;
+	ib_loader_delays delay;
+	int action;
+} abandon_case;
+
+/* In the child: no cmocka here (a failed assertion would run the rest of
+ * the suite inside the child); the exit status says what went wrong. */
+static int abandon_in_child(const abandon_case *c)
+{
+	ibstore_dataset *ds;
+	ibstore_run *r;
+	ibstore_loader *l;
+	ibstore_run_opts ro;
+	ibstore_run_opts_init(&ro);
+	ro.samples = N;
+	ro.prune.epochs = EPOCHS;
+	ro.batch_size = 64;
+	if (ibstore_dataset_open(c->ds, &ds) || ibstore_run_open(c->run, &ro, &r))
+		return 11;
+	ibstore_loader_opts lo;
+	ibstore_loader_opts_init(&lo);
+	lo.backend = c->backend;
+	lo.threads = c->threads;
+	lo = pinned(&lo);
+	if (ibstore_loader_open(ds, r, &lo, &l))
+		return 12;
+	ib_loader_set_delays(l, &c->delay);
+	const ibstore_batch *b;
+	if (ibstore_loader_epoch_begin(l, 0, NULL))
+		return 13;
+	if (c->action == AB_TAKE_ONE_THEN_CLOSE) {
+		if (ibstore_loader_next(l, &b) || !b)
+			return 14;
+		ibstore_loader_release(l, b);
+	}
+	if (c->action == AB_BEGIN_AGAIN) {
+		if (ibstore_loader_epoch_begin(l, 0, NULL))
+			return 15;
+		size_t n = 0;
+		while (ibstore_loader_next(l, &b) == 0 && b) {
+			n += b->n;
+			ibstore_loader_release(l, b);
+		}
+		if (n != N)
+			return 16;
+	}
+	ibstore_loader_close(l);
+	ibstore_run_close(r);
+	ibstore_dataset_close(ds);
+	return 0;
+}
+
+/* Forks, runs the case, and fails when the child has not exited cleanly
+ * within `seconds` (then it is killed). */
+static void abandon_must_finish(const abandon_case *c, int seconds, const char *what)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(abandon_in_child(c));
+	int status = 0;
+	for (int i = 0; i < seconds * 100; i++) {
+		pid_t got = waitpid(pid, &status, WNOHANG);
+		assert_true(got >= 0);
+		if (got == pid) {
+			if (!WIFEXITED(status) || WEXITSTATUS(status))
+				fail_msg("%s: the child failed (wait status %d)", what, status);
+			return;
+		}
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	fail_msg("%s: still not finished after %d s (a lost wake-up: the loader hung)", what,
+		 seconds);
+}
+
+static void test_abandoning_an_epoch_while_the_io_thread_works_never_hangs(void **state)
+{
+	fixture *f = *state;
+	static const ibstore_backend backends[] = {IBSTORE_BACKEND_MMAP, IBSTORE_BACKEND_URING,
+						   IBSTORE_BACKEND_PREAD};
+	static const char *bnames[] = {"mmap", "uring", "pread"};
+	static const char *anames[] = {"close", "take one, close", "begin again"};
+	static const char *dnames[] = {"plan", "submit", "reap"};
+	int cases = 0;
+	for (int bi = 0; bi < 3; bi++) {
+		for (int d = 0; d < 3; d++) {
+			for (int a = AB_CLOSE; a <= AB_BEGIN_AGAIN; a++) {
+				abandon_case c = {.ds = f->ds, .backend = backends[bi],
+						  .threads = 1 + (unsigned)(a % 2), .action = a};
+				unsigned *slot = d == 0 ? &c.delay.plan_us
+					       : d == 1 ? &c.delay.submit_us : &c.delay.reap_us;
+				*slot = 20000;
+				snprintf(c.run, sizeof c.run, "%s/abandon-%d.state", f->dir, cases);
+				char what[128];
+				snprintf(what, sizeof what, "%s backend, %s delayed, %s", bnames[bi],
+					 dnames[d], anames[a]);
+				abandon_must_finish(&c, 30, what);
+				cases++;
+			}
+		}
+	}
+	assert_int_equal(cases, 27);
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -1016,6 +1139,7 @@ int main(void)
 		cmocka_unit_test(test_corrupt_sample_fails_or_is_skipped_and_counted),
 		cmocka_unit_test(test_padding_losses_are_not_recorded),
 		cmocka_unit_test(test_batches_outlive_their_epoch_and_loader),
+		cmocka_unit_test(test_abandoning_an_epoch_while_the_io_thread_works_never_hangs),
 		cmocka_unit_test(test_mmap_touches_only_kept_records_and_auto_picks_it_when_cached),
 		cmocka_unit_test(test_locality_order_is_a_deterministic_permutation_of_the_slice),
 	};
