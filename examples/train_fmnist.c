@@ -323,7 +323,7 @@ static void *worker_main(void *arg)
 
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		while (!p->quit && p->gen == seen)
+		while (!p->quit && p->gen == seen) /* woken by pool_run, pool_stop */
 			pthread_cond_wait(&p->go, &p->mu);
 		if (p->quit)
 			break;
@@ -387,7 +387,7 @@ static void pool_run(pool *p, job_fn fn, void *ctx)
 	pthread_mutex_unlock(&p->mu);
 	fn(ctx, 0, p->parts);
 	pthread_mutex_lock(&p->mu);
-	while (p->pending)
+	while (p->pending) /* woken by the worker that finishes last */
 		pthread_cond_wait(&p->done, &p->mu);
 	pthread_mutex_unlock(&p->mu);
 }

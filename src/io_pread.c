@@ -46,7 +46,7 @@ static void *worker(void *arg)
 	pread_io *p = arg;
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		while (!p->stop && p->todo.n == 0)
+		while (!p->stop && p->todo.n == 0) /* woken by pread_submit, pread_destroy */
 			pthread_cond_wait(&p->work, &p->mu);
 		if (p->stop)
 			break;
@@ -66,14 +66,16 @@ static int pread_submit(ib_io *io, ib_req **reqs, unsigned n)
 {
 	pread_io *p = (pread_io *)io;
 	pthread_mutex_lock(&p->mu);
-	/* room in the finished queue now, so a worker never has to allocate */
+	/* room in both queues first: all or nothing (a refused request is
+	 * never read into its buffer later), and a worker never allocates */
 	int rc = ib_fifo_reserve(&p->finished, p->inflight + n + p->finished.n);
+	if (!rc)
+		rc = ib_fifo_reserve(&p->todo, p->todo.n + n);
 	for (unsigned i = 0; i < n && !rc; i++) {
-		rc = ib_fifo_push(&p->todo, reqs[i]);
-		if (!rc)
-			p->inflight++;
+		ib_fifo_push(&p->todo, reqs[i]); /* cannot fail: reserved */
+		p->inflight++;
 	}
-	pthread_cond_broadcast(&p->work);
+	pthread_cond_broadcast(&p->work); /* wakes worker()'s wait for todo */
 	pthread_mutex_unlock(&p->mu);
 	return rc;
 }
@@ -88,7 +90,7 @@ static int pread_reap(ib_io *io, ib_req **out, unsigned max, unsigned min)
 			out[got++] = ib_fifo_pop(&p->finished);
 		if (got >= min || got == max || p->inflight == got)
 			break;
-		pthread_cond_wait(&p->done, &p->mu);
+		pthread_cond_wait(&p->done, &p->mu); /* woken by worker() per finished read */
 	}
 	p->inflight -= got;
 	pthread_mutex_unlock(&p->mu);

@@ -58,28 +58,40 @@ static int pump(uring_io *u)
 	return rc < 0 ? IBSTORE_EIO : 0;
 }
 
-static int push_back(uring_io *u, ib_req *r)
+/* Room in the backlog for n more requests. */
+static int reserve_back(uring_io *u, size_t n)
 {
-	if (u->nback == u->capback) {
-		size_t cap = u->capback ? u->capback * 2 : 256;
-		ib_req **b = realloc(u->backlog, cap * sizeof *b);
-		if (!b)
-			return IBSTORE_ENOMEM;
-		u->backlog = b;
-		u->capback = cap;
-	}
-	u->backlog[u->nback++] = r;
+	if (u->nback + n <= u->capback)
+		return 0;
+	size_t cap = u->capback ? u->capback : 256;
+	while (cap < u->nback + n)
+		cap *= 2;
+	ib_req **b = realloc(u->backlog, cap * sizeof *b);
+	if (!b)
+		return IBSTORE_ENOMEM;
+	u->backlog = b;
+	u->capback = cap;
 	return 0;
 }
 
+static int push_back(uring_io *u, ib_req *r)
+{
+	int rc = reserve_back(u, 1);
+	if (!rc)
+		u->backlog[u->nback++] = r;
+	return rc;
+}
+
+/* All or nothing: a request the caller is told was refused is never read
+ * into its buffer later. */
 static int uring_submit(ib_io *io, ib_req **reqs, unsigned n)
 {
 	uring_io *u = (uring_io *)io;
-	for (unsigned i = 0; i < n; i++) {
-		int rc = push_back(u, reqs[i]);
-		if (rc)
-			return rc;
-	}
+	int rc = reserve_back(u, n);
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i < n; i++)
+		u->backlog[u->nback++] = reqs[i];
 	return pump(u);
 }
 

@@ -645,7 +645,7 @@ static void *worker(void *arg)
 	pool *p = w->pool;
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		while (!p->stop && p->claim == p->head)
+		while (!p->stop && p->claim == p->head) /* woken by add_queued, pool_stop */
 			pthread_cond_wait(&p->work, &p->mu);
 		if (p->claim == p->head)
 			break; /* stopping and nothing left */
@@ -761,7 +761,7 @@ static int pool_drain(ibstore_writer *w)
 	int rc;
 	pthread_mutex_lock(&p->mu);
 	while (!(rc = reclaim_written(w, p)) && p->reclaim < p->head)
-		pthread_cond_wait(&p->done, &p->mu);
+		pthread_cond_wait(&p->done, &p->mu); /* woken by write_completed per slot */
 	pthread_mutex_unlock(&p->mu);
 	return rc;
 }
@@ -785,7 +785,7 @@ static int add_queued(ibstore_writer *w, const void *data, size_t len, int32_t l
 	while (!(rc = reclaim_written(w, p)) &&
 	       (p->head - p->reclaim == p->nslots ||
 		(p->head > p->reclaim && p->queued_bytes + len > QUEUE_BYTES)))
-		pthread_cond_wait(&p->done, &p->mu);
+		pthread_cond_wait(&p->done, &p->mu); /* woken by write_completed per slot */
 	pthread_mutex_unlock(&p->mu);
 	if (rc)
 		return rc;
