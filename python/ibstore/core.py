@@ -5,14 +5,20 @@ Lifetimes
 * A :class:`Loader` keeps its :class:`Dataset` and :class:`Run` alive; closing
   a Dataset or Run first closes the loaders opened on it.
 * A :class:`Batch`'s arrays (``ids``, ``labels``, ``weights``, ``sizes``,
-  ``offsets``, ``data``, ``array()``) are read-only numpy *views* of the
-  library's memory: no copy is made.  They are valid until the batch is
-  released -- by :meth:`Batch.release`, by leaving its ``with`` block, when the
-  loader is closed, or when the Batch object is garbage collected.  A view keeps
-  its Batch object alive, so garbage collection never frees memory a view still
-  shows; an explicit release (or closing the loader) does, and a view used after
-  that reads freed memory.  Copy (``np.array(view)``, :meth:`Batch.copy`) what
-  must outlive the release.
+  ``offsets``, ``data``, ``array()``, ``sample(i)``) are read-only numpy
+  *views* of the library's memory: no copy is made.  A view never shows freed
+  memory: it holds the batch's memory (not the Batch object), and so does
+  anything made from it (a slice, ``torch.from_numpy``).  Releasing the Batch
+  -- :meth:`Batch.release`, leaving its ``with`` block, iterating the loader on,
+  closing the loader (or its dataset or run), or garbage collection of the
+  Batch object -- ends the Batch's own access (its attributes raise
+  IbstoreError ESTATE); the library gets the memory back when the Batch is
+  released *and* the last view of it is gone, on whatever thread drops that
+  view, also after the loader was closed.  So views stay valid as long as
+  they are referenced, and memory goes back as soon as nothing shows it:
+  keep views only as long as needed (a view kept per batch keeps every one of
+  those arenas), copy (``np.array(view)``, :meth:`Batch.copy`) to keep the
+  data without the arena.
 """
 
 import os
@@ -112,7 +118,8 @@ def _struct_dict(s):
 
 class _View:
     """Owner object of a numpy view: exposes the array interface and keeps
-    the Batch (or handle) whose memory it shows alive."""
+    the memory it shows (a _BatchMemory) alive; numpy keeps it as the view's
+    base, and slices and torch tensors keep that base."""
 
     __slots__ = ("__array_interface__", "_owner")
 
@@ -586,25 +593,47 @@ class Run(_Closable):
 
 # -------------------------------------------------------------- Loader ----
 
+class _BatchMemory:
+    """A C batch taken from a loader (the ibstore_batch pointer and its
+    fields), held by its Batch until released and by every view of it.  Its
+    finalizer gives the batch back to the library, so that happens once
+    nothing can read the memory any more, never earlier."""
+
+    __slots__ = ("loader", "p", "c")
+
+    def __init__(self, loader, p):
+        self.loader = loader  # a strong reference: the release needs the handle
+        self.p = p
+        self.c = p.contents
+
+    def __del__(self):
+        try:
+            self.loader._give_back(self.p)
+        except Exception:  # interpreter shutdown: the process gives it back
+            pass
+
+
 class Batch:
     """One batch of an epoch (ibstore_batch): numpy views of library memory.
 
     Attributes: ``epoch``, ``index``, ``n`` and the read-only arrays ``ids``
     (uint64), ``labels`` (int32, NO_LABEL for none), ``weights`` (float32;
     0 for padding), ``sizes`` (uint32), ``offsets`` (uint64), ``data``
-    (uint8, the arena), ``skipped_ids``.  Views are valid until
-    :meth:`release` (see the module documentation); use ``with batch:`` or
-    call ``release()`` exactly when done.
+    (uint8, the arena), ``skipped_ids``.  Views stay valid as long as they
+    exist, after :meth:`release` too: they keep the batch's memory, which the
+    library gets back once the Batch is released and its last view is gone
+    (see the module documentation).  After the release the Batch's own
+    attributes raise IbstoreError (ESTATE).  Use ``with batch:`` or call
+    ``release()`` when done; drop the views when done with them.
     """
 
-    __slots__ = ("_loader", "_p", "_c", "epoch", "index", "n", "sample_size", "data_size",
+    __slots__ = ("_loader", "_mem", "epoch", "index", "n", "sample_size", "data_size",
                  "__weakref__")
 
-    def __init__(self, loader, p):
+    def __init__(self, loader, mem):
         self._loader = loader
-        self._p = p
-        c = p.contents
-        self._c = c
+        self._mem = mem
+        c = mem.c
         self.epoch = int(c.epoch)
         self.index = int(c.index)
         self.n = int(c.n)
@@ -613,66 +642,73 @@ class Batch:
 
     @property
     def released(self):
-        return self._p is None
+        return self._mem is None
 
     def _live(self):
-        if self._p is None:
+        """The batch's memory, held by the caller's local variable from here
+        on: a release on another thread cannot free it under the caller."""
+        m = self._mem
+        if m is None:
             raise IbstoreError(ESTATE, "batch %d of epoch %d was released" %
                                (self.index, self.epoch))
-        return self._c
+        return m
 
     def __len__(self):
         return self.n
 
+    def _field(self, name, shape, dtype):
+        m = self._live()
+        return _view(m, getattr(m.c, name), shape, dtype)
+
     @property
     def ids(self):
-        return _view(self, self._live().ids, (self.n,), np.uint64)
+        return self._field("ids", (self.n,), np.uint64)
 
     @property
     def labels(self):
-        return _view(self, self._live().labels, (self.n,), np.int32)
+        return self._field("labels", (self.n,), np.int32)
 
     @property
     def weights(self):
-        return _view(self, self._live().weights, (self.n,), np.float32)
+        return self._field("weights", (self.n,), np.float32)
 
     @property
     def sizes(self):
-        return _view(self, self._live().sizes, (self.n,), np.uint32)
+        return self._field("sizes", (self.n,), np.uint32)
 
     @property
     def offsets(self):
-        return _view(self, self._live().offsets, (self.n,), np.uint64)
+        return self._field("offsets", (self.n,), np.uint64)
 
     @property
     def data(self):
-        return _view(self, self._live().data, (self.data_size,), np.uint8)
+        return self._field("data", (self.data_size,), np.uint8)
 
     @property
     def data_address(self):
         """The C pointer of the data arena (for checks of zero copy)."""
-        return _addr(self._live().data)
+        return _addr(self._live().c.data)
 
     @property
     def skipped_ids(self):
-        c = self._live()
-        return _view(self, c.skipped_ids, (int(c.n_skipped),), np.uint64)
+        m = self._live()
+        return _view(m, m.c.skipped_ids, (int(m.c.n_skipped),), np.uint64)
 
     def array(self):
         """The arena as a dense [n, sample_size] uint8 view (fixed-size samples)."""
-        c = self._live()
-        if not c.sample_size:
+        m = self._live()
+        if not m.c.sample_size:
             raise ValueError("samples of this batch differ in size: no dense array "
                              "(use sample(i) or data/offsets/sizes)")
-        return _view(self, c.data, (self.n, int(c.sample_size)), np.uint8)
+        return _view(m, m.c.data, (self.n, int(m.c.sample_size)), np.uint8)
 
     def sample(self, i):
         """A uint8 view of sample i's decoded bytes."""
-        c = self._live()
+        m = self._live()
         if not 0 <= i < self.n:
             raise IndexError(i)
-        off, size = int(c.offsets[i]), int(c.sizes[i])
-        return self.data[off:off + size]
+        off, size = int(m.c.offsets[i]), int(m.c.sizes[i])
+        return _view(m, m.c.data, (self.data_size,), np.uint8)[off:off + size]
 
     def copy(self):
         """Owned copies of the arrays: a dict that outlives the release."""
@@ -687,9 +723,14 @@ class Batch:
         self._loader.report(self, losses)
 
     def release(self):
-        """Gives the batch's memory back; views of it become invalid.  Idempotent."""
-        if self._p is not None:
-            self._loader._release(self)
+        """Ends this Batch's access to the batch (its attributes raise
+        IbstoreError ESTATE from now on).  The library gets the memory back
+        now when no view of it exists, else when the last view is gone.
+        Idempotent; any thread."""
+        m, self._mem = self._mem, None
+        if m is not None:
+            self._loader._forget(self)
+        # dropping m gives the memory back here unless a view still holds it
 
     def __enter__(self):
         return self
@@ -705,7 +746,7 @@ class Batch:
 
     def __repr__(self):
         return "<ibstore.Batch epoch %d index %d n %d%s>" % (
-            self.epoch, self.index, self.n, " (released)" if self._p is None else "")
+            self.epoch, self.index, self.n, " (released)" if self._mem is None else "")
 
 
 class Loader(_Closable):
@@ -721,15 +762,21 @@ class Loader(_Closable):
     Per epoch: ``info = loader.epoch_begin(e)``, then batches from
     :meth:`next` (None at the end) or by iterating the loader, report
     losses with :meth:`report`, release each batch, then :meth:`epoch_end`.
-    All calls from one thread, except Batch.release.
+    All calls from one thread, except Batch.release (and dropping views,
+    which may give memory back on any thread).
     """
 
     def __init__(self, dataset, run, *, batch_size=None, drop_last=None, prefetch=None,
                  queue_depth=None, threads=None, backend=None, direct=None, order=None,
                  verify=None, corrupt=None, gap=None, max_read=None, budget=None, on_read=None):
         self._h = None
-        self._held = {}  # address -> weakref of the Batch (or None once it is gone)
-        self._lock = threading.Lock()
+        self._held = set()  # addresses of C batches not yet given back
+        self._batches = weakref.WeakSet()  # Batch objects not yet released
+        # Serializes ibstore_loader_release (run by _BatchMemory finalizers,
+        # on any thread) with ibstore_loader_close, which the C API requires.
+        # Reentrant: the garbage collector may run such a finalizer on the
+        # thread that holds the lock, from an allocation inside its block.
+        self._lock = threading.RLock()
         self.dataset = dataset
         self.run = run
         self.info = None
@@ -785,18 +832,22 @@ class Loader(_Closable):
         return rc
 
     def close(self):
-        """Releases every batch still held, then closes the loader."""
+        """Releases every Batch not yet released, then closes the loader.
+        Batches whose views are still alive keep their memory (the library
+        detaches them at the close); it goes back when their last view does."""
         if self._h is None:
             return
         with self._lock:
-            held, self._held = self._held, {}
-        for addr, (ref, p) in held.items():
-            b = ref() if ref is not None else None
-            if b is not None:
-                b._p = None
-            lib.ibstore_loader_release(self._h, p)
-        lib.ibstore_loader_close(self._h)
-        self._h = None
+            batches = list(self._batches)
+        for b in batches:
+            b.release()  # outside the lock: a finalizer may take it
+        with self._lock:
+            # A finalizer the collector runs inside this block (on this
+            # thread: the lock is reentrant) passes the open handle before
+            # the C close, and after it the closed one or NULL, both of which
+            # ibstore_loader_release accepts for the batch the close detached.
+            lib.ibstore_loader_close(self._h)
+            self._h = None
         _loader_gone(self.dataset, lib.ibstore_dataset_close)
         _loader_gone(self.run, lib.ibstore_run_close)
 
@@ -813,14 +864,16 @@ class Loader(_Closable):
         self._check(lib.ibstore_loader_next(self._handle(), ctypes.byref(p)))
         if not p:
             return None
-        b = Batch(self, p)
+        b = Batch(self, _BatchMemory(self, p))
         with self._lock:
-            self._held[_addr(p)] = (weakref.ref(b), p)
+            self._held.add(_addr(p))
+            self._batches.add(b)
         return b
 
     def __iter__(self):
         """Yields the epoch's batches.  A batch not released by the time the
-        next one is requested is released then (so hold copies, not views)."""
+        next one is requested is released then; views of it stay valid and
+        keep its memory until they are gone."""
         prev = None
         while True:
             if prev is not None:
@@ -831,33 +884,37 @@ class Loader(_Closable):
             prev = b
             yield b
 
-    def _release(self, batch):
+    def _forget(self, batch):
         with self._lock:
-            if batch._p is None:
-                return
-            p, batch._p = batch._p, None
-            self._held.pop(_addr(p), None)
-            h = self._h
-        if h is not None:
-            lib.ibstore_loader_release(h, p)
+            self._batches.discard(batch)
+
+    def _give_back(self, p):
+        """ibstore_loader_release of a batch nothing shows any more (the
+        _BatchMemory finalizer); NULL handle once the loader is closed."""
+        with self._lock:
+            self._held.discard(_addr(p))
+            lib.ibstore_loader_release(self._h, p)
 
     def release(self, batch):
         batch.release()
 
     @property
     def held(self):
-        """Number of batches taken and not yet released."""
-        return len(self._held)
+        """Number of C batches taken and not yet given back to the library:
+        Batches not yet released, and released ones whose views are still
+        alive (also after close(); 0 once every view is gone)."""
+        with self._lock:
+            return len(self._held)
 
     def report(self, batch, losses):
         """Reports batch's per-sample unweighted losses (batch.n float32, in
         batch order) before it is released; non-finite losses are refused.
         Weight-0 entries (padding) are not recorded: their owning rank reports them."""
-        batch._live()
+        m = batch._live()
         losses = np.ascontiguousarray(losses, dtype=np.float32).reshape(-1)
         if losses.size != batch.n:
             raise ValueError("%d losses for a batch of %d samples" % (losses.size, batch.n))
-        self._check(lib.ibstore_loader_report(self._handle(), batch._p,
+        self._check(lib.ibstore_loader_report(self._handle(), m.p,
                                               losses.ctypes.data_as(ctypes.c_void_p)))
 
     def report_ids(self, ids, losses):

@@ -28,8 +28,9 @@ Decode hooks (``decode=``):
   'image'   encoded images (PNG, JPEG, ... through PIL) -> float32 [n, C, H, W]
             / 255; ``image_mode`` (default 'RGB') and ``image_size`` (H, W)
             to resize images of different sizes
-  callable  f(batch) -> tensor, given the ibstore.Batch (its numpy views are
-            valid during the call only; return owned memory)
+  callable  f(batch) -> tensor, given the ibstore.Batch (a tensor over its
+            numpy views keeps the batch's library memory until the tensor
+            is gone; return owned memory to give it back at once)
 
 Distributed: when torch.distributed is initialized, the run's rank and world
 are the process group's, the run state file is per rank

@@ -243,7 +243,7 @@ def test_zero_copy_and_lifetimes(synth, tmp_path):
     ld = ibstore.Loader(ds, run)
     ld.epoch_begin(0)
     b = ld.next()
-    c = b._c
+    c = b._mem.c  # the C struct
     data = b.data
     assert data.ctypes.data == b.data_address == ctypes_addr(c.data)
     assert b.ids.ctypes.data == ctypes_addr(c.ids)
@@ -256,14 +256,17 @@ def test_zero_copy_and_lifetimes(synth, tmp_path):
     assert np.array_equal(b.sample(3), a[3])
     assert b.offsets[1] == 120 and np.all(b.sizes == 120)
 
-    # a view keeps its Batch alive: dropping the Batch object frees nothing
+    # a view keeps the batch's memory: dropping the Batch object releases
+    # the Batch, and the memory goes back with the last view
     ids_view = b.ids
     del b, a, data
     gc.collect()
     assert ld.held == 1
     assert len(np.unique(ids_view)) == 100
-    owner = ids_view.base._owner
     del ids_view
+    gc.collect()
+    assert ld.held == 0
+    owner = ld.next()
     owner.release()
     assert ld.held == 0 and owner.released
     with pytest.raises(IbstoreError):
