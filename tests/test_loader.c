@@ -580,17 +580,26 @@ static void test_direct_auto_reads_a_cached_dataset_from_the_cache(void **state)
 	for (size_t b = 0; b < 2; b++) {
 		char cmd[300];
 		snprintf(cmd, sizeof cmd, "cat '%s'/shard-* > /dev/null", ds);
-		assert_int_equal(system(cmd), 0);
-		assert_true(shards_resident(ds));
-		assert_int_equal(large_epoch(ds, fresh_run(f), n, bes[b], -1, &got), 0);
-		assert_true(got == ref);
+		/* the kernel may drop a page between our look and the loader's
+		 * (memory pressure, DAMON): an O_DIRECT epoch is wrong only if the
+		 * shards are still all cached after it (O_DIRECT caches nothing) */
+		int direct = 1;
+		for (int attempt = 0; attempt < 3 && direct; attempt++) {
+			assert_int_equal(system(cmd), 0);
+			assert_true(shards_resident(ds));
+			direct = large_epoch(ds, fresh_run(f), n, bes[b], -1, &got);
+			assert_true(got == ref);
+			if (direct)
+				assert_false(shards_resident(ds));
+		}
+		assert_int_equal(direct, 0);
 
 		ibstore_dataset *d;
 		assert_int_equal(ibstore_dataset_open(ds, &d), 0);
 		assert_int_equal(ibstore_dataset_evict(d), 0);
 		ibstore_dataset_close(d);
 		int evicted = !shards_resident(ds); /* evicting is advice */
-		int direct = large_epoch(ds, fresh_run(f), n, bes[b], -1, &got);
+		direct = large_epoch(ds, fresh_run(f), n, bes[b], -1, &got);
 		assert_true(got == ref);
 		if (evicted)
 			assert_int_equal(direct, can_direct);
