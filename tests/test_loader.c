@@ -584,9 +584,10 @@ static void test_direct_auto_reads_a_cached_dataset_from_the_cache(void **state)
 		 * (memory pressure, DAMON): an O_DIRECT epoch is wrong only if the
 		 * shards are still all cached after it (O_DIRECT caches nothing) */
 		int direct = 1;
-		for (int attempt = 0; attempt < 3 && direct; attempt++) {
+		for (int attempt = 0; attempt < 5 && direct; attempt++) {
 			assert_int_equal(system(cmd), 0);
-			assert_true(shards_resident(ds));
+			if (!shards_resident(ds))
+				continue; /* dropped already: read them in again */
 			direct = large_epoch(ds, fresh_run(f), n, bes[b], -1, &got);
 			assert_true(got == ref);
 			if (direct)
