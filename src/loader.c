@@ -844,7 +844,10 @@ static void decode_one(ibstore_loader *l)
 	int ready = 0;
 	for (uint32_t k = r->first_rec; k < r->first_rec + r->nrecs; k++) {
 		lbatch *b = w->recs[k].b;
-		if (--b->pending == 0 && !abandoned) {
+		/* active now, not when this read was taken: a batch whose other
+		 * reads were skipped (epoch abandoned meanwhile) is never finished;
+		 * active cannot come back before drain(), which waits for us */
+		if (--b->pending == 0 && l->active) {
 			finish_batch(l, b);
 			ready = 1;
 		}
