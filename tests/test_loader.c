@@ -607,6 +607,21 @@ static void test_direct_auto_reads_a_cached_dataset_from_the_cache(void **state)
 	}
 }
 
+/* Opens the dataset and a run of it in a forked child, without cmocka (a
+ * failed assertion there would run the rest of the suite in the child);
+ * batch 0 keeps the run's default.  0 or -1. */
+static int child_open(const char *ds_path, const char *run_path, uint32_t batch,
+		      ibstore_dataset **ds, ibstore_run **r)
+{
+	ibstore_run_opts ro;
+	ibstore_run_opts_init(&ro);
+	ro.samples = N;
+	ro.prune.epochs = EPOCHS;
+	if (batch)
+		ro.batch_size = batch;
+	return ibstore_dataset_open(ds_path, ds) || ibstore_run_open(run_path, &ro, r) ? -1 : 0;
+}
+
 /* seccomp: io_uring_setup fails with EPERM, as under Docker's profile. */
 static int forbid_io_uring(void)
 {
@@ -636,11 +651,7 @@ static void test_falls_back_to_pread_when_io_uring_is_refused(void **state)
 		ibstore_dataset *ds;
 		ibstore_run *r;
 		ibstore_loader *l;
-		ibstore_run_opts ro;
-		ibstore_run_opts_init(&ro);
-		ro.samples = N;
-		ro.prune.epochs = EPOCHS;
-		if (ibstore_dataset_open(f->ds, &ds) || ibstore_run_open(run, &ro, &r))
+		if (child_open(f->ds, run, 0, &ds, &r))
 			_exit(11);
 		ibstore_loader_opts lo;
 		ibstore_loader_opts_init(&lo);
@@ -994,19 +1005,14 @@ typedef struct abandon_case {
 	int action;
 } abandon_case;
 
-/* In the child: no cmocka here (a failed assertion would run the rest of
- * the suite inside the child); the exit status says what went wrong. */
+/* In the child (no cmocka, see child_open): the exit status says what
+ * went wrong. */
 static int abandon_in_child(const abandon_case *c)
 {
 	ibstore_dataset *ds;
 	ibstore_run *r;
 	ibstore_loader *l;
-	ibstore_run_opts ro;
-	ibstore_run_opts_init(&ro);
-	ro.samples = N;
-	ro.prune.epochs = EPOCHS;
-	ro.batch_size = 64;
-	if (ibstore_dataset_open(c->ds, &ds) || ibstore_run_open(c->run, &ro, &r))
+	if (child_open(c->ds, c->run, 64, &ds, &r))
 		return 11;
 	ibstore_loader_opts lo;
 	ibstore_loader_opts_init(&lo);
