@@ -581,8 +581,10 @@ static void test_direct_auto_reads_a_cached_dataset_from_the_cache(void **state)
 		char cmd[300];
 		snprintf(cmd, sizeof cmd, "cat '%s'/shard-* > /dev/null", ds);
 		/* the kernel may drop a page between our look and the loader's
-		 * (memory pressure, DAMON): an O_DIRECT epoch is wrong only if the
-		 * shards are still all cached after it (O_DIRECT caches nothing) */
+		 * (memory pressure, DAMON), and a buffered read of the dataset's
+		 * open may bring it back before we look again: so a loader that
+		 * reads a cached dataset from the cache must do so in one of five
+		 * tries (one that never does fails all five) */
 		int direct = 1;
 		for (int attempt = 0; attempt < 5 && direct; attempt++) {
 			assert_int_equal(system(cmd), 0);
@@ -590,8 +592,6 @@ static void test_direct_auto_reads_a_cached_dataset_from_the_cache(void **state)
 				continue; /* dropped already: read them in again */
 			direct = large_epoch(ds, fresh_run(f), n, bes[b], -1, &got);
 			assert_true(got == ref);
-			if (direct)
-				assert_false(shards_resident(ds));
 		}
 		assert_int_equal(direct, 0);
 
