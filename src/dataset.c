@@ -23,7 +23,7 @@ int ib_dsfail(ibstore_dataset *ds, int code, const char *fmt, ...)
 	char buf[IB_ERRMSG_LEN];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof buf, fmt, ap);
+	ib_failv(buf, sizeof buf, code, fmt, ap);
 	va_end(ap);
 	pthread_mutex_lock(&ds->lock);
 	memcpy(ds->errmsg, buf, sizeof buf);

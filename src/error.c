@@ -1,5 +1,6 @@
 /*
- * error.c — result-code names and the message formatting every handle uses.
+ * error.c — result-code names and the version string (the message
+ * formatter every handle uses is errfmt.c).
  */
 #include <stdio.h>
 
@@ -31,13 +32,4 @@ IB_API const char *ibstore_strerror(int code)
 IB_API const char *ibstore_version(void)
 {
 	return IBSTORE_VERSION_STRING;
-}
-
-int ib_fail(char *buf, int code, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, IB_ERRMSG_LEN, fmt, ap);
-	va_end(ap);
-	return code;
 }

@@ -15,9 +15,11 @@
 
 #define IB_ERRMSG_LEN 512
 
-/* Formats a message into buf (always NUL-terminated) and returns `code`. */
-int ib_fail(char *buf, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+#include "errfmt.h"
+
+/* Formats a message into buf, a handle's IB_ERRMSG_LEN-byte message buffer,
+ * and returns `code` (errfmt.h). */
+#define ib_fail(buf, code, ...) ib_failn((buf), IB_ERRMSG_LEN, (code), __VA_ARGS__)
 
 /* ---- codec.c: checksums and lz4 ---------------------------------------- */
 

@@ -159,18 +159,6 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int lfail(ibstore_loader *l, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int lfail(ibstore_loader *l, int code, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(l->errmsg, sizeof l->errmsg, fmt, ap);
-	va_end(ap);
-	return code;
-}
-
 /* Sleeps `us` microseconds (the test delays of loader_hooks.h). */
 static void pause_us(unsigned us)
 {
@@ -891,12 +879,12 @@ static int map_shards(ibstore_loader *l)
 		return 0;
 	l->maps = calloc(n ? n : 1, sizeof *l->maps);
 	if (!l->maps)
-		return lfail(l, IBSTORE_ENOMEM, "out of memory");
+		return ib_fail(l->errmsg, IBSTORE_ENOMEM, "out of memory");
 	for (uint32_t s = 0; s < n; s++) {
 		size_t len = (size_t)l->ds->shard_tab[s].size;
 		void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, l->ds->fds[s], 0);
 		if (p == MAP_FAILED)
-			return lfail(l, IBSTORE_EIO, "%s: mmap: %s", l->ds->shard_paths[s],
+			return ib_fail(l->errmsg, IBSTORE_EIO, "%s: mmap: %s", l->ds->shard_paths[s],
 				     strerror(errno));
 		l->maps[s] = p;
 	}
@@ -981,7 +969,7 @@ static int open_fds(ibstore_loader *l)
 	uint32_t n = l->ds->sum.shards;
 	l->fds = malloc((n ? 2 * (size_t)n : 1) * sizeof *l->fds);
 	if (!l->fds)
-		return lfail(l, IBSTORE_ENOMEM, "out of memory");
+		return ib_fail(l->errmsg, IBSTORE_ENOMEM, "out of memory");
 	for (uint32_t s = 0; s < n; s++) {
 		l->fds[s] = l->ds->fds[s];
 		l->fds[n + s] = -1;
@@ -998,7 +986,7 @@ static int open_fds(ibstore_loader *l)
 		for (uint32_t t = 0; t < n; t++)
 			l->fds[n + t] = -1;
 		if (l->o.direct == 1)
-			return lfail(l, IBSTORE_EUNSUPPORTED, "%s: O_DIRECT refused: %s",
+			return ib_fail(l->errmsg, IBSTORE_EUNSUPPORTED, "%s: O_DIRECT refused: %s",
 				     l->ds->shard_paths[s], strerror(e));
 		return 0;
 	}
@@ -1010,18 +998,18 @@ static int check_loader_opts(ibstore_loader *l)
 {
 	ibstore_loader_opts *o = &l->o;
 	if (o->batch_size && o->batch_size != l->ro.batch_size)
-		return lfail(l, IBSTORE_EMISMATCH, "batch size %" PRIu32 " differs from the run's %"
+		return ib_fail(l->errmsg, IBSTORE_EMISMATCH, "batch size %" PRIu32 " differs from the run's %"
 			     PRIu32, o->batch_size, l->ro.batch_size);
 	if (o->drop_last >= 0 && !!o->drop_last != !!l->ro.drop_last)
-		return lfail(l, IBSTORE_EMISMATCH, "drop_last differs from the run's");
+		return ib_fail(l->errmsg, IBSTORE_EMISMATCH, "drop_last differs from the run's");
 	if (o->queue_depth == 0 || o->queue_depth > 4096)
-		return lfail(l, IBSTORE_EINVAL, "queue depth must be in 1..4096");
+		return ib_fail(l->errmsg, IBSTORE_EINVAL, "queue depth must be in 1..4096");
 	if (o->backend < IBSTORE_BACKEND_AUTO || o->backend > IBSTORE_BACKEND_MMAP ||
 	    o->order < IBSTORE_ORDER_RANDOM || o->order > IBSTORE_ORDER_LOCALITY ||
 	    o->corrupt < IBSTORE_CORRUPT_FAIL || o->corrupt > IBSTORE_CORRUPT_SKIP)
-		return lfail(l, IBSTORE_EINVAL, "unknown backend, order or corrupt policy");
+		return ib_fail(l->errmsg, IBSTORE_EINVAL, "unknown backend, order or corrupt policy");
 	if (o->max_read < 4096 || o->max_read > ((uint64_t)1 << 30))
-		return lfail(l, IBSTORE_EINVAL, "max_read must be in 4 KiB .. 1 GiB");
+		return ib_fail(l->errmsg, IBSTORE_EINVAL, "max_read must be in 4 KiB .. 1 GiB");
 	if (o->threads == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		/* leave a core to the training: with one decode thread per core,
@@ -1065,7 +1053,7 @@ static int setup_buffers(ibstore_loader *l)
 	l->rbuf = alloc_buffer(l->rbuf_len, &l->buffers);
 	l->free_slot = malloc(nslots * sizeof *l->free_slot);
 	if (!l->rbuf || !l->free_slot)
-		return lfail(l, IBSTORE_ENOMEM, "cannot allocate %zu bytes of read slots",
+		return ib_fail(l->errmsg, IBSTORE_ENOMEM, "cannot allocate %zu bytes of read slots",
 			     l->rbuf_len);
 	for (unsigned i = 0; i < l->nslots; i++)
 		l->free_slot[i] = l->nslots - 1 - i;
@@ -1084,12 +1072,12 @@ static int setup_buffers(ibstore_loader *l)
 	if (l->o.backend != IBSTORE_BACKEND_PREAD && l->o.backend != IBSTORE_BACKEND_MMAP)
 		rc = ib_io_uring_create(l->fds, nfds, l->o.queue_depth, &bufs, &l->io, msg);
 	if (rc && l->o.backend == IBSTORE_BACKEND_URING)
-		return lfail(l, rc, "%s", msg);
+		return ib_fail(l->errmsg, rc, "%s", msg);
 	if (rc) /* auto: io_uring refused, so threads calling pread */
 		rc = ib_io_pread_create(l->fds, nfds,
 					l->o.queue_depth < 16 ? l->o.queue_depth : 16, &l->io, msg);
 	if (rc)
-		return lfail(l, rc, "%s", msg);
+		return ib_fail(l->errmsg, rc, "%s", msg);
 	return 0;
 }
 
@@ -1102,13 +1090,13 @@ static int start_threads(ibstore_loader *l)
 	l->threads_started = 1;
 	l->dec = calloc(l->o.threads, sizeof *l->dec);
 	if (!l->dec)
-		return lfail(l, IBSTORE_ENOMEM, "out of memory");
+		return ib_fail(l->errmsg, IBSTORE_ENOMEM, "out of memory");
 	if (pthread_create(&l->io_thread, NULL, io_main, l))
-		return lfail(l, IBSTORE_ENOMEM, "cannot start the I/O thread");
+		return ib_fail(l->errmsg, IBSTORE_ENOMEM, "cannot start the I/O thread");
 	l->threads_started = 2;
 	for (unsigned i = 0; i < l->o.threads; i++) {
 		if (pthread_create(&l->dec[i], NULL, dec_main, l))
-			return lfail(l, IBSTORE_ENOMEM, "cannot start decode threads");
+			return ib_fail(l->errmsg, IBSTORE_ENOMEM, "cannot start decode threads");
 		l->ndec = i + 1;
 	}
 	return 0;
@@ -1124,7 +1112,7 @@ IB_API int ibstore_loader_open(ibstore_dataset *ds, ibstore_run *run,
 	if (!l)
 		return IBSTORE_ENOMEM;
 	if (!ds || !ds->open || !run)
-		return lfail(l, IBSTORE_EINVAL, "an open dataset and run are needed");
+		return ib_fail(l->errmsg, IBSTORE_EINVAL, "an open dataset and run are needed");
 	l->ds = ds;
 	l->run = run;
 	if (opts)
@@ -1133,9 +1121,9 @@ IB_API int ibstore_loader_open(ibstore_dataset *ds, ibstore_run *run,
 		ibstore_loader_opts_init(&l->o);
 	int rc = ibstore_run_config(run, &l->ro);
 	if (rc)
-		return lfail(l, rc, "the run is not open");
+		return ib_fail(l->errmsg, rc, "the run is not open");
 	if (l->ro.samples != ds->sum.samples)
-		return lfail(l, IBSTORE_EMISMATCH, "the run has %" PRIu64
+		return ib_fail(l->errmsg, IBSTORE_EMISMATCH, "the run has %" PRIu64
 			     " samples, the dataset %" PRIu64, l->ro.samples, ds->sum.samples);
 	if ((rc = check_loader_opts(l)))
 		return rc;
@@ -1305,12 +1293,12 @@ static int build_order(ibstore_loader *l)
 	l->in_plan = calloc((N + 7) / 8 + 1, 1);
 	l->pruned_upto = malloc((N + 1) * sizeof *l->pruned_upto);
 	if (!l->order || !l->order_w || !l->in_plan || !l->pruned_upto)
-		return lfail(l, IBSTORE_ENOMEM, "out of memory");
+		return ib_fail(l->errmsg, IBSTORE_ENOMEM, "out of memory");
 	for (uint64_t i = 0; i < n; i++)
 		ibstore_plan_slice_entry(p, l->ro.rank, l->ro.world, mode, i, &l->order[i],
 					 &l->order_w[i]);
 	if (l->o.order == IBSTORE_ORDER_LOCALITY && locality_order(l, l->order, l->order_w, n))
-		return lfail(l, IBSTORE_ENOMEM, "out of memory");
+		return ib_fail(l->errmsg, IBSTORE_ENOMEM, "out of memory");
 	for (uint64_t i = 0; i < p->len; i++)
 		l->in_plan[p->ids[i] >> 3] |= (uint8_t)(1u << (p->ids[i] & 7));
 	uint64_t sum = 0;
@@ -1337,7 +1325,7 @@ IB_API int ibstore_loader_epoch_begin(ibstore_loader *l, uint32_t epoch, ibstore
 	ibstore_epoch_info ei;
 	int rc = ibstore_run_epoch_begin(l->run, epoch, &ei);
 	if (rc)
-		return lfail(l, rc, "%s", ibstore_run_errmsg(l->run));
+		return ib_fail(l->errmsg, rc, "%s", ibstore_run_errmsg(l->run));
 	l->epoch = epoch;
 	if ((rc = choose_path(l)) || (rc = build_order(l)))
 		return rc;
@@ -1346,7 +1334,7 @@ IB_API int ibstore_loader_epoch_begin(ibstore_loader *l, uint32_t epoch, ibstore
 	l->reported = calloc(l->nbatches ? l->nbatches : 1, 1);
 	l->batch_need = malloc((l->nbatches ? l->nbatches : 1) * sizeof *l->batch_need);
 	if (!l->slots || !l->reported || !l->batch_need)
-		return lfail(l, IBSTORE_ENOMEM, "out of memory");
+		return ib_fail(l->errmsg, IBSTORE_ENOMEM, "out of memory");
 	/* one batch's decoded samples must fit a window's share of the budget */
 	for (uint64_t b = 0; b < l->nbatches; b++) {
 		uint64_t need = 0;
@@ -1357,7 +1345,7 @@ IB_API int ibstore_loader_epoch_begin(ibstore_loader *l, uint32_t epoch, ibstore
 		}
 		l->batch_need[b] = need;
 		if (need > l->wcap)
-			return lfail(l, IBSTORE_ETOOBIG,
+			return ib_fail(l->errmsg, IBSTORE_ETOOBIG,
 				     "batch %" PRIu64 " decodes to %" PRIu64 " bytes but the budget "
 				     "leaves %" PRIu64 " per window; raise the budget or lower the "
 				     "batch size", b, need, l->wcap);
@@ -1386,7 +1374,7 @@ IB_API int ibstore_loader_next(ibstore_loader *l, const ibstore_batch **out)
 		return IBSTORE_EINVAL;
 	*out = NULL;
 	if (!l->slots)
-		return lfail(l, IBSTORE_ESTATE, "no epoch has begun");
+		return ib_fail(l->errmsg, IBSTORE_ESTATE, "no epoch has begun");
 	double t0 = now();
 	pthread_mutex_lock(&l->mu);
 	if (l->next_take >= l->nbatches) {
@@ -1397,14 +1385,14 @@ IB_API int ibstore_loader_next(ibstore_loader *l, const ibstore_batch **out)
 	while (!(b = l->slots[l->next_take]) || b->status != B_READY) {
 		if (l->io_failed) {
 			pthread_mutex_unlock(&l->mu);
-			return lfail(l, l->io_failed, "%s", l->io_msg);
+			return ib_fail(l->errmsg, l->io_failed, "%s", l->io_msg);
 		}
 		/* woken by decode_one (batch ready) or io_fail */
 		pthread_cond_wait(&l->cv_cons, &l->mu);
 	}
 	if (b->err) {
 		pthread_mutex_unlock(&l->mu);
-		return lfail(l, b->err, "%s", b->errmsg ? b->errmsg : ibstore_strerror(b->err));
+		return ib_fail(l->errmsg, b->err, "%s", b->errmsg ? b->errmsg : ibstore_strerror(b->err));
 	}
 	b->status = B_TAKEN;
 	l->untaken -= b->data_cap;
@@ -1448,7 +1436,7 @@ IB_API int ibstore_loader_report(ibstore_loader *l, const ibstore_batch *batch,
 	if (!l || !batch || (batch->n && !losses))
 		return IBSTORE_EINVAL;
 	if (!l->slots || batch->epoch != l->epoch || batch->index >= l->nbatches)
-		return lfail(l, IBSTORE_ESTATE, "the batch is not of the current epoch");
+		return ib_fail(l->errmsg, IBSTORE_ESTATE, "the batch is not of the current epoch");
 	/* weight-0 entries are padding that balances ranks: the rank that owns
 	 * the sample reports its loss, so a padded copy is neither recorded nor
 	 * checked (one rank refusing alone would stall the others' collectives) */
@@ -1474,7 +1462,7 @@ IB_API int ibstore_loader_report(ibstore_loader *l, const ibstore_batch *batch,
 		free(ls);
 	}
 	if (rc)
-		return lfail(l, rc, "%s", ibstore_run_errmsg(l->run));
+		return ib_fail(l->errmsg, rc, "%s", ibstore_run_errmsg(l->run));
 	l->reported[batch->index] = 1;
 	uint64_t adv = 0;
 	while (l->cursor < l->nbatches && l->reported[l->cursor]) {
@@ -1482,7 +1470,7 @@ IB_API int ibstore_loader_report(ibstore_loader *l, const ibstore_batch *batch,
 		adv++;
 	}
 	if (adv && (rc = ibstore_run_advance(l->run, adv)))
-		return lfail(l, rc, "%s", ibstore_run_errmsg(l->run));
+		return ib_fail(l->errmsg, rc, "%s", ibstore_run_errmsg(l->run));
 	return 0;
 }
 
@@ -1496,9 +1484,9 @@ static void fill_io_stats(ibstore_loader *l)
 IB_API int ibstore_loader_epoch_end(ibstore_loader *l)
 {
 	if (!l || !l->slots)
-		return l ? lfail(l, IBSTORE_ESTATE, "no epoch has begun") : IBSTORE_EINVAL;
+		return l ? ib_fail(l->errmsg, IBSTORE_ESTATE, "no epoch has begun") : IBSTORE_EINVAL;
 	if (l->next_take < l->nbatches)
-		return lfail(l, IBSTORE_ESTATE, "%" PRIu64 " batches of the epoch were not taken",
+		return ib_fail(l->errmsg, IBSTORE_ESTATE, "%" PRIu64 " batches of the epoch were not taken",
 			     l->nbatches - l->next_take);
 	pthread_mutex_lock(&l->mu);
 	fill_io_stats(l);
@@ -1506,7 +1494,7 @@ IB_API int ibstore_loader_epoch_end(ibstore_loader *l)
 	pthread_mutex_unlock(&l->mu);
 	int rc = ibstore_run_epoch_end(l->run, &io);
 	if (rc)
-		return lfail(l, rc, "%s", ibstore_run_errmsg(l->run));
+		return ib_fail(l->errmsg, rc, "%s", ibstore_run_errmsg(l->run));
 	drain(l);
 	return 0;
 }

@@ -19,32 +19,6 @@
 /* Messages cross ranks in fixed-size MPI_Bcast buffers of this many bytes. */
 #define MSG_LEN 512
 
-static void put_msg(char *msg, size_t msglen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void put_msg(char *msg, size_t msglen, const char *fmt, ...)
-{
-	if (!msg || !msglen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, msglen, fmt, ap);
-	va_end(ap);
-}
-
-/* Formats this rank's message into lmsg (MSG_LEN bytes) and returns code.
- * (libibstore's own ib_fail is not exported from its shared object.) */
-static int lfail(char *lmsg, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int lfail(char *lmsg, int code, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(lmsg, MSG_LEN, fmt, ap);
-	va_end(ap);
-	return code;
-}
-
 /* A failed MPI call: IBSTORE_EIO with MPI's own words for the error. */
 static int mpi_fail(char *msg, size_t msglen, int err, const char *what)
 {
@@ -52,7 +26,7 @@ static int mpi_fail(char *msg, size_t msglen, int err, const char *what)
 	int len = 0;
 	if (MPI_Error_string(err, s, &len) != MPI_SUCCESS)
 		snprintf(s, sizeof s, "MPI error %d", err);
-	put_msg(msg, msglen, "%s failed: %s", what, s);
+	ib_failn(msg, msglen, 0, "%s failed: %s", what, s);
 	return IBSTORE_EIO;
 }
 
@@ -86,28 +60,28 @@ static int check_local(ibstore_run *run, const uint64_t *ids, const float *losse
 {
 	ibstore_run_info info;
 	if (!run || ibstore_run_config(run, cfg) || ibstore_run_info_get(run, &info))
-		return lfail(lmsg, IBSTORE_EINVAL, "no open run");
+		return ib_failn(lmsg, MSG_LEN, IBSTORE_EINVAL, "no open run");
 	if (!info.in_epoch || !ibstore_run_plan(run))
-		return lfail(lmsg, IBSTORE_ESTATE,
+		return ib_failn(lmsg, MSG_LEN, IBSTORE_ESTATE,
 			     "the run is not in an epoch (exchange before epoch_end)");
 	*hash = config_hash(cfg, info.epoch);
 	if (cfg->rank != (uint32_t)rank || cfg->world != (uint32_t)size)
-		return lfail(lmsg, IBSTORE_EINVAL,
+		return ib_failn(lmsg, MSG_LEN, IBSTORE_EINVAL,
 			     "the run is rank %" PRIu32 " of %" PRIu32
 			     " but the communicator's process is rank %d of %d",
 			     cfg->rank, cfg->world, rank, size);
 	if (n > INT_MAX)
-		return lfail(lmsg, IBSTORE_ETOOBIG, "%zu pairs exceed MPI's int counts", n);
+		return ib_failn(lmsg, MSG_LEN, IBSTORE_ETOOBIG, "%zu pairs exceed MPI's int counts", n);
 	if (n && (!ids || !losses))
-		return lfail(lmsg, IBSTORE_EINVAL, "no ids or losses");
+		return ib_failn(lmsg, MSG_LEN, IBSTORE_EINVAL, "no ids or losses");
 	for (size_t i = 0; i < n; i++) {
 		if (ids[i] >= cfg->samples)
-			return lfail(lmsg, IBSTORE_EINVAL,
+			return ib_failn(lmsg, MSG_LEN, IBSTORE_EINVAL,
 				     "loss for unknown sample id %" PRIu64 " (the run has %" PRIu64
 				     "); nothing recorded",
 				     ids[i], cfg->samples);
 		if (!isfinite(losses[i]))
-			return lfail(lmsg, IBSTORE_EINVAL,
+			return ib_failn(lmsg, MSG_LEN, IBSTORE_EINVAL,
 				     "loss of sample %" PRIu64
 				     " is %g, not finite; nothing recorded",
 				     ids[i], (double)losses[i]);
@@ -135,7 +109,7 @@ static int agree(int st, char *lmsg, MPI_Comm comm, int rank, char *msg, size_t 
 	if (err != MPI_SUCCESS)
 		return mpi_fail(msg, msglen, err, "MPI_Bcast of the failing rank's message");
 	lmsg[MSG_LEN - 1] = '\0';
-	put_msg(msg, msglen, "rank %d: %s", out.rank, lmsg);
+	ib_failn(msg, msglen, 0, "rank %d: %s", out.rank, lmsg);
 	return out.code;
 }
 
@@ -160,14 +134,14 @@ IB_API int ibstore_run_exchange_mpi(ibstore_run *run, const uint64_t *ids, const
 	float *all_losses = NULL;
 	int init = 0, fin = 0, rank, size, err, rc;
 
-	put_msg(msg, msglen, "%s", "");
+	ib_failn(msg, msglen, 0, "%s", "");
 	if (MPI_Initialized(&init) != MPI_SUCCESS || !init || MPI_Finalized(&fin) != MPI_SUCCESS ||
 	    fin) {
-		put_msg(msg, msglen, "MPI is not initialised, or already finalised");
+		ib_failn(msg, msglen, 0, "MPI is not initialised, or already finalised");
 		return IBSTORE_EINVAL;
 	}
 	if (comm == MPI_COMM_NULL) {
-		put_msg(msg, msglen, "the communicator is MPI_COMM_NULL");
+		ib_failn(msg, msglen, 0, "the communicator is MPI_COMM_NULL");
 		return IBSTORE_EINVAL;
 	}
 	if ((err = MPI_Comm_rank(comm, &rank)) != MPI_SUCCESS ||
@@ -183,13 +157,12 @@ IB_API int ibstore_run_exchange_mpi(ibstore_run *run, const uint64_t *ids, const
 	if ((err = MPI_Allreduce(hh, hmax, 2, MPI_UINT64_T, MPI_MAX, comm)) != MPI_SUCCESS)
 		return mpi_fail(msg, msglen, err, "MPI_Allreduce of the runs' configuration");
 	if (!st && (hmax[0] != h || hmax[1] != ~h))
-		st = lfail(
-			lmsg, IBSTORE_EINVAL,
+		st = ib_failn(lmsg, MSG_LEN, IBSTORE_EINVAL,
 			"the ranks' runs differ (samples, prune options, batch, world, slice or epoch)");
 	counts = malloc((size_t)size * sizeof *counts);
 	displs = malloc((size_t)size * sizeof *displs);
 	if (!st && (!counts || !displs))
-		st = lfail(lmsg, IBSTORE_ENOMEM, "out of memory");
+		st = ib_failn(lmsg, MSG_LEN, IBSTORE_ENOMEM, "out of memory");
 	if ((rc = agree(st, lmsg, comm, rank, msg, msglen)))
 		goto out;
 
@@ -209,14 +182,14 @@ IB_API int ibstore_run_exchange_mpi(ibstore_run *run, const uint64_t *ids, const
 		total += (uint64_t)counts[s];
 		if (total > INT_MAX) {
 			/* the same counts everywhere: every rank stops here */
-			put_msg(msg, msglen, "%" PRIu64 "+ pairs exceed MPI's int counts", total);
+			ib_failn(msg, msglen, 0, "%" PRIu64 "+ pairs exceed MPI's int counts", total);
 			rc = IBSTORE_ETOOBIG;
 			goto out;
 		}
 	}
 	all_ids = malloc((total ? total : 1) * sizeof *all_ids);
 	all_losses = malloc((total ? total : 1) * sizeof *all_losses);
-	st = all_ids && all_losses ? 0 : lfail(lmsg, IBSTORE_ENOMEM, "out of memory");
+	st = all_ids && all_losses ? 0 : ib_failn(lmsg, MSG_LEN, IBSTORE_ENOMEM, "out of memory");
 	if ((rc = agree(st, lmsg, comm, rank, msg, msglen)))
 		goto out;
 	if ((err = MPI_Allgatherv(send_ids, mine, MPI_UINT64_T, all_ids, counts, displs,
@@ -249,7 +222,7 @@ IB_API int ibstore_run_exchange_mpi(ibstore_run *run, const uint64_t *ids, const
 		}
 	}
 	if ((rc = ibstore_run_report(run, all_ids, all_losses, k)))
-		put_msg(msg, msglen, "%s", ibstore_run_errmsg(run));
+		ib_failn(msg, msglen, 0, "%s", ibstore_run_errmsg(run));
 out:
 	free(counts);
 	free(displs);

@@ -40,21 +40,9 @@ struct ibstore_run {
 	uint64_t batches;
 };
 
-static int rfail(ibstore_run *r, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int rfail(ibstore_run *r, int code, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(r->errmsg, sizeof r->errmsg, fmt, ap);
-	va_end(ap);
-	return code;
-}
-
 static int lmdb_fail(ibstore_run *r, int rc, const char *what)
 {
-	return rfail(r, rc == MDB_MAP_FULL ? IBSTORE_ETOOBIG : IBSTORE_ECATALOG,
+	return ib_fail(r->errmsg, rc == MDB_MAP_FULL ? IBSTORE_ETOOBIG : IBSTORE_ECATALOG,
 		     "run state: %s: %s", what, mdb_strerror(rc));
 }
 
@@ -102,16 +90,16 @@ static int check_opts(ibstore_run *r, const ibstore_run_opts *o)
 {
 	char msg[256];
 	if (ibstore_prune_opts_check(&o->prune, msg, sizeof msg))
-		return rfail(r, IBSTORE_EINVAL, "%s", msg);
+		return ib_fail(r->errmsg, IBSTORE_EINVAL, "%s", msg);
 	if (o->samples == 0 || o->samples > UINT32_MAX)
-		return rfail(r, IBSTORE_EINVAL, "the sample count must be in 1 .. 2^32 - 1");
+		return ib_fail(r->errmsg, IBSTORE_EINVAL, "the sample count must be in 1 .. 2^32 - 1");
 	if (o->batch_size == 0)
-		return rfail(r, IBSTORE_EINVAL, "batch size must be > 0");
+		return ib_fail(r->errmsg, IBSTORE_EINVAL, "batch size must be > 0");
 	if (o->world == 0 || o->rank >= o->world)
-		return rfail(r, IBSTORE_EINVAL, "rank %" PRIu32 " is not below world %" PRIu32,
+		return ib_fail(r->errmsg, IBSTORE_EINVAL, "rank %" PRIu32 " is not below world %" PRIu32,
 			     o->rank, o->world);
 	if (o->slice != IBSTORE_SLICE_PAD && o->slice != IBSTORE_SLICE_DROP)
-		return rfail(r, IBSTORE_EINVAL, "unknown slice mode");
+		return ib_fail(r->errmsg, IBSTORE_EINVAL, "unknown slice mode");
 	return 0;
 }
 
@@ -120,7 +108,7 @@ static int compare_cfg(ibstore_run *r, const ib_run_config *have, const ib_run_c
 {
 #define SAME(f, fmt)                                                                        \
 	if (have->f != want->f)                                                             \
-		return rfail(r, IBSTORE_EMISMATCH,                                          \
+		return ib_fail(r->errmsg, IBSTORE_EMISMATCH,                                          \
 			     "run state was created with " #f " = " fmt ", not " fmt, have->f, \
 			     want->f)
 	SAME(samples, "%" PRIu64);
@@ -217,17 +205,17 @@ static int load_plan(ibstore_run *r, MDB_txn *txn)
 	int rc = get_val(r, txn, "plan", &v);
 	if (rc)
 		return rc == IBSTORE_ENOTFOUND
-			       ? rfail(r, IBSTORE_EFORMAT, "run state: epoch in progress but no plan")
+			       ? ib_fail(r->errmsg, IBSTORE_EFORMAT, "run state: epoch in progress but no plan")
 			       : rc;
 	if (v.mv_size < IB_PLAN_STATS_SIZE || (v.mv_size - IB_PLAN_STATS_SIZE) % 8)
-		return rfail(r, IBSTORE_EFORMAT, "run state: plan of %zu bytes is malformed",
+		return ib_fail(r->errmsg, IBSTORE_EFORMAT, "run state: plan of %zu bytes is malformed",
 			     v.mv_size);
 	uint64_t len = (v.mv_size - IB_PLAN_STATS_SIZE) / 8;
 	ib_plan_stats ps;
 	const uint8_t *p = v.mv_data;
 	ib_plan_stats_decode(p, &ps);
 	if (len > r->cfg.samples || ps.kept != len)
-		return rfail(r, IBSTORE_EFORMAT, "run state: plan length is inconsistent");
+		return ib_fail(r->errmsg, IBSTORE_EFORMAT, "run state: plan length is inconsistent");
 	ibstore_plan *plan = calloc(1, sizeof *plan);
 	uint64_t *ids = malloc((len ? len : 1) * 8);
 	float *w = malloc((len ? len : 1) * 4);
@@ -235,7 +223,7 @@ static int load_plan(ibstore_run *r, MDB_txn *txn)
 		free(plan);
 		free(ids);
 		free(w);
-		return rfail(r, IBSTORE_ENOMEM, "out of memory");
+		return ib_fail(r->errmsg, IBSTORE_ENOMEM, "out of memory");
 	}
 	const uint8_t *ip = p + IB_PLAN_STATS_SIZE;
 	for (uint64_t i = 0; i < len; i++) {
@@ -245,7 +233,7 @@ static int load_plan(ibstore_run *r, MDB_txn *txn)
 			free(plan);
 			free(ids);
 			free(w);
-			return rfail(r, IBSTORE_EFORMAT, "run state: plan holds an unknown id");
+			return ib_fail(r->errmsg, IBSTORE_EFORMAT, "run state: plan holds an unknown id");
 		}
 	}
 	ib_f32_decode(ip + 4 * len, len, w);
@@ -267,7 +255,7 @@ static int build_slice(ibstore_run *r)
 	r->slice_ids = malloc((n ? n : 1) * sizeof *r->slice_ids);
 	r->slice_w = malloc((n ? n : 1) * sizeof *r->slice_w);
 	if (!r->slice_ids || !r->slice_w)
-		return rfail(r, IBSTORE_ENOMEM, "out of memory");
+		return ib_fail(r->errmsg, IBSTORE_ENOMEM, "out of memory");
 	for (uint64_t i = 0; i < n; i++)
 		ibstore_plan_slice_entry(r->plan, c->rank, c->world, (ibstore_slice_mode)c->slice,
 					 i, &r->slice_ids[i], &r->slice_w[i]);
@@ -287,7 +275,7 @@ static int load(ibstore_run *r, const ibstore_run_opts *want)
 	if ((rc = get_val(r, txn, "config", &v)))
 		goto out;
 	if ((rc = ib_run_config_decode(v.mv_data, v.mv_size, &r->cfg, why))) {
-		rfail(r, rc, "run state: %s", why);
+		ib_fail(r->errmsg, rc, "run state: %s", why);
 		goto out;
 	}
 	cfg_to_opts(&r->cfg, &r->opts);
@@ -302,19 +290,19 @@ static int load(ibstore_run *r, const ibstore_run_opts *want)
 	if ((rc = get_val(r, txn, "progress", &v)))
 		goto out;
 	if ((rc = ib_run_progress_decode(v.mv_data, v.mv_size, &r->prog, why))) {
-		rfail(r, rc, "run state: %s", why);
+		ib_fail(r->errmsg, rc, "run state: %s", why);
 		goto out;
 	}
 	if ((rc = get_val(r, txn, "scores", &v)))
 		goto out;
 	if (v.mv_size != r->cfg.samples * 4) {
-		rc = rfail(r, IBSTORE_EFORMAT, "run state: scores have %zu bytes, expected %" PRIu64,
+		rc = ib_fail(r->errmsg, IBSTORE_EFORMAT, "run state: scores have %zu bytes, expected %" PRIu64,
 			   v.mv_size, r->cfg.samples * 4);
 		goto out;
 	}
 	r->scores = malloc(v.mv_size);
 	if (!r->scores) {
-		rc = rfail(r, IBSTORE_ENOMEM, "out of memory");
+		rc = ib_fail(r->errmsg, IBSTORE_ENOMEM, "out of memory");
 		goto out;
 	}
 	ib_f32_decode(v.mv_data, r->cfg.samples, r->scores);
@@ -322,7 +310,7 @@ static int load(ibstore_run *r, const ibstore_run_opts *want)
 		if ((rc = load_plan(r, txn)) || (rc = build_slice(r)))
 			goto out;
 		if (r->prog.cursor > r->batches) {
-			rc = rfail(r, IBSTORE_EFORMAT, "run state: cursor past the epoch's end");
+			rc = ib_fail(r->errmsg, IBSTORE_EFORMAT, "run state: cursor past the epoch's end");
 			goto out;
 		}
 	}
@@ -330,7 +318,7 @@ static int load(ibstore_run *r, const ibstore_run_opts *want)
 out:
 	mdb_txn_abort(txn);
 	if (rc == IBSTORE_ENOTFOUND)
-		rc = rfail(r, IBSTORE_EFORMAT, "run state: a record is missing (not a run state?)");
+		rc = ib_fail(r->errmsg, IBSTORE_EFORMAT, "run state: a record is missing (not a run state?)");
 	return rc;
 }
 
@@ -343,7 +331,7 @@ static int create(ibstore_run *r, const ibstore_run_opts *o)
 	r->opts = *o;
 	r->scores = malloc(o->samples * sizeof *r->scores);
 	if (!r->scores)
-		return rfail(r, IBSTORE_ENOMEM, "out of memory");
+		return ib_fail(r->errmsg, IBSTORE_ENOMEM, "out of memory");
 	float init = ibstore_prune_initial_score(&o->prune);
 	for (uint64_t i = 0; i < o->samples; i++)
 		r->scores[i] = init;
@@ -372,23 +360,23 @@ IB_API int ibstore_run_open(const char *path, const ibstore_run_opts *opts, ibst
 		return IBSTORE_ENOMEM;
 	r->lock_fd = -1;
 	if (!path || !*path)
-		return rfail(r, IBSTORE_EINVAL, "no run state path given");
+		return ib_fail(r->errmsg, IBSTORE_EINVAL, "no run state path given");
 	struct stat st;
 	int exists = stat(path, &st) == 0;
 	if (exists && !S_ISREG(st.st_mode))
-		return rfail(r, IBSTORE_EFORMAT, "%s is not a run state file", path);
+		return ib_fail(r->errmsg, IBSTORE_EFORMAT, "%s is not a run state file", path);
 	if (!exists && !opts)
-		return rfail(r, IBSTORE_ENOTFOUND, "%s: no such run state", path);
+		return ib_fail(r->errmsg, IBSTORE_ENOTFOUND, "%s: no such run state", path);
 	int rc;
 	if (!exists && (rc = check_opts(r, opts)))
 		return rc; /* before anything is created */
 	if (exists && st.st_size == 0 && !opts)
-		return rfail(r, IBSTORE_EFORMAT, "%s is empty, not a run state", path);
+		return ib_fail(r->errmsg, IBSTORE_EFORMAT, "%s is empty, not a run state", path);
 	r->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (r->lock_fd < 0)
-		return rfail(r, IBSTORE_EIO, "%s: %s", path, strerror(errno));
+		return ib_fail(r->errmsg, IBSTORE_EIO, "%s: %s", path, strerror(errno));
 	if (flock(r->lock_fd, LOCK_EX | LOCK_NB))
-		return rfail(r, IBSTORE_ESTATE, "%s is in use by another process", path);
+		return ib_fail(r->errmsg, IBSTORE_ESTATE, "%s is in use by another process", path);
 	rc = mdb_env_create(&r->env);
 	if (rc)
 		return lmdb_fail(r, rc, "create");
@@ -396,7 +384,7 @@ IB_API int ibstore_run_open(const char *path, const ibstore_run_opts *opts, ibst
 	/* one process per run (the flock above), so LMDB's lock file is not needed */
 	rc = mdb_env_open(r->env, path, MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOTLS, 0644);
 	if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
-		return rfail(r, IBSTORE_EFORMAT, "%s is not a run state (%s)", path, mdb_strerror(rc));
+		return ib_fail(r->errmsg, IBSTORE_EFORMAT, "%s is not a run state (%s)", path, mdb_strerror(rc));
 	if (rc)
 		return lmdb_fail(r, rc, path);
 	MDB_txn *txn;
@@ -416,7 +404,7 @@ IB_API int ibstore_run_open(const char *path, const ibstore_run_opts *opts, ibst
 	else if (opts)
 		rc = create(r, opts);
 	else
-		rc = rfail(r, IBSTORE_EFORMAT, "%s holds no run state", path);
+		rc = ib_fail(r->errmsg, IBSTORE_EFORMAT, "%s holds no run state", path);
 	if (rc && !exists)
 		unlink(path); /* nothing half-made is left behind */
 	if (rc)
@@ -513,14 +501,14 @@ IB_API int ibstore_run_epoch_begin(ibstore_run *r, uint32_t epoch, ibstore_epoch
 		return 0;
 	}
 	if (epoch >= r->cfg.epochs)
-		return rfail(r, IBSTORE_EINVAL, "epoch %" PRIu32 " is past the run's %" PRIu32
+		return ib_fail(r->errmsg, IBSTORE_EINVAL, "epoch %" PRIu32 " is past the run's %" PRIu32
 			     " epochs", epoch, r->cfg.epochs);
 	ibstore_plan *plan;
 	char msg[256];
 	rc = ibstore_plan_compute(&r->opts.prune, epoch, r->scores, r->cfg.samples, &plan, msg,
 				  sizeof msg);
 	if (rc)
-		return rfail(r, rc, "plan of epoch %" PRIu32 ": %s", epoch, msg);
+		return ib_fail(r->errmsg, rc, "plan of epoch %" PRIu32 ": %s", epoch, msg);
 	/* the previous epoch's plan and slice stay until the new slice is built */
 	ibstore_plan *old_plan = r->plan;
 	uint64_t *old_ids = r->slice_ids;
@@ -561,9 +549,9 @@ IB_API int ibstore_run_batch(ibstore_run *r, uint64_t b, const uint64_t **ids,
 	if (rc)
 		return rc;
 	if (!r->prog.in_epoch)
-		return rfail(r, IBSTORE_ESTATE, "no epoch has begun");
+		return ib_fail(r->errmsg, IBSTORE_ESTATE, "no epoch has begun");
 	if (b >= r->batches)
-		return rfail(r, IBSTORE_EINVAL, "batch %" PRIu64 " is past the epoch's %" PRIu64,
+		return ib_fail(r->errmsg, IBSTORE_EINVAL, "batch %" PRIu64 " is past the epoch's %" PRIu64,
 			     b, r->batches);
 	uint64_t start = b * r->cfg.batch_size;
 	uint64_t end = start + r->cfg.batch_size;
@@ -587,17 +575,17 @@ IB_API int ibstore_run_report(ibstore_run *r, const uint64_t *ids, const float *
 	if (rc)
 		return rc;
 	if (n && (!ids || !losses))
-		return rfail(r, IBSTORE_EINVAL, "no ids or losses");
+		return ib_fail(r->errmsg, IBSTORE_EINVAL, "no ids or losses");
 	for (size_t i = 0; i < n; i++) {
 		if (ids[i] >= r->cfg.samples) {
 			r->prog.rejected++;
-			return rfail(r, IBSTORE_EINVAL, "loss for unknown sample id %" PRIu64
+			return ib_fail(r->errmsg, IBSTORE_EINVAL, "loss for unknown sample id %" PRIu64
 				     " (the run has %" PRIu64 "); nothing recorded", ids[i],
 				     r->cfg.samples);
 		}
 		if (!isfinite(losses[i])) {
 			r->prog.rejected++;
-			return rfail(r, IBSTORE_EINVAL, "loss of sample %" PRIu64
+			return ib_fail(r->errmsg, IBSTORE_EINVAL, "loss of sample %" PRIu64
 				     " is %g, not finite; nothing recorded", ids[i],
 				     (double)losses[i]);
 		}
@@ -619,9 +607,9 @@ IB_API int ibstore_run_advance(ibstore_run *r, uint64_t nbatches)
 	if (rc)
 		return rc;
 	if (!r->prog.in_epoch)
-		return rfail(r, IBSTORE_ESTATE, "no epoch has begun");
+		return ib_fail(r->errmsg, IBSTORE_ESTATE, "no epoch has begun");
 	if (nbatches > r->batches - r->prog.cursor)
-		return rfail(r, IBSTORE_EINVAL, "advancing past the epoch's %" PRIu64 " batches",
+		return ib_fail(r->errmsg, IBSTORE_EINVAL, "advancing past the epoch's %" PRIu64 " batches",
 			     r->batches);
 	r->prog.cursor += nbatches;
 	if (r->cfg.checkpoint_every &&
@@ -642,7 +630,7 @@ IB_API int ibstore_run_epoch_end(ibstore_run *r, const ibstore_epoch_io *io)
 	if (rc)
 		return rc;
 	if (!r->prog.in_epoch)
-		return rfail(r, IBSTORE_ESTATE, "no epoch has begun");
+		return ib_fail(r->errmsg, IBSTORE_ESTATE, "no epoch has begun");
 	ib_epoch_stats es = {.epoch = r->prog.epoch, .plan = stats_to_disk(&r->plan->stats)};
 	if (io) {
 		es.bytes_read = io->bytes_read;

@@ -122,18 +122,7 @@ struct ibstore_writer {
 	pool *pool;           /* NULL when jobs <= 1 */
 };
 
-static int wfail(ibstore_writer *w, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 static int pool_start(ibstore_writer *w);
-
-static int wfail(ibstore_writer *w, int code, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(w->errmsg, sizeof w->errmsg, fmt, ap);
-	va_end(ap);
-	return code;
-}
 
 /*
  * I/O failures while a shard is half written leave the writer unusable.
@@ -150,7 +139,7 @@ static int wfatal(ibstore_writer *w, int err, const char *what)
 static int io_failed(ibstore_writer *w, int rc)
 {
 	w->state = W_FAILED;
-	return wfail(w, rc, "%s", w->ioerr);
+	return ib_fail(w->errmsg, rc, "%s", w->ioerr);
 }
 
 IB_API void ibstore_writer_opts_init(ibstore_writer_opts *o)
@@ -168,17 +157,17 @@ static int check_opts(ibstore_writer *w, const ibstore_writer_opts *o)
 {
 	uint32_t a = o->alignment;
 	if (a == 0 || a > IB_MAX_ALIGNMENT || (a & (a - 1)))
-		return wfail(w, IBSTORE_EINVAL, "alignment %" PRIu32
+		return ib_fail(w->errmsg, IBSTORE_EINVAL, "alignment %" PRIu32
 			     " is not a power of two between 1 and 4096", a);
 	if (o->shard_size < 4096)
-		return wfail(w, IBSTORE_EINVAL, "shard size %" PRIu64 " is below 4096 bytes",
+		return ib_fail(w->errmsg, IBSTORE_EINVAL, "shard size %" PRIu64 " is below 4096 bytes",
 			     o->shard_size);
 	if (o->compress < IBSTORE_COMPRESS_NONE || o->compress > IBSTORE_COMPRESS_AUTO)
-		return wfail(w, IBSTORE_EINVAL, "unknown compression %d", (int)o->compress);
+		return ib_fail(w->errmsg, IBSTORE_EINVAL, "unknown compression %d", (int)o->compress);
 	if (o->lz4hc_level < 1 || o->lz4hc_level > 12)
-		return wfail(w, IBSTORE_EINVAL, "lz4hc level %d is not in 1..12", o->lz4hc_level);
+		return ib_fail(w->errmsg, IBSTORE_EINVAL, "lz4hc level %d is not in 1..12", o->lz4hc_level);
 	if (o->jobs < 0 || o->jobs > MAX_JOBS)
-		return wfail(w, IBSTORE_EINVAL, "jobs %d is not in 1..%d", o->jobs, MAX_JOBS);
+		return ib_fail(w->errmsg, IBSTORE_EINVAL, "jobs %d is not in 1..%d", o->jobs, MAX_JOBS);
 	return 0;
 }
 
@@ -230,35 +219,35 @@ IB_API int ibstore_writer_create(const char *path, const ibstore_writer_opts *op
 	if (rc)
 		return rc;
 	if (!path || !*path)
-		return wfail(w, IBSTORE_EINVAL, "no output path given");
+		return ib_fail(w->errmsg, IBSTORE_EINVAL, "no output path given");
 	size_t plen = strlen(path);
 	while (plen > 1 && path[plen - 1] == '/')
 		plen--;
 	w->final_path = strndup(path, plen);
 	if (!w->final_path)
-		return wfail(w, IBSTORE_ENOMEM, "out of memory");
+		return ib_fail(w->errmsg, IBSTORE_ENOMEM, "out of memory");
 	struct stat st;
 	if (lstat(w->final_path, &st) == 0)
-		return wfail(w, IBSTORE_EEXIST, "%s already exists; refusing to overwrite it",
+		return ib_fail(w->errmsg, IBSTORE_EEXIST, "%s already exists; refusing to overwrite it",
 			     w->final_path);
 	if ((rc = make_uuid(w->uuid)))
-		return wfail(w, IBSTORE_EIO, "getrandom: %s", strerror(-rc));
+		return ib_fail(w->errmsg, IBSTORE_EIO, "getrandom: %s", strerror(-rc));
 	w->tmp_path = tmp_path_for(w->final_path, w->uuid);
 	w->hash = XXH3_createState();
 	w->out = malloc(OUTBUF_SIZE);
 	if (!w->tmp_path || !w->hash || !w->out)
-		return wfail(w, IBSTORE_ENOMEM, "out of memory");
+		return ib_fail(w->errmsg, IBSTORE_ENOMEM, "out of memory");
 	if (mkdir(w->tmp_path, 0755)) {
 		int e = errno;
 		free(w->tmp_path);
 		w->tmp_path = NULL; /* not ours: never remove it */
-		return wfail(w, IBSTORE_EIO, "cannot create a directory beside %s: %s",
+		return ib_fail(w->errmsg, IBSTORE_EIO, "cannot create a directory beside %s: %s",
 			     w->final_path, strerror(e));
 	}
 	char dir[PATH_MAX];
 	snprintf(dir, sizeof dir, "%s/%s", w->tmp_path, IB_CATALOG_DIR);
 	if (mkdir(dir, 0755))
-		return wfail(w, IBSTORE_EIO, "%s: %s", dir, strerror(errno));
+		return ib_fail(w->errmsg, IBSTORE_EIO, "%s: %s", dir, strerror(errno));
 	rc = ib_catalog_open(&w->cat, dir, 1, IB_CATALOG_WRITE_MAPSIZE, w->errmsg);
 	if (rc)
 		return rc;
@@ -276,9 +265,9 @@ static int usable(ibstore_writer *w)
 	if (w->state == W_OPEN)
 		return 0;
 	if (w->state == W_PUBLISHED)
-		return wfail(w, IBSTORE_ESTATE, "the dataset was already published");
+		return ib_fail(w->errmsg, IBSTORE_ESTATE, "the dataset was already published");
 	if (!w->errmsg[0])
-		wfail(w, IBSTORE_ESTATE, "the writer failed earlier");
+		ib_fail(w->errmsg, IBSTORE_ESTATE, "the writer failed earlier");
 	return IBSTORE_ESTATE;
 }
 
@@ -495,10 +484,10 @@ static int add_key(ibstore_writer *w, const char *key, uint64_t id)
 	char why[IB_ERRMSG_LEN];
 	int rc = ib_catalog_find_key(&w->cat, key, &found, why);
 	if (rc == 0)
-		return wfail(w, IBSTORE_EEXIST, "duplicate key '%s' (sample %" PRIu64 " has it)",
+		return ib_fail(w->errmsg, IBSTORE_EEXIST, "duplicate key '%s' (sample %" PRIu64 " has it)",
 			     key, found);
 	if (rc != IBSTORE_ENOTFOUND)
-		return wfail(w, rc, "%s", why);
+		return ib_fail(w->errmsg, rc, "%s", why);
 	uint8_t k[8];
 	ib_be64(k, id);
 	uint8_t h[8];
@@ -522,7 +511,7 @@ static int grow_index(ibstore_writer *w, uint64_t id)
 	size_t cap = w->index_cap ? w->index_cap * 2 : 1024;
 	uint8_t *p = realloc(w->index, cap * IB_INDEX_ENTRY_SIZE);
 	if (!p)
-		return wfail(w, IBSTORE_ENOMEM, "out of memory");
+		return ib_fail(w->errmsg, IBSTORE_ENOMEM, "out of memory");
 	w->index = p;
 	w->index_cap = cap;
 	return 0;
@@ -568,7 +557,7 @@ static int account(ibstore_writer *w, uint64_t id, int32_t label, uint32_t codec
 	w->sum.codec_count[codec]++;
 	if (label_seen(w, label)) {
 		w->state = W_FAILED; /* the record is written but not indexed */
-		return wfail(w, IBSTORE_ENOMEM, "out of memory");
+		return ib_fail(w->errmsg, IBSTORE_ENOMEM, "out of memory");
 	}
 	return 0;
 }
@@ -584,10 +573,10 @@ static int add_now(ibstore_writer *w, const void *data, size_t len, int32_t labe
 	int rc = compress_into(&w->opts, data, len, &w->cbuf, &w->cbuf_cap, &codec, &stored,
 			       &slen);
 	if (rc)
-		return wfail(w, rc, rc == IBSTORE_ENOMEM ? "out of memory" : "compression failed");
+		return ib_fail(w->errmsg, rc, rc == IBSTORE_ENOMEM ? "out of memory" : "compression failed");
 	uint64_t first = ib_first_record_offset(w->opts.alignment);
 	if (first + IB_RECORD_HEADER_SIZE + slen > w->opts.shard_size)
-		return wfail(w, IBSTORE_ETOOBIG,
+		return ib_fail(w->errmsg, IBSTORE_ETOOBIG,
 			     "sample %" PRIu64 " (%zu bytes stored) does not fit in a shard of "
 			     "%" PRIu64 " bytes; raise --shard-size", id, slen,
 			     w->opts.shard_size);
@@ -707,7 +696,7 @@ static int pool_start(ibstore_writer *w)
 	int jobs = w->opts.jobs;
 	pool *p = calloc(1, sizeof *p);
 	if (!p)
-		return wfail(w, IBSTORE_ENOMEM, "out of memory");
+		return ib_fail(w->errmsg, IBSTORE_ENOMEM, "out of memory");
 	p->nslots = (size_t)jobs * 4;
 	p->slots = calloc(p->nslots, sizeof *p->slots);
 	p->threads = calloc((size_t)jobs, sizeof *p->threads);
@@ -715,7 +704,7 @@ static int pool_start(ibstore_writer *w)
 		free(p->slots);
 		free(p->threads);
 		free(p);
-		return wfail(w, IBSTORE_ENOMEM, "out of memory");
+		return ib_fail(w->errmsg, IBSTORE_ENOMEM, "out of memory");
 	}
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->work, NULL);
@@ -725,7 +714,7 @@ static int pool_start(ibstore_writer *w)
 		int e = pthread_create(&p->threads[i], NULL, worker, w);
 		if (e) {
 			pool_free(w);
-			return wfail(w, IBSTORE_ENOMEM, "cannot start a writer thread: %s",
+			return ib_fail(w->errmsg, IBSTORE_ENOMEM, "cannot start a writer thread: %s",
 				     strerror(e));
 		}
 		p->nthreads++;
@@ -749,7 +738,7 @@ static int reclaim_written(ibstore_writer *w, pool *p)
 	}
 	if (p->rc) {
 		w->state = W_FAILED;
-		return wfail(w, p->rc, "%s", w->ioerr);
+		return ib_fail(w->errmsg, p->rc, "%s", w->ioerr);
 	}
 	return 0;
 }
@@ -800,7 +789,7 @@ static int add_queued(ibstore_writer *w, const void *data, size_t len, int32_t l
 		uint8_t *b = realloc(s->data, len);
 		if (!b) {
 			w->state = W_FAILED; /* the key is already recorded */
-			return wfail(w, IBSTORE_ENOMEM, "out of memory for a %zu-byte sample", len);
+			return ib_fail(w->errmsg, IBSTORE_ENOMEM, "out of memory for a %zu-byte sample", len);
 		}
 		s->data = b;
 		s->cap = len;
@@ -832,9 +821,9 @@ IB_API int ibstore_writer_add(ibstore_writer *w, const void *data, size_t len, i
 	if (rc)
 		return rc;
 	if (!data && len)
-		return wfail(w, IBSTORE_EINVAL, "sample data is NULL");
+		return ib_fail(w->errmsg, IBSTORE_EINVAL, "sample data is NULL");
 	if (len > UINT32_MAX)
-		return wfail(w, IBSTORE_ETOOBIG, "sample of %zu bytes exceeds 4 GiB - 1", len);
+		return ib_fail(w->errmsg, IBSTORE_ETOOBIG, "sample of %zu bytes exceeds 4 GiB - 1", len);
 	if (w->pool)
 		return add_queued(w, data, len, label, key, id_out);
 	return add_now(w, data, len, label, key, id_out);
@@ -848,7 +837,7 @@ IB_API int ibstore_writer_set_class_name(ibstore_writer *w, int32_t label, const
 	if (rc)
 		return rc;
 	if (!name || label == IBSTORE_NO_LABEL)
-		return wfail(w, IBSTORE_EINVAL, "class name needs a label and a name");
+		return ib_fail(w->errmsg, IBSTORE_EINVAL, "class name needs a label and a name");
 	uint8_t k[4];
 	ib_be32(k, (uint32_t)label ^ 0x80000000u);
 	MDB_val kv = {4, k}, v = {strlen(name) + 1, (void *)name};
@@ -866,12 +855,12 @@ IB_API int ibstore_writer_set_attr(ibstore_writer *w, const char *name, const ch
 	if (rc)
 		return rc;
 	if (!name || !*name || !value || strncmp(name, "ibstore.", 8) == 0)
-		return wfail(w, IBSTORE_EINVAL, "attribute name '%s' is empty or reserved",
+		return ib_fail(w->errmsg, IBSTORE_EINVAL, "attribute name '%s' is empty or reserved",
 			     name ? name : "");
 	char k[512];
 	int kl = snprintf(k, sizeof k, "attr:%s", name);
 	if (kl < 0 || kl >= (int)sizeof k)
-		return wfail(w, IBSTORE_ETOOBIG, "attribute name too long");
+		return ib_fail(w->errmsg, IBSTORE_ETOOBIG, "attribute name too long");
 	MDB_val kv = {(size_t)kl, k}, v = {strlen(value) + 1, (void *)value};
 	rc = mdb_put(w->cat.txn, w->cat.meta, &kv, &v, 0);
 	if (rc)
@@ -926,19 +915,19 @@ static int write_manifest(ibstore_writer *w)
 	memcpy(m.uuid, w->uuid, 16);
 	int rc = ib_hash_file(path, &m.catalog_size, &m.catalog_hash);
 	if (rc)
-		return wfail(w, IBSTORE_EIO, "%s: %s", path, strerror(-rc));
+		return ib_fail(w->errmsg, IBSTORE_EIO, "%s: %s", path, strerror(-rc));
 	uint8_t mb[IB_MANIFEST_SIZE];
 	ib_manifest_encode(&m, mb);
 	snprintf(path, sizeof path, "%s/%s", w->tmp_path, IB_MANIFEST_NAME);
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0)
-		return wfail(w, IBSTORE_EIO, "%s: %s", path, strerror(errno));
+		return ib_fail(w->errmsg, IBSTORE_EIO, "%s: %s", path, strerror(errno));
 	rc = ib_pwrite_all(fd, mb, sizeof mb, 0);
 	if (!rc && w->opts.fsync && fsync(fd))
 		rc = -errno;
 	close(fd);
 	if (rc)
-		return wfail(w, IBSTORE_EIO, "%s: %s", path, strerror(-rc));
+		return ib_fail(w->errmsg, IBSTORE_EIO, "%s: %s", path, strerror(-rc));
 	return 0;
 }
 
@@ -949,7 +938,7 @@ static int sync_tree(ibstore_writer *w)
 	int rc = ib_fsync_dir(path);
 	if (!rc)
 		rc = ib_fsync_dir(w->tmp_path);
-	return rc ? wfail(w, IBSTORE_EIO, "fsync %s: %s", path, strerror(-rc)) : 0;
+	return rc ? ib_fail(w->errmsg, IBSTORE_EIO, "fsync %s: %s", path, strerror(-rc)) : 0;
 }
 
 static int rename_into_place(ibstore_writer *w)
@@ -957,9 +946,9 @@ static int rename_into_place(ibstore_writer *w)
 	if (renameat2(AT_FDCWD, w->tmp_path, AT_FDCWD, w->final_path, RENAME_NOREPLACE)) {
 		int e = errno;
 		if (e == EEXIST || e == ENOTEMPTY)
-			return wfail(w, IBSTORE_EEXIST, "%s appeared while packing; not replaced",
+			return ib_fail(w->errmsg, IBSTORE_EEXIST, "%s appeared while packing; not replaced",
 				     w->final_path);
-		return wfail(w, IBSTORE_EIO, "rename to %s: %s", w->final_path, strerror(e));
+		return ib_fail(w->errmsg, IBSTORE_EIO, "rename to %s: %s", w->final_path, strerror(e));
 	}
 	char parent[PATH_MAX];
 	snprintf(parent, sizeof parent, "%s", w->final_path);
@@ -989,7 +978,7 @@ IB_API int ibstore_writer_publish(ibstore_writer *w)
 	}
 	if (w->count == 0) {
 		w->state = W_FAILED;
-		return wfail(w, IBSTORE_EINVAL, "no samples were added; nothing to publish");
+		return ib_fail(w->errmsg, IBSTORE_EINVAL, "no samples were added; nothing to publish");
 	}
 	w->state = W_FAILED; /* until the rename succeeds */
 	if ((rc = close_shard(w)))

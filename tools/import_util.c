@@ -4,15 +4,14 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "errfmt.h"
 #include "import.h"
 
 int import_fail(import_ctx *c, int code, const char *fmt, ...)
 {
-	if (c->err != NULL && c->errlen > 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(c->err, c->errlen, fmt, ap);
-		va_end(ap);
-	}
+	va_list ap;
+	va_start(ap, fmt);
+	ib_failv(c->err, c->errlen, code, fmt, ap);
+	va_end(ap);
 	return code;
 }
