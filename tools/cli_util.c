@@ -43,12 +43,78 @@ int cli_getopt_error(const char *cmd)
 	return CLI_EXIT_USAGE;
 }
 
+int cli_one_operand_error(const char *cmd, int given, const char *name)
+{
+	if (given == 0)
+		return cli_usage_error(cmd, "missing %s", name);
+	return cli_usage_error(cmd, "expected exactly one %s", name);
+}
+
 const char *cli_errmsg(const char *msg, int rc)
 {
 	return msg != NULL && msg[0] != '\0' ? msg : ibstore_strerror(rc);
 }
 
 /* Parses leading decimal digits; *end points past them.  0 or -1. */
+int cli_parse_prune_opt(const char *cmd, int opt, const char *arg, ibstore_prune_opts *p)
+{
+	switch (opt) {
+	case CLI_OPT_EPOCHS:
+		if (cli_parse_u32(arg, &p->epochs) || p->epochs == 0)
+			return cli_usage_error(cmd, "--epochs: '%s' is not a count > 0", arg);
+		return 0;
+	case CLI_OPT_RATIO:
+		if (cli_parse_double(arg, &p->ratio) || !(p->ratio >= 0.0 && p->ratio < 1.0))
+			return cli_usage_error(cmd, "--ratio: '%s' is not a number in [0, 1)", arg);
+		return 0;
+	case CLI_OPT_DELTA:
+		if (cli_parse_double(arg, &p->delta) || !(p->delta >= 0.0 && p->delta <= 1.0))
+			return cli_usage_error(cmd, "--delta: '%s' is not a number in [0, 1]", arg);
+		return 0;
+	case CLI_OPT_SEED:
+		if (cli_parse_u64(arg, &p->seed))
+			return cli_usage_error(cmd, "--seed: '%s' is not an unsigned integer", arg);
+		return 0;
+	case CLI_OPT_MODE:
+		if (ibstore_mode_parse(arg, &p->mode))
+			return cli_usage_error(cmd, "--mode: '%s' is not native or compat", arg);
+		return 0;
+	case CLI_OPT_POLICY:
+		if (ibstore_policy_parse(arg, &p->policy))
+			return cli_usage_error(cmd, "--policy: '%s' is not infobatch, random or none",
+					       arg);
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+int cli_open_dataset(const char *cmd, const char *path, ibstore_dataset **ds,
+		     ibstore_info *info)
+{
+	int rc = ibstore_dataset_open(path, ds);
+	if (!rc && info)
+		rc = ibstore_dataset_info(*ds, info);
+	if (rc)
+		return cli_fail(cmd, "%s", cli_errmsg(*ds ? ibstore_dataset_errmsg(*ds) : NULL, rc));
+	return 0;
+}
+
+int cli_write_all(int fd, const void *buf, size_t n)
+{
+	const unsigned char *p = buf;
+	while (n > 0) {
+		ssize_t k = write(fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
 static int parse_digits(const char *s, uint64_t *out, const char **end)
 {
 	uint64_t v = 0;

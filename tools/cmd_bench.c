@@ -103,12 +103,7 @@ typedef struct bench_args {
 } bench_args;
 
 enum {
-	OPT_EPOCHS = 256,
-	OPT_RATIO,
-	OPT_DELTA,
-	OPT_POLICY,
-	OPT_MODE,
-	OPT_BATCH,
+	OPT_BATCH = 256,
 	OPT_BACKEND,
 	OPT_DIRECT,
 	OPT_COLD,
@@ -120,7 +115,6 @@ enum {
 	OPT_BUDGET,
 	OPT_NO_VERIFY,
 	OPT_CHECKPOINT_EVERY,
-	OPT_SEED,
 	OPT_RUN,
 	OPT_JSON,
 	OPT_DIGEST,
@@ -138,11 +132,7 @@ static int parse_count(const char *name, const char *s, uint32_t *out)
 static int parse_args(int argc, char **argv, bench_args *a)
 {
 	static const struct option longopts[] = {
-		{"epochs", required_argument, NULL, OPT_EPOCHS},
-		{"ratio", required_argument, NULL, OPT_RATIO},
-		{"delta", required_argument, NULL, OPT_DELTA},
-		{"policy", required_argument, NULL, OPT_POLICY},
-		{"mode", required_argument, NULL, OPT_MODE},
+		CLI_PRUNE_LONGOPTS,
 		{"batch", required_argument, NULL, OPT_BATCH},
 		{"backend", required_argument, NULL, OPT_BACKEND},
 		{"direct", no_argument, NULL, OPT_DIRECT},
@@ -155,7 +145,6 @@ static int parse_args(int argc, char **argv, bench_args *a)
 		{"budget", required_argument, NULL, OPT_BUDGET},
 		{"no-verify", no_argument, NULL, OPT_NO_VERIFY},
 		{"checkpoint-every", required_argument, NULL, OPT_CHECKPOINT_EVERY},
-		{"seed", required_argument, NULL, OPT_SEED},
 		{"run", required_argument, NULL, OPT_RUN},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"digest", no_argument, NULL, OPT_DIGEST},
@@ -173,35 +162,6 @@ static int parse_args(int argc, char **argv, bench_args *a)
 	a->ro.batch_size = 256;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
-		case OPT_EPOCHS:
-			if ((rc = parse_count("epochs", optarg, &p->epochs)) != 0)
-				return rc;
-			break;
-		case OPT_RATIO:
-			if (cli_parse_double(optarg, &p->ratio) != 0 ||
-			    !(p->ratio >= 0.0 && p->ratio < 1.0))
-				return cli_usage_error(CMD,
-						       "--ratio: '%s' is not a number in [0, 1)",
-						       optarg);
-			break;
-		case OPT_DELTA:
-			if (cli_parse_double(optarg, &p->delta) != 0 ||
-			    !(p->delta >= 0.0 && p->delta <= 1.0))
-				return cli_usage_error(CMD,
-						       "--delta: '%s' is not a number in [0, 1]",
-						       optarg);
-			break;
-		case OPT_POLICY:
-			if (ibstore_policy_parse(optarg, &p->policy) != 0)
-				return cli_usage_error(
-					CMD, "--policy: '%s' is not infobatch, random or none",
-					optarg);
-			break;
-		case OPT_MODE:
-			if (ibstore_mode_parse(optarg, &p->mode) != 0)
-				return cli_usage_error(CMD, "--mode: '%s' is not native or compat",
-						       optarg);
-			break;
 		case OPT_BATCH:
 			if ((rc = parse_count("batch", optarg, &a->ro.batch_size)) != 0)
 				return rc;
@@ -249,12 +209,6 @@ static int parse_args(int argc, char **argv, bench_args *a)
 				return cli_usage_error(CMD, "--checkpoint-every: '%s' is not a "
 						       "count (0: at epoch ends only)", optarg);
 			break;
-		case OPT_SEED:
-			if (cli_parse_u64(optarg, &p->seed) != 0)
-				return cli_usage_error(CMD,
-						       "--seed: '%s' is not an unsigned integer",
-						       optarg);
-			break;
 		case OPT_RUN:
 			if (optarg[0] == '\0')
 				return cli_usage_error(CMD, "--run: empty path");
@@ -263,7 +217,13 @@ static int parse_args(int argc, char **argv, bench_args *a)
 		case OPT_JSON: a->json = 1; break;
 		case OPT_DIGEST: a->digest = 1; break;
 		case 'h': cmd_bench_usage(stdout); return -1;
-		default: return cli_getopt_error(CMD);
+		default:
+			rc = cli_parse_prune_opt(CMD, opt, optarg, p);
+			if (rc < 0)
+				return cli_getopt_error(CMD);
+			if (rc)
+				return rc;
+			break;
 		}
 	}
 	if (optind >= argc)
@@ -568,15 +528,8 @@ int cmd_bench(int argc, char **argv)
 		return rc < 0 ? CLI_EXIT_OK : rc;
 	meta = a.json ? stderr : stdout;
 
-	rc = ibstore_dataset_open(a.dataset, &ds);
-	if (rc != 0) {
-		cli_fail(CMD, "%s: %s", a.dataset, cli_errmsg(ibstore_dataset_errmsg(ds), rc));
+	if (cli_open_dataset(CMD, a.dataset, &ds, &info))
 		goto out;
-	}
-	if ((rc = ibstore_dataset_info(ds, &info)) != 0) {
-		cli_fail(CMD, "%s: %s", a.dataset, cli_errmsg(ibstore_dataset_errmsg(ds), rc));
-		goto out;
-	}
 	a.ro.samples = info.samples;
 
 	if (a.run != NULL) {

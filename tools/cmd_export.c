@@ -98,21 +98,6 @@ static int open_output(const char *dir)
 	return fd;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = write(fd, p, n);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 int cmd_export(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -148,13 +133,8 @@ int cmd_export(int argc, char **argv)
 		return cli_usage_error(CMD, "needs DATASET DIR");
 	dir = argv[optind + 1];
 
-	rc = ibstore_dataset_open(argv[optind], &ds);
-	if (rc == 0)
-		rc = ibstore_dataset_info(ds, &info);
-	if (rc != 0) {
-		cli_fail(CMD, "%s", cli_errmsg(ds != NULL ? ibstore_dataset_errmsg(ds) : NULL, rc));
+	if (cli_open_dataset(CMD, argv[optind], &ds, &info))
 		goto done;
-	}
 	ext = ibstore_dataset_attr(ds, "ext");
 	if (ext != NULL && (ext[0] == '\0' || strchr(ext, '/') != NULL)) {
 		cli_fail(CMD, "%s: recorded extension '%s' is not usable in a file name",
@@ -244,7 +224,7 @@ int cmd_export(int argc, char **argv)
 				cli_fail(CMD, "cannot create %s/%s: %s", dir, path, strerror(errno));
 			goto done;
 		}
-		int wrc = write_all(fd, buf, size);
+		int wrc = cli_write_all(fd, buf, size);
 
 		if (close(fd) != 0 && wrc == 0)
 			wrc = -errno;

@@ -77,22 +77,6 @@ static int print_json(ibstore_dataset *ds, const ibstore_location *loc)
 	return 0;
 }
 
-static int write_all(int fd, const unsigned char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = write(fd, p, n);
-
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 /* Writes buf to path via path.tmp and rename(), so path is whole or absent. */
 static int write_file(const char *path, const void *buf, size_t len)
 {
@@ -110,8 +94,7 @@ static int write_file(const char *path, const void *buf, size_t len)
 		cli_fail(CMD, "%s: %s", tmp, strerror(errno));
 		goto fail_free;
 	}
-	if (write_all(fd, buf, len) != 0) {
-		saved = errno;
+	if ((saved = -cli_write_all(fd, buf, len))) {
 		cli_fail(CMD, "%s: %s", tmp, strerror(saved));
 		goto fail;
 	}
@@ -219,12 +202,8 @@ int cmd_get(int argc, char **argv)
 				       argv[optind + 1]);
 	path = argv[optind];
 
-	rc = ibstore_dataset_open(path, &ds);
-	if (rc != 0) {
-		status = cli_fail(CMD, "%s",
-				  cli_errmsg(ds != NULL ? ibstore_dataset_errmsg(ds) : NULL, rc));
+	if (cli_open_dataset(CMD, path, &ds, NULL))
 		goto done;
-	}
 	if (key != NULL) {
 		rc = ibstore_dataset_find_key(ds, key, &id);
 		if (rc == IBSTORE_ENOTFOUND) {

@@ -168,7 +168,7 @@ int cmd_info(int argc, char **argv)
 	ibstore_dataset *ds = NULL;
 	ibstore_info info;
 	char uuid[37], created[64];
-	int json = 0, opt, rc, status = CLI_EXIT_FAIL;
+	int json = 0, opt, status = CLI_EXIT_FAIL;
 	const char *path;
 
 	argv[0] = progname;
@@ -185,18 +185,11 @@ int cmd_info(int argc, char **argv)
 		}
 	}
 	if (argc - optind != 1)
-		return cli_usage_error(CMD, argc - optind == 0 ? "missing DATASET"
-							       : "expected exactly one DATASET");
+		return cli_one_operand_error(CMD, argc - optind, "DATASET");
 	path = argv[optind];
 
-	rc = ibstore_dataset_open(path, &ds);
-	if (rc == 0)
-		rc = ibstore_dataset_info(ds, &info);
-	if (rc != 0) {
-		status = cli_fail(CMD, "%s",
-				  cli_errmsg(ds != NULL ? ibstore_dataset_errmsg(ds) : NULL, rc));
+	if (cli_open_dataset(CMD, path, &ds, &info))
 		goto done;
-	}
 	format_uuid(info.uuid, uuid);
 	format_time(info.created, created, sizeof(created));
 	if (json)

@@ -62,12 +62,6 @@ typedef struct plan_args {
 enum {
 	OPT_SCORES = 256,
 	OPT_EPOCH,
-	OPT_EPOCHS,
-	OPT_RATIO,
-	OPT_DELTA,
-	OPT_SEED,
-	OPT_MODE,
-	OPT_POLICY,
 	OPT_RANK,
 	OPT_WORLD,
 	OPT_PAD,
@@ -81,12 +75,7 @@ static int parse_args(int argc, char **argv, plan_args *a)
 	static const struct option longopts[] = {
 		{"scores", required_argument, NULL, OPT_SCORES},
 		{"epoch", required_argument, NULL, OPT_EPOCH},
-		{"epochs", required_argument, NULL, OPT_EPOCHS},
-		{"ratio", required_argument, NULL, OPT_RATIO},
-		{"delta", required_argument, NULL, OPT_DELTA},
-		{"seed", required_argument, NULL, OPT_SEED},
-		{"mode", required_argument, NULL, OPT_MODE},
-		{"policy", required_argument, NULL, OPT_POLICY},
+		CLI_PRUNE_LONGOPTS,
 		{"rank", required_argument, NULL, OPT_RANK},
 		{"world", required_argument, NULL, OPT_WORLD},
 		{"pad", no_argument, NULL, OPT_PAD},
@@ -95,7 +84,7 @@ static int parse_args(int argc, char **argv, plan_args *a)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	int opt, have_epoch = 0, have_epochs = 0, pad = 0, drop = 0;
+	int opt, rc, have_epoch = 0, have_epochs = 0, pad = 0, drop = 0;
 	char msg[256];
 
 	ibstore_prune_opts_init(&a->prune);
@@ -111,43 +100,6 @@ static int parse_args(int argc, char **argv, plan_args *a)
 						       optarg);
 			have_epoch = 1;
 			break;
-		case OPT_EPOCHS:
-			if (cli_parse_u32(optarg, &a->prune.epochs) != 0 || a->prune.epochs == 0)
-				return cli_usage_error(CMD, "--epochs: '%s' is not a count > 0",
-						       optarg);
-			have_epochs = 1;
-			break;
-		case OPT_RATIO:
-			if (cli_parse_double(optarg, &a->prune.ratio) != 0 ||
-			    !(a->prune.ratio >= 0.0 && a->prune.ratio < 1.0))
-				return cli_usage_error(CMD,
-						       "--ratio: '%s' is not a number in [0, 1)",
-						       optarg);
-			break;
-		case OPT_DELTA:
-			if (cli_parse_double(optarg, &a->prune.delta) != 0 ||
-			    !(a->prune.delta >= 0.0 && a->prune.delta <= 1.0))
-				return cli_usage_error(CMD,
-						       "--delta: '%s' is not a number in [0, 1]",
-						       optarg);
-			break;
-		case OPT_SEED:
-			if (cli_parse_u64(optarg, &a->prune.seed) != 0)
-				return cli_usage_error(CMD,
-						       "--seed: '%s' is not an unsigned integer",
-						       optarg);
-			break;
-		case OPT_MODE:
-			if (ibstore_mode_parse(optarg, &a->prune.mode) != 0)
-				return cli_usage_error(CMD, "--mode: '%s' is not native or compat",
-						       optarg);
-			break;
-		case OPT_POLICY:
-			if (ibstore_policy_parse(optarg, &a->prune.policy) != 0)
-				return cli_usage_error(
-					CMD, "--policy: '%s' is not infobatch, random or none",
-					optarg);
-			break;
 		case OPT_RANK:
 			if (cli_parse_u32(optarg, &a->rank) != 0)
 				return cli_usage_error(CMD, "--rank: '%s' is not a rank number",
@@ -162,7 +114,14 @@ static int parse_args(int argc, char **argv, plan_args *a)
 		case OPT_DROP: drop = 1; break;
 		case OPT_JSON: a->json = 1; break;
 		case 'h': cmd_plan_usage(stdout); return -1;
-		default: return cli_getopt_error(CMD);
+		default:
+			rc = cli_parse_prune_opt(CMD, opt, optarg, &a->prune);
+			if (rc < 0)
+				return cli_getopt_error(CMD);
+			if (rc)
+				return rc;
+			have_epochs |= opt == CLI_OPT_EPOCHS;
+			break;
 		}
 	}
 	if (optind < argc)

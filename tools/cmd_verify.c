@@ -124,15 +124,10 @@ int cmd_verify(int argc, char **argv)
 		}
 	}
 	if (argc - optind != 1)
-		return cli_usage_error(CMD, argc - optind == 0 ? "missing DATASET"
-							       : "expected exactly one DATASET");
+		return cli_one_operand_error(CMD, argc - optind, "DATASET");
 
-	rc = ibstore_dataset_open(argv[optind], &v.ds);
-	if (rc != 0) {
-		status = cli_fail(CMD, "%s",
-				  cli_errmsg(v.ds != NULL ? ibstore_dataset_errmsg(v.ds) : NULL, rc));
+	if (cli_open_dataset(CMD, argv[optind], &v.ds, NULL))
 		goto done;
-	}
 
 	rc = ibstore_dataset_verify(v.ds, on_problem, &v, &stats);
 	if (rc != 0 && rc != IBSTORE_ECORRUPT) {
