@@ -34,31 +34,16 @@ static unsigned record_size(int variant)
 static int open_batch(import_ctx *c, const char *path, int *fd_out, uint64_t *size_out)
 {
 	struct stat st;
-	int fd, rc;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = import_open(c, AT_FDCWD, NULL, path, "a CIFAR batch file", 1, &st);
 	if (fd < 0)
-		return import_fail(c, errno == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO,
-			    "%s: cannot open: %s", path, strerror(errno));
-	if (fstat(fd, &st) != 0) {
-		rc = import_fail(c, IBSTORE_EIO, "%s: cannot stat: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = import_fail(c, IBSTORE_EIO, "%s: %s, expected a CIFAR batch file", path,
-			  S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
-		goto fail;
-	}
+		return fd;
 	if (st.st_size == 0) {
-		rc = import_fail(c, IBSTORE_EFORMAT, "%s: empty file, no samples", path);
-		goto fail;
+		close(fd);
+		return import_fail(c, IBSTORE_EFORMAT, "%s: empty file, no samples", path);
 	}
 	*fd_out = fd;
 	*size_out = (uint64_t)st.st_size;
 	return 0;
-fail:
-	close(fd);
-	return rc;
 }
 
 /* Which variants a file of `size` bytes could be (VARIANT_* bits). */
@@ -148,28 +133,6 @@ static int check_label(import_ctx *c, const char *path, unsigned long long rec,
 	return 0;
 }
 
-/* Reads exactly len bytes unless the file ends first (*got < len). */
-static int read_full(import_ctx *c, const char *path, int fd, unsigned char *buf,
-		     size_t len, size_t *got)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = read(fd, buf + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return import_fail(c, IBSTORE_EIO, "%s: read failed: %s", path,
-				    strerror(errno));
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	*got = done;
-	return 0;
-}
-
 typedef struct cifar_run {
 	import_ctx *c;
 	int variant;
@@ -198,7 +161,7 @@ static int import_batch(cifar_run *r, const char *path)
 		unsigned long long k = nrec - rec < CIFAR_CHUNK ? nrec - rec : CIFAR_CHUNK;
 		size_t want = (size_t)k * rs, got = 0;
 
-		rc = read_full(c, path, fd, r->buf, want, &got);
+		rc = import_read_full(c, fd, r->buf, want, &got, NULL, path);
 		if (rc != 0)
 			goto fail;
 		if (got < want) {
@@ -223,8 +186,7 @@ static int import_batch(cifar_run *r, const char *path)
 			}
 			r->samples++;
 			r->bytes_in += rs;
-			if (c->progress != NULL && r->samples % CIFAR_PROGRESS_EVERY == 0)
-				c->progress(c->progress_ctx, r->samples, r->bytes_in);
+			import_progress(c, r->samples, CIFAR_PROGRESS_EVERY, r->samples, r->bytes_in);
 		}
 	}
 fail:
@@ -266,8 +228,7 @@ int import_cifar(import_ctx *c, const char *const *paths, int npaths, int varian
 		if (rc != 0)
 			goto fail;
 	}
-	if (c->progress != NULL)
-		c->progress(c->progress_ctx, r.samples, r.bytes_in);
+	import_progress(c, 0, 1, r.samples, r.bytes_in);
 fail:
 	free(r.buf);
 	return rc;

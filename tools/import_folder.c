@@ -202,19 +202,9 @@ static int read_file(folder_run *r, const char *rel, size_t *len)
 	size_t size, done = 0;
 	int fd, rc = 0;
 
-	fd = openat(r->rootfd, rel, O_RDONLY | O_CLOEXEC);
+	fd = import_open(r->c, r->rootfd, r->dir, rel, "the file listed", 1, &st);
 	if (fd < 0)
-		return import_fail(r->c, errno_code(errno), "%s/%s: cannot open: %s", r->dir, rel,
-			    strerror(errno));
-	if (fstat(fd, &st) != 0) {
-		rc = import_fail(r->c, IBSTORE_EIO, "%s/%s: cannot stat: %s", r->dir, rel,
-			  strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = import_fail(r->c, IBSTORE_EIO, "%s/%s: no longer a regular file", r->dir, rel);
-		goto fail;
-	}
+		return fd;
 	if ((unsigned long long)st.st_size > FOLDER_MAX_SAMPLE) {
 		rc = import_fail(r->c, IBSTORE_ETOOBIG,
 			  "%s/%s: %llu bytes exceeds the sample limit of 4 GiB - 1", r->dir,
@@ -234,23 +224,14 @@ static int read_file(folder_run *r, const char *rel, size_t *len)
 		r->buf = b;
 		r->bufcap = cap;
 	}
-	while (done < size) {
-		ssize_t n = read(fd, r->buf + done, size - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = import_fail(r->c, IBSTORE_EIO, "%s/%s: read failed: %s", r->dir, rel,
-				  strerror(errno));
-			goto fail;
-		}
-		if (n == 0) {
-			rc = import_fail(r->c, IBSTORE_EIO,
-				  "%s/%s: file shrank while being read (%zu of %zu bytes)",
-				  r->dir, rel, done, size);
-			goto fail;
-		}
-		done += (size_t)n;
+	rc = import_read_full(r->c, fd, r->buf, size, &done, r->dir, rel);
+	if (rc)
+		goto fail;
+	if (done < size) {
+		rc = import_fail(r->c, IBSTORE_EIO,
+				 "%s/%s: file shrank while being read (%zu of %zu bytes)", r->dir,
+				 rel, done, size);
+		goto fail;
 	}
 	*len = size;
 fail:
@@ -279,8 +260,7 @@ static int add_class(folder_run *r, int32_t label, const char *name, strvec *fil
 				    ibstore_writer_errmsg(r->c->w));
 		r->samples++;
 		r->bytes_in += len;
-		if (r->c->progress != NULL && r->samples % FOLDER_PROGRESS_EVERY == 0)
-			r->c->progress(r->c->progress_ctx, r->samples, r->bytes_in);
+		import_progress(r->c, r->samples, FOLDER_PROGRESS_EVERY, r->samples, r->bytes_in);
 	}
 	return 0;
 }
@@ -349,8 +329,7 @@ int import_folder(import_ctx *c, const char *dir)
 			  dir, classes.n, classes.n == 1 ? "y" : "ies");
 		goto fail;
 	}
-	if (c->progress != NULL)
-		c->progress(c->progress_ctx, r.samples, r.bytes_in);
+	import_progress(c, 0, 1, r.samples, r.bytes_in);
 
 fail:
 	for (size_t k = 0; per_class != NULL && k < classes.n; k++)

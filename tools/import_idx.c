@@ -106,24 +106,15 @@ static int idx_open(import_ctx *c, idx_file *f, const char *path, unsigned ndims
 	size_t hdrlen = 4 + 4 * (size_t)ndims;
 	struct stat st;
 	size_t got = 0;
+	char kind[32];
 	uint32_t magic;
 	int fd, rc;
 
 	f->path = path;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(kind, sizeof kind, "an IDX %s file", what);
+	fd = import_open(c, AT_FDCWD, NULL, path, kind, 0, &st);
 	if (fd < 0)
-		return import_fail(c, errno == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO,
-			    "%s: cannot open: %s", path, strerror(errno));
-	if (fstat(fd, &st) != 0) {
-		rc = import_fail(c, IBSTORE_EIO, "%s: cannot stat: %s", path, strerror(errno));
-		close(fd);
-		return rc;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		close(fd);
-		return import_fail(c, IBSTORE_EIO, "%s: is a directory, expected an IDX %s file",
-			    path, what);
-	}
+		return fd;
 	f->is_reg = S_ISREG(st.st_mode);
 	f->st_size = (uint64_t)st.st_size;
 	f->gz = gzdopen(fd, "rb");
@@ -322,9 +313,8 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 				  ibstore_writer_errmsg(c->w));
 			goto fail;
 		}
-		if (c->progress != NULL && (i + 1) % IDX_PROGRESS_EVERY == 0)
-			c->progress(c->progress_ctx, (unsigned long long)i + 1,
-				    gz_pos(img.gz) + gz_pos(lab.gz));
+		import_progress(c, (unsigned long long)i + 1, IDX_PROGRESS_EVERY,
+				(unsigned long long)i + 1, gz_pos(img.gz) + gz_pos(lab.gz));
 	}
 
 	rc = check_at_end(c, &img, "images");
@@ -333,8 +323,7 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 	rc = check_at_end(c, &lab, "labels");
 	if (rc != 0)
 		goto fail;
-	if (c->progress != NULL)
-		c->progress(c->progress_ctx, n, gz_pos(img.gz) + gz_pos(lab.gz));
+	import_progress(c, 0, 1, n, gz_pos(img.gz) + gz_pos(lab.gz));
 
 fail:
 	free(pixels);

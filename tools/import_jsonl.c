@@ -330,8 +330,7 @@ typedef struct jsonl_run {
 	unsigned long long line;
 	uint8_t *dec;           /* decoded string field */
 	size_t dec_cap;
-	char *key;
-	size_t key_cap;
+	import_keybuf key;       /* with line_keys */
 	char why[512];
 	unsigned long long samples, bytes;
 } jsonl_run;
@@ -352,32 +351,11 @@ static int bad(jsonl_run *r, const char *fmt, ...)
 /* An integer label (or null: none) from a field's JSON text. */
 static int parse_label(const uint8_t *v, const uint8_t *e, int32_t *out)
 {
-	long long x = 0;
-	int neg = 0;
-
 	if (e - v == 4 && memcmp(v, "null", 4) == 0) {
 		*out = IBSTORE_NO_LABEL;
 		return 0;
 	}
-	if (v < e && *v == '-') {
-		neg = 1;
-		v++;
-	}
-	if (v == e)
-		return -1;
-	for (; v < e; v++) {
-		if (*v < '0' || *v > '9')
-			return -1;
-		x = x * 10 + (*v - '0');
-		if (x > 2147483648LL)
-			return -1;
-	}
-	if (neg)
-		x = -x;
-	if (x > INT32_MAX || x <= INT32_MIN)
-		return -1;
-	*out = (int32_t)x;
-	return 0;
+	return import_parse_label(v, (size_t)(e - v), out);
 }
 
 /*
@@ -446,20 +424,8 @@ static int do_line(jsonl_run *r, const uint8_t *line, size_t len)
 		return bad(r, "sample of %zu bytes exceeds 4 GiB - 1", dlen);
 	const char *key = NULL;
 
-	if (r->o->line_keys) {
-		size_t need = strlen(r->path) + 24;
-
-		if (need > r->key_cap) {
-			char *k = realloc(r->key, need);
-
-			if (k == NULL)
-				return import_fail(c, IBSTORE_ENOMEM, "out of memory");
-			r->key = k;
-			r->key_cap = need;
-		}
-		snprintf(r->key, need, "%s:%llu", r->path, r->line);
-		key = r->key;
-	}
+	if (r->o->line_keys && !(key = import_key(c, &r->key, "%s:%llu", r->path, r->line)))
+		return IBSTORE_ENOMEM;
 	int rc = ibstore_writer_add(c->w, data, dlen, label, key, NULL);
 
 	if (rc != 0)
@@ -475,16 +441,14 @@ static int read_file(jsonl_run *r)
 	size_t cap = 0;
 	ssize_t n;
 	int rc = 0;
-	FILE *f = fopen(r->path, "rbe");
-
-	if (f == NULL)
-		return import_fail(c, errno == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO,
-			    "%s: cannot open: %s", r->path, strerror(errno));
 	struct stat st;
-
-	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-		fclose(f);
-		return import_fail(c, IBSTORE_EIO, "%s: is a directory, not a JSONL file", r->path);
+	int fd = import_open(c, AT_FDCWD, NULL, r->path, "a JSONL file", 0, &st);
+	if (fd < 0)
+		return fd;
+	FILE *f = fdopen(fd, "rb");
+	if (!f) {
+		close(fd);
+		return import_fail(c, IBSTORE_ENOMEM, "%s: out of memory", r->path);
 	}
 	(void)posix_fadvise(fileno(f), 0, 0, POSIX_FADV_SEQUENTIAL);
 	r->line = 0;
@@ -517,8 +481,7 @@ static int read_file(jsonl_run *r)
 			}
 			rc = 0;
 		}
-		if (c->progress != NULL && r->line % JSONL_PROGRESS_EVERY == 0)
-			c->progress(c->progress_ctx, r->samples, r->bytes);
+		import_progress(c, r->line, JSONL_PROGRESS_EVERY, r->samples, r->bytes);
 		errno = 0;
 	}
 	if (rc == 0 && ferror(f))
@@ -560,9 +523,9 @@ int import_jsonl(import_ctx *c, const char *const *paths, int npaths, import_jso
 		rc = import_fail(c, IBSTORE_EFORMAT, "%s%s: no samples found (%s)", paths[0],
 			  npaths > 1 ? " ..." : "",
 			  r.o->skipped ? "every line was bad" : "no non-blank lines");
-	if (rc == 0 && c->progress != NULL)
-		c->progress(c->progress_ctx, r.samples, r.bytes);
+	if (rc == 0)
+		import_progress(c, 0, 1, r.samples, r.bytes);
 	free(r.dec);
-	free(r.key);
+	free(r.key.s);
 	return rc;
 }

@@ -62,8 +62,7 @@ typedef struct tar_run {
 	int have_label;
 	/* dataset-wide */
 	char *first_ext;         /* recorded as attribute "ext" */
-	char *key;               /* scratch */
-	size_t key_cap;
+	import_keybuf key;       /* scratch */
 	unsigned long long samples, bytes_before; /* bytes of earlier archives */
 } tar_run;
 
@@ -312,36 +311,6 @@ static int ext_index(const tar_run *t, const char *ext)
 	return -1;
 }
 
-static int parse_label(const uint8_t *s, size_t n, int32_t *out)
-{
-	size_t i = 0, end = n;
-	int neg = 0;
-	long long v = 0;
-
-	while (i < end && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
-		i++;
-	while (end > i && (s[end - 1] == ' ' || s[end - 1] == '\t' || s[end - 1] == '\n' ||
-			   s[end - 1] == '\r'))
-		end--;
-	if (i < end && (s[i] == '-' || s[i] == '+'))
-		neg = s[i++] == '-';
-	if (i == end)
-		return -1;
-	for (; i < end; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-		if (v > 2147483648LL)
-			return -1;
-	}
-	if (neg)
-		v = -v;
-	if (v > INT32_MAX || v <= INT32_MIN) /* INT32_MIN means "no label" */
-		return -1;
-	*out = (int32_t)v;
-	return 0;
-}
-
 static void reset_sample(tar_run *t)
 {
 	free(t->stem);
@@ -357,8 +326,8 @@ static void report(tar_run *t, int force)
 {
 	import_ctx *c = t->c;
 
-	if (c->progress != NULL && (force || t->samples % TAR_PROGRESS_EVERY == 0))
-		c->progress(c->progress_ctx, t->samples, t->bytes_before + t->r.off);
+	import_progress(c, t->samples, force ? 1 : TAR_PROGRESS_EVERY, t->samples,
+			t->bytes_before + t->r.off);
 }
 
 /* Adds the sample assembled so far (if any). */
@@ -386,20 +355,9 @@ static int finish_sample(tar_run *t)
 			return import_fail(c, rc, "%s: %s", t->path, ibstore_writer_errmsg(c->w));
 	}
 	const char *key = t->stem;
-	if (strcmp(t->best_ext, t->first_ext) != 0) {
-		size_t need = strlen(t->stem) + strlen(t->best_ext) + 2;
-
-		if (need > t->key_cap) {
-			char *k = realloc(t->key, need);
-
-			if (k == NULL)
-				return import_fail(c, IBSTORE_ENOMEM, "out of memory");
-			t->key = k;
-			t->key_cap = need;
-		}
-		snprintf(t->key, need, "%s.%s", t->stem, t->best_ext);
-		key = t->key;
-	}
+	if (strcmp(t->best_ext, t->first_ext) &&
+	    !(key = import_key(c, &t->key, "%s.%s", t->stem, t->best_ext)))
+		return IBSTORE_ENOMEM;
 	rc = ibstore_writer_add(c->w, t->payload, t->payload_len, t->label, key, NULL);
 	if (rc != 0)
 		return import_fail(c, rc, "%s: sample '%s' (member at offset %llu): %s", t->path, key,
@@ -451,7 +409,7 @@ static int take_member(tar_run *t, char *name, uint64_t size, uint64_t hoff)
 				    strerror((int)-got));
 		if ((uint64_t)got < size)
 			goto truncated;
-		if (parse_label(text, (size_t)size, &t->label) != 0)
+		if (import_parse_label(text, (size_t)size, &t->label) != 0)
 			return import_fail(c, IBSTORE_EFORMAT,
 				    "%s: member '%s' at offset %llu: label '%.*s' is not a "
 				    "decimal 32-bit integer", t->path, name,
@@ -743,17 +701,9 @@ int import_tar(import_ctx *c, const char *const *paths, int npaths, const import
 		struct stat st;
 
 		t.path = paths[i];
-		t.r.fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+		t.r.fd = import_open(c, AT_FDCWD, NULL, paths[i], "a tar archive", 0, &st);
 		if (t.r.fd < 0) {
-			rc = import_fail(c, errno == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO,
-				  "%s: cannot open: %s", paths[i], strerror(errno));
-			break;
-		}
-		if (fstat(t.r.fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-			rc = import_fail(c, IBSTORE_EIO, "%s: %s", paths[i],
-				  S_ISDIR(st.st_mode) ? "is a directory, not a tar archive"
-						      : strerror(errno));
-			close(t.r.fd);
+			rc = t.r.fd;
 			break;
 		}
 		t.r.size = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : UINT64_MAX;
@@ -775,7 +725,7 @@ out:
 	for (int i = 0; i < t.nexts; i++)
 		free(t.exts[i]);
 	free(t.first_ext);
-	free(t.key);
+	free(t.key.s);
 	free(t.payload);
 	free(t.r.buf);
 	return rc;
