@@ -139,7 +139,7 @@ int cli_parse_u64(const char *s, uint64_t *out)
 	const char *end;
 	uint64_t v;
 
-	if (s == NULL || parse_digits(s, &v, &end) != 0 || *end != '\0')
+	if (!s || parse_digits(s, &v, &end) || *end != '\0')
 		return -1;
 	*out = v;
 	return 0;
@@ -149,7 +149,7 @@ int cli_parse_u32(const char *s, uint32_t *out)
 {
 	uint64_t v;
 
-	if (cli_parse_u64(s, &v) != 0 || v > UINT32_MAX)
+	if (cli_parse_u64(s, &v) || v > UINT32_MAX)
 		return -1;
 	*out = (uint32_t)v;
 	return 0;
@@ -161,9 +161,9 @@ int cli_parse_double(const char *s, double *out)
 	double v;
 
 	/* strtod would skip leading space and accept "inf", "nan" and hex */
-	if (s == NULL || !(*s == '-' || *s == '+' || *s == '.' || (*s >= '0' && *s <= '9')))
+	if (!s || !(*s == '-' || *s == '+' || *s == '.' || (*s >= '0' && *s <= '9')))
 		return -1;
-	if (strpbrk(s, "xXnNiI") != NULL)
+	if (strpbrk(s, "xXnNiI"))
 		return -1;
 	errno = 0;
 	v = strtod(s, &end);
@@ -179,7 +179,7 @@ int cli_parse_size(const char *s, uint64_t *out)
 	uint64_t v;
 	unsigned shift = 0;
 
-	if (s == NULL || parse_digits(s, &v, &end) != 0)
+	if (!s || parse_digits(s, &v, &end))
 		return -1;
 	switch (*end) {
 	case '\0':
@@ -195,7 +195,7 @@ int cli_parse_size(const char *s, uint64_t *out)
 	default:
 		return -1;
 	}
-	if (shift != 0) {
+	if (shift) {
 		const char *rest = end + 1;
 
 		if (strcmp(rest, "") != 0 && strcmp(rest, "B") != 0 &&
@@ -246,7 +246,7 @@ void cli_json_string(FILE *f, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 
-	if (s == NULL) {
+	if (!s) {
 		fputs("null", f);
 		return;
 	}

@@ -123,7 +123,7 @@ enum {
 /* Parses a count > 0 (u32) for option `name`; 0, or the exit status. */
 static int parse_count(const char *name, const char *s, uint32_t *out)
 {
-	if (cli_parse_u32(s, out) != 0 || *out == 0)
+	if (cli_parse_u32(s, out) || *out == 0)
 		return cli_usage_error(CMD, "--%s: '%s' is not a count > 0", name, s);
 	return 0;
 }
@@ -163,11 +163,11 @@ static int parse_args(int argc, char **argv, bench_args *a)
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case OPT_BATCH:
-			if ((rc = parse_count("batch", optarg, &a->ro.batch_size)) != 0)
+			if ((rc = parse_count("batch", optarg, &a->ro.batch_size)))
 				return rc;
 			break;
 		case OPT_BACKEND:
-			if (ibstore_backend_parse(optarg, &a->lo.backend) != 0)
+			if (ibstore_backend_parse(optarg, &a->lo.backend))
 				return cli_usage_error(CMD,
 						       "--backend: '%s' is not auto, uring, pread or mmap",
 						       optarg);
@@ -175,37 +175,37 @@ static int parse_args(int argc, char **argv, bench_args *a)
 		case OPT_DIRECT: a->lo.direct = 1; break;
 		case OPT_COLD: a->cold = 1; break;
 		case OPT_ORDER:
-			if (ibstore_order_parse(optarg, &a->lo.order) != 0)
+			if (ibstore_order_parse(optarg, &a->lo.order))
 				return cli_usage_error(CMD, "--order: '%s' is not random or locality",
 						       optarg);
 			break;
 		case OPT_THREADS:
-			if (cli_parse_u32(optarg, &a->lo.threads) != 0 || a->lo.threads > 64)
+			if (cli_parse_u32(optarg, &a->lo.threads) || a->lo.threads > 64)
 				return cli_usage_error(CMD, "--threads: '%s' is not a count in 0..64",
 						       optarg);
 			break;
 		case OPT_GAP:
-			if (cli_parse_size(optarg, &a->lo.gap) != 0)
+			if (cli_parse_size(optarg, &a->lo.gap))
 				return cli_usage_error(CMD, "--gap: '%s' is not a byte size", optarg);
 			break;
 		case OPT_PREFETCH:
-			if ((rc = parse_count("prefetch", optarg, &a->lo.prefetch)) != 0)
+			if ((rc = parse_count("prefetch", optarg, &a->lo.prefetch)))
 				return rc;
 			break;
 		case OPT_QUEUE_DEPTH:
-			if (cli_parse_u32(optarg, &a->lo.queue_depth) != 0 ||
+			if (cli_parse_u32(optarg, &a->lo.queue_depth) ||
 			    a->lo.queue_depth == 0 || a->lo.queue_depth > 4096)
 				return cli_usage_error(
 					CMD, "--queue-depth: '%s' is not a count in 1..4096", optarg);
 			break;
 		case OPT_BUDGET:
-			if (cli_parse_size(optarg, &a->lo.budget) != 0 || a->lo.budget == 0)
+			if (cli_parse_size(optarg, &a->lo.budget) || a->lo.budget == 0)
 				return cli_usage_error(CMD, "--budget: '%s' is not a byte size > 0",
 						       optarg);
 			break;
 		case OPT_NO_VERIFY: a->lo.verify = 0; break;
 		case OPT_CHECKPOINT_EVERY:
-			if (cli_parse_u32(optarg, &a->ro.checkpoint_every) != 0)
+			if (cli_parse_u32(optarg, &a->ro.checkpoint_every))
 				return cli_usage_error(CMD, "--checkpoint-every: '%s' is not a "
 						       "count (0: at epoch ends only)", optarg);
 			break;
@@ -231,7 +231,7 @@ static int parse_args(int argc, char **argv, bench_args *a)
 	if (optind + 1 < argc)
 		return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind + 1]);
 	a->dataset = argv[optind];
-	if (ibstore_prune_opts_check(p, msg, sizeof(msg)) != 0)
+	if (ibstore_prune_opts_check(p, msg, sizeof(msg)))
 		return cli_usage_error(CMD, "%s", msg);
 	return 0;
 }
@@ -261,7 +261,7 @@ static int evict(ibstore_dataset *ds)
 {
 	int rc = ibstore_dataset_evict(ds);
 
-	if (rc != 0)
+	if (rc)
 		return cli_fail(CMD, "evicting the dataset: %s",
 				cli_errmsg(ibstore_dataset_errmsg(ds), rc));
 	if (geteuid() == 0) {
@@ -293,12 +293,12 @@ static int temp_run_make(temp_run *t)
 	const char *tmp = getenv("TMPDIR");
 	int n;
 
-	if (tmp == NULL || tmp[0] == '\0')
+	if (!tmp || tmp[0] == '\0')
 		tmp = "/tmp";
 	n = snprintf(t->dir, sizeof(t->dir), "%s/ibstore-bench.XXXXXX", tmp);
 	if (n < 0 || (size_t)n >= sizeof(t->dir))
 		return cli_fail(CMD, "$TMPDIR is too long");
-	if (mkdtemp(t->dir) == NULL)
+	if (!mkdtemp(t->dir))
 		return cli_fail(CMD, "cannot create a temporary directory in %s: %s", tmp,
 				strerror(errno));
 	snprintf(t->path, sizeof(t->path), "%s/run", t->dir);
@@ -427,16 +427,16 @@ static int run_epoch(ibstore_loader *l, uint32_t epoch, float *losses, uint32_t 
 	memset(r, 0, sizeof(*r));
 	r->epoch = epoch;
 	t0 = cli_now();
-	if ((rc = ibstore_loader_epoch_begin(l, epoch, NULL)) != 0)
+	if ((rc = ibstore_loader_epoch_begin(l, epoch, NULL)))
 		return cli_fail(CMD, "epoch %" PRIu32 ": %s", epoch,
 				cli_errmsg(ibstore_loader_errmsg(l), rc));
 	for (;;) {
 		size_t i;
 
-		if ((rc = ibstore_loader_next(l, &b)) != 0)
+		if ((rc = ibstore_loader_next(l, &b)))
 			return cli_fail(CMD, "epoch %" PRIu32 ": %s", epoch,
 					cli_errmsg(ibstore_loader_errmsg(l), rc));
-		if (b == NULL)
+		if (!b)
 			break;
 		if (b->n > cap) {
 			ibstore_loader_release(l, b);
@@ -447,21 +447,21 @@ static int run_epoch(ibstore_loader *l, uint32_t epoch, float *losses, uint32_t 
 			losses[i] = synthetic_loss(b->ids[i], epoch);
 		r->samples += b->n;
 		r->data_bytes += b->data_size;
-		if (digest != NULL)
+		if (digest)
 			digest_batch(digest, b);
 		rc = ibstore_loader_report(l, b, losses);
 		ibstore_loader_release(l, b);
-		if (rc != 0)
+		if (rc)
 			return cli_fail(CMD, "epoch %" PRIu32 ": reporting losses: %s", epoch,
 					cli_errmsg(ibstore_loader_errmsg(l), rc));
 		if (interrupted)
 			return cli_fail(CMD, "interrupted in epoch %" PRIu32, epoch);
 	}
 	/* The statistics are the epoch's own until epoch_end drains it. */
-	if ((rc = ibstore_loader_stats_get(l, &st)) != 0)
+	if ((rc = ibstore_loader_stats_get(l, &st)))
 		return cli_fail(CMD, "epoch %" PRIu32 ": statistics: %s", epoch,
 				cli_errmsg(ibstore_loader_errmsg(l), rc));
-	if ((rc = ibstore_loader_epoch_end(l)) != 0)
+	if ((rc = ibstore_loader_epoch_end(l)))
 		return cli_fail(CMD, "epoch %" PRIu32 ": %s", epoch,
 				cli_errmsg(ibstore_loader_errmsg(l), rc));
 	t1 = cli_now();
@@ -481,7 +481,7 @@ static uint32_t first_epoch(const ibstore_run *run)
 {
 	ibstore_run_info ri;
 
-	if (ibstore_run_info_get(run, &ri) != 0)
+	if (ibstore_run_info_get(run, &ri))
 		return 0;
 	if (ri.in_epoch)
 		return ri.epoch;
@@ -493,7 +493,7 @@ static uint32_t resolved_threads(uint32_t t)
 {
 	long n;
 
-	if (t != 0)
+	if (t)
 		return t;
 	n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n > 1 ? (uint32_t)(n - 1) : 1;
@@ -524,7 +524,7 @@ int cmd_bench(int argc, char **argv)
 	memset(&tmp, 0, sizeof(tmp));
 	argv[0] = progname;
 	rc = parse_args(argc, argv, &a);
-	if (rc != 0)
+	if (rc)
 		return rc < 0 ? CLI_EXIT_OK : rc;
 	meta = a.json ? stderr : stdout;
 
@@ -532,31 +532,31 @@ int cmd_bench(int argc, char **argv)
 		goto out;
 	a.ro.samples = info.samples;
 
-	if (a.run != NULL) {
+	if (a.run) {
 		run_path = a.run;
 	} else {
-		if (temp_run_make(&tmp) != 0)
+		if (temp_run_make(&tmp))
 			goto out;
 		run_path = tmp.path;
 	}
 	catch_signals();
 	rc = ibstore_run_open(run_path, &a.ro, &run);
-	if (rc != 0) {
+	if (rc) {
 		cli_fail(CMD, "%s: %s", run_path, cli_errmsg(ibstore_run_errmsg(run), rc));
 		goto out;
 	}
 	losses = malloc((size_t)a.ro.batch_size * sizeof(*losses));
-	if (losses == NULL) {
+	if (!losses) {
 		cli_fail(CMD, "out of memory for a batch of %" PRIu32 " losses", a.ro.batch_size);
 		goto out;
 	}
 	rc = ibstore_loader_open(ds, run, &a.lo, &l);
-	if (rc != 0) {
+	if (rc) {
 		cli_fail(CMD, "%s: opening the loader: %s", a.dataset,
 			 cli_errmsg(ibstore_loader_errmsg(l), rc));
 		goto out;
 	}
-	if ((rc = ibstore_loader_stats_get(l, &st)) != 0) {
+	if ((rc = ibstore_loader_stats_get(l, &st))) {
 		cli_fail(CMD, "loader statistics: %s", cli_errmsg(ibstore_loader_errmsg(l), rc));
 		goto out;
 	}
@@ -569,9 +569,9 @@ int cmd_bench(int argc, char **argv)
 		epoch_row r;
 		uint64_t digest = 0;
 
-		if (a.cold && evict(ds) != 0)
+		if (a.cold && evict(ds))
 			goto out;
-		if (run_epoch(l, e, losses, a.ro.batch_size, &r, a.digest ? &digest : NULL) != 0)
+		if (run_epoch(l, e, losses, a.ro.batch_size, &r, a.digest ? &digest : NULL))
 			goto out;
 		print_row(&a, &r);
 		if (a.digest) {

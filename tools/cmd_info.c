@@ -49,7 +49,7 @@ static void format_time(uint64_t t, char *out, size_t len)
 	time_t tt = (time_t)t;
 	struct tm tm;
 
-	if ((uint64_t)tt != t || gmtime_r(&tt, &tm) == NULL ||
+	if ((uint64_t)tt != t || !gmtime_r(&tt, &tm) ||
 	    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
 		snprintf(out, len, "@%" PRIu64, t);
 }
@@ -60,7 +60,7 @@ static uint32_t named_classes(ibstore_dataset *ds, uint32_t labels)
 	uint32_t i, n = 0;
 
 	for (i = 0; i < labels && i <= INT32_MAX; i++)
-		if (ibstore_dataset_class_name(ds, (int32_t)i) != NULL)
+		if (ibstore_dataset_class_name(ds, (int32_t)i))
 			n++;
 	return n;
 }
@@ -82,7 +82,7 @@ static void print_json(ibstore_dataset *ds, const ibstore_info *in, const char *
 	printf(",\"codecs\":{\"%s\":%" PRIu64 ",\"%s\":%" PRIu64 "}",
 	       ibstore_codec_name(IBSTORE_CODEC_NONE), in->codec_count[0],
 	       ibstore_codec_name(IBSTORE_CODEC_LZ4), in->codec_count[1]);
-	if (in->fixed_size != 0)
+	if (in->fixed_size)
 		printf(",\"fixed_size\":%" PRIu64, in->fixed_size);
 	else
 		fputs(",\"fixed_size\":null", stdout);
@@ -128,7 +128,7 @@ static void print_text(const char *path, ibstore_dataset *ds, const ibstore_info
 	printf("codecs          %s %" PRIu64 ", %s %" PRIu64 "\n",
 	       ibstore_codec_name(IBSTORE_CODEC_NONE), in->codec_count[0],
 	       ibstore_codec_name(IBSTORE_CODEC_LZ4), in->codec_count[1]);
-	if (in->fixed_size != 0)
+	if (in->fixed_size)
 		printf("sample size     %" PRIu64 " (fixed)\n", in->fixed_size);
 	else
 		printf("sample size     varies, max %" PRIu64 "\n", in->max_size);
@@ -137,7 +137,7 @@ static void print_text(const char *path, ibstore_dataset *ds, const ibstore_info
 	for (a = 0; a < sizeof(attrs) / sizeof(attrs[0]); a++) {
 		const char *v = ibstore_dataset_attr(ds, attrs[a]);
 
-		if (v != NULL)
+		if (v)
 			printf("%-15s %s\n", attrs[a], v);
 	}
 	named = named_classes(ds, in->labels);
@@ -147,7 +147,7 @@ static void print_text(const char *path, ibstore_dataset *ds, const ibstore_info
 	for (i = 0; i < in->labels && i <= INT32_MAX && shown < TEXT_CLASSES; i++) {
 		const char *name = ibstore_dataset_class_name(ds, (int32_t)i);
 
-		if (name == NULL)
+		if (!name)
 			continue;
 		printf("%s %" PRIu32 "=%s", shown == 0 ? "" : ",", i, name);
 		shown++;

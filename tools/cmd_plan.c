@@ -95,18 +95,18 @@ static int parse_args(int argc, char **argv, plan_args *a)
 		switch (opt) {
 		case OPT_SCORES: a->scores = optarg; break;
 		case OPT_EPOCH:
-			if (cli_parse_u32(optarg, &a->epoch) != 0)
+			if (cli_parse_u32(optarg, &a->epoch))
 				return cli_usage_error(CMD, "--epoch: '%s' is not an epoch number",
 						       optarg);
 			have_epoch = 1;
 			break;
 		case OPT_RANK:
-			if (cli_parse_u32(optarg, &a->rank) != 0)
+			if (cli_parse_u32(optarg, &a->rank))
 				return cli_usage_error(CMD, "--rank: '%s' is not a rank number",
 						       optarg);
 			break;
 		case OPT_WORLD:
-			if (cli_parse_u32(optarg, &a->world) != 0 || a->world == 0)
+			if (cli_parse_u32(optarg, &a->world) || a->world == 0)
 				return cli_usage_error(CMD, "--world: '%s' is not a count > 0",
 						       optarg);
 			break;
@@ -126,7 +126,7 @@ static int parse_args(int argc, char **argv, plan_args *a)
 	}
 	if (optind < argc)
 		return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
-	if (a->scores == NULL)
+	if (!a->scores)
 		return cli_usage_error(CMD, "--scores FILE is required");
 	if (!have_epoch)
 		return cli_usage_error(CMD, "--epoch E is required");
@@ -138,7 +138,7 @@ static int parse_args(int argc, char **argv, plan_args *a)
 		return cli_usage_error(CMD, "--rank %" PRIu32 " is not below --world %" PRIu32,
 				       a->rank, a->world);
 	a->slice = drop ? IBSTORE_SLICE_DROP : IBSTORE_SLICE_PAD;
-	if (ibstore_prune_opts_check(&a->prune, msg, sizeof(msg)) != 0)
+	if (ibstore_prune_opts_check(&a->prune, msg, sizeof(msg)))
 		return cli_usage_error(CMD, "%s", msg);
 	return 0;
 }
@@ -155,9 +155,9 @@ static int read_scores(const char *path, float **out, uint64_t *n)
 	float *s = NULL;
 	uint64_t i, count;
 
-	if (f == NULL)
+	if (!f)
 		return cli_fail(CMD, "%s: %s", path, strerror(errno));
-	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
 		fclose(f);
 		return cli_fail(CMD, "%s: not a regular file", path);
 	}
@@ -173,7 +173,7 @@ static int read_scores(const char *path, float **out, uint64_t *n)
 	}
 	b = malloc(count ? (size_t)count * 4 : 1);
 	s = malloc(count ? (size_t)count * sizeof(*s) : sizeof(*s));
-	if (b == NULL || s == NULL) {
+	if (!b || !s) {
 		fclose(f);
 		free(b);
 		free(s);
@@ -257,7 +257,7 @@ static char *put_u64(char *p, uint64_t v)
 	do {
 		tmp[n++] = (char)('0' + v % 10);
 		v /= 10;
-	} while (v != 0);
+	} while (v);
 	while (n > 0)
 		*p++ = tmp[--n];
 	return p;
@@ -275,7 +275,7 @@ static void print_slice(const plan_args *a, const ibstore_plan *p, uint64_t len)
 		const char *wt;
 		size_t wl;
 
-		if (ibstore_plan_slice_entry(p, a->rank, a->world, a->slice, i, &id, &w) != 0)
+		if (ibstore_plan_slice_entry(p, a->rank, a->world, a->slice, i, &id, &w))
 			break; /* cannot happen: i < slice length, rank < world */
 		if ((size_t)(o - line) > sizeof(line) - 64) {
 			fwrite(line, 1, (size_t)(o - line), stdout);
@@ -304,13 +304,13 @@ int cmd_plan(int argc, char **argv)
 	memset(&a, 0, sizeof(a));
 	argv[0] = progname;
 	rc = parse_args(argc, argv, &a);
-	if (rc != 0)
+	if (rc)
 		return rc < 0 ? CLI_EXIT_OK : rc;
-	if ((rc = read_scores(a.scores, &scores, &n)) != 0)
+	if ((rc = read_scores(a.scores, &scores, &n)))
 		return rc;
 	rc = ibstore_plan_compute(&a.prune, a.epoch, scores, n, &plan, msg, sizeof(msg));
 	free(scores);
-	if (rc != 0)
+	if (rc)
 		return cli_fail(CMD, "%s: %s", a.scores, cli_errmsg(msg, rc));
 	slice = ibstore_plan_slice_len(plan, a.world, a.slice);
 	setvbuf(stdout, NULL, _IOFBF, OUT_BUF);

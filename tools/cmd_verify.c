@@ -39,7 +39,7 @@ static const char *base_name(const char *path)
 {
 	const char *slash = strrchr(path, '/');
 
-	return slash != NULL ? slash + 1 : path;
+	return slash ? slash + 1 : path;
 }
 
 /*
@@ -79,7 +79,7 @@ static int on_problem(const ibstore_problem *p, void *arg)
 	if (p->shard != UINT32_MAX) {
 		const char *path = ibstore_dataset_shard_path(v->ds, p->shard);
 
-		if (path != NULL)
+		if (path)
 			snprintf(shard, sizeof(shard), "%s", base_name(path));
 		else
 			snprintf(shard, sizeof(shard), "shard-%06" PRIu32 ".ibr", p->shard);
@@ -130,7 +130,7 @@ int cmd_verify(int argc, char **argv)
 		goto done;
 
 	rc = ibstore_dataset_verify(v.ds, on_problem, &v, &stats);
-	if (rc != 0 && rc != IBSTORE_ECORRUPT) {
+	if (rc && rc != IBSTORE_ECORRUPT) {
 		/* Verification itself failed (I/O error, ...): not a verdict. */
 		status = cli_fail(CMD, "%s", cli_errmsg(ibstore_dataset_errmsg(v.ds), rc));
 		goto done;
@@ -138,7 +138,7 @@ int cmd_verify(int argc, char **argv)
 	if (!v.quiet) {
 		fprintf(stderr, "%" PRIu64 " records checked, %" PRIu64 " bad", stats.records_checked,
 			stats.records_bad);
-		if (stats.shards_bad != 0)
+		if (stats.shards_bad)
 			fprintf(stderr, ", %" PRIu64 " shard%s with a bad digest", stats.shards_bad,
 				stats.shards_bad == 1 ? "" : "s");
 		fputc('\n', stderr);

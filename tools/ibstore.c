@@ -70,7 +70,7 @@ static int help(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	c = find_command(argv[1]);
-	if (c == NULL) {
+	if (!c) {
 		fprintf(stderr, "ibstore help: unknown command '%s'\n", argv[1]);
 		usage(stderr);
 		return CLI_EXIT_USAGE;
@@ -99,7 +99,7 @@ int main(int argc, char **argv)
 		return help(argc - 1, argv + 1);
 
 	c = find_command(argv[1]);
-	if (c == NULL) {
+	if (!c) {
 		if (argv[1][0] == '-')
 			fprintf(stderr, "ibstore: unknown option '%s'\n", argv[1]);
 		else
@@ -110,7 +110,7 @@ int main(int argc, char **argv)
 	rc = c->run(argc - 1, argv + 1);
 
 	/* Output that could not be written is a failure, not a success. */
-	if ((fflush(stdout) != 0 || ferror(stdout)) && rc == CLI_EXIT_OK) {
+	if ((fflush(stdout) || ferror(stdout)) && rc == CLI_EXIT_OK) {
 		fprintf(stderr, "ibstore %s: error writing to standard output\n", c->name);
 		rc = CLI_EXIT_FAIL;
 	}

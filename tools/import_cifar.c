@@ -69,10 +69,10 @@ static int check_sizes(import_ctx *c, const char *const *paths, int npaths,
 		unsigned m;
 		int fd, rc;
 
-		if (paths[i] == NULL)
+		if (!paths[i])
 			return import_fail(c, IBSTORE_EINVAL, "import_cifar: path %d is missing", i);
 		rc = open_batch(c, paths[i], &fd, &size);
-		if (rc != 0)
+		if (rc)
 			return rc;
 		close(fd);
 		if (*variant != 0) {
@@ -149,7 +149,7 @@ static int import_batch(cifar_run *r, const char *path)
 	int fd, rc;
 
 	rc = open_batch(c, path, &fd, &size);
-	if (rc != 0)
+	if (rc)
 		return rc;
 	if (size % rs != 0) {
 		rc = import_fail(c, IBSTORE_ETRUNCATED, "%s: size changed to %llu during import",
@@ -162,7 +162,7 @@ static int import_batch(cifar_run *r, const char *path)
 		size_t want = (size_t)k * rs, got = 0;
 
 		rc = import_read_full(c, fd, r->buf, want, &got, NULL, path);
-		if (rc != 0)
+		if (rc)
 			goto fail;
 		if (got < want) {
 			rc = import_fail(c, IBSTORE_ETRUNCATED,
@@ -175,11 +175,11 @@ static int import_batch(cifar_run *r, const char *path)
 			int32_t label = r->variant == 10 ? p[0] : p[1];
 
 			rc = check_label(c, path, rec, p, r->variant);
-			if (rc != 0)
+			if (rc)
 				goto fail;
 			rc = ibstore_writer_add(c->w, p + (rs - CIFAR_PIXELS), CIFAR_PIXELS,
 						label, NULL, NULL);
-			if (rc != 0) {
+			if (rc) {
 				rc = import_fail(c, rc, "%s: record %llu: %s", path, rec,
 					  ibstore_writer_errmsg(c->w));
 				goto fail;
@@ -199,33 +199,33 @@ int import_cifar(import_ctx *c, const char *const *paths, int npaths, int varian
 	cifar_run r = { .c = c };
 	int rc;
 
-	if (c == NULL || c->w == NULL)
+	if (!c || !c->w)
 		return IBSTORE_EINVAL;
-	if (paths == NULL || npaths <= 0)
+	if (!paths || npaths <= 0)
 		return import_fail(c, IBSTORE_EFORMAT, "import_cifar: no input files, no samples");
-	if (variant != 0 && variant != 10 && variant != 100)
+	if (variant && variant != 10 && variant != 100)
 		return import_fail(c, IBSTORE_EINVAL,
 			    "import_cifar: variant %d: must be 10, 100 or 0 (detect)",
 			    variant);
 
 	rc = check_sizes(c, paths, npaths, &variant);
-	if (rc != 0)
+	if (rc)
 		return rc;
 	r.variant = variant;
 	r.buf = malloc((size_t)CIFAR_CHUNK * record_size(variant));
-	if (r.buf == NULL)
+	if (!r.buf)
 		return import_fail(c, IBSTORE_ENOMEM, "import_cifar: out of memory");
 
 	rc = ibstore_writer_set_attr(c->w, "source", variant == 10 ? "cifar10" : "cifar100");
-	if (rc == 0)
+	if (!rc)
 		rc = ibstore_writer_set_attr(c->w, "shape", "3x32x32");
-	if (rc != 0) {
+	if (rc) {
 		rc = import_fail(c, rc, "%s: %s", paths[0], ibstore_writer_errmsg(c->w));
 		goto fail;
 	}
 	for (int i = 0; i < npaths; i++) {
 		rc = import_batch(&r, paths[i]);
-		if (rc != 0)
+		if (rc)
 			goto fail;
 	}
 	import_progress(c, 0, 1, r.samples, r.bytes_in);

@@ -50,7 +50,7 @@ static int gz_status(import_ctx *c, idx_file *f)
 	const char *sep;
 
 	/* zlib prefixes "<fd:N>: " (from gzdopen); we name the path ourselves. */
-	if (msg[0] == '<' && (sep = strstr(msg, ": ")) != NULL)
+	if (msg[0] == '<' && (sep = strstr(msg, ": ")))
 		msg = sep + 2;
 	switch (errnum) {
 	case Z_OK:
@@ -88,7 +88,7 @@ static int read_full(import_ctx *c, idx_file *f, void *buf, size_t len, size_t *
 		if (n <= 0) {
 			int rc = gz_status(c, f);
 
-			if (rc != 0)
+			if (rc)
 				return rc;
 			break;
 		}
@@ -118,14 +118,14 @@ static int idx_open(import_ctx *c, idx_file *f, const char *path, unsigned ndims
 	f->is_reg = S_ISREG(st.st_mode);
 	f->st_size = (uint64_t)st.st_size;
 	f->gz = gzdopen(fd, "rb");
-	if (f->gz == NULL) {
+	if (!f->gz) {
 		close(fd);
 		return import_fail(c, IBSTORE_ENOMEM, "%s: out of memory opening gzip reader", path);
 	}
 	gzbuffer(f->gz, 128u << 10);
 
 	rc = read_full(c, f, hdr, hdrlen, &got);
-	if (rc != 0)
+	if (rc)
 		return rc;
 	if (got == 0)
 		return import_fail(c, IBSTORE_EFORMAT, "%s: empty file, no samples", path);
@@ -134,7 +134,7 @@ static int idx_open(import_ctx *c, idx_file *f, const char *path, unsigned ndims
 			    "%s: truncated IDX header (%zu of %zu bytes)", path, got, hdrlen);
 
 	magic = be32(hdr);
-	if (hdr[0] != 0 || hdr[1] != 0)
+	if (hdr[0] || hdr[1])
 		return import_fail(c, IBSTORE_EFORMAT,
 			    "%s: not an IDX file (magic 0x%08x, expected 0x%08x)", path,
 			    (unsigned)magic, IDX_UBYTE << 8 | ndims);
@@ -194,9 +194,9 @@ static int check_at_end(import_ctx *c, idx_file *f, const char *what)
 	size_t got = 0;
 	int rc = read_full(c, f, &extra, 1, &got);
 
-	if (rc != 0)
+	if (rc)
 		return rc;
-	if (got != 0)
+	if (got)
 		return import_fail(c, IBSTORE_EFORMAT,
 			    "%s: trailing data after %u %s (file is longer than its header "
 			    "says)", f->path, f->dims[0], what);
@@ -219,16 +219,16 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 	char shape[32];
 	int rc;
 
-	if (c == NULL || c->w == NULL)
+	if (!c || !c->w)
 		return IBSTORE_EINVAL;
-	if (images_path == NULL || labels_path == NULL)
+	if (!images_path || !labels_path)
 		return import_fail(c, IBSTORE_EINVAL, "import_idx: missing images or labels path");
 
 	rc = idx_open(c, &img, images_path, 3, "images");
-	if (rc != 0)
+	if (rc)
 		goto fail;
 	rc = idx_open(c, &lab, labels_path, 1, "labels");
-	if (rc != 0)
+	if (rc)
 		goto fail;
 
 	n = img.dims[0];
@@ -258,15 +258,15 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 	}
 	image_bytes = (size_t)img.dims[1] * img.dims[2];
 	rc = check_raw_size(c, &img, (uint64_t)n * image_bytes, "images");
-	if (rc != 0)
+	if (rc)
 		goto fail;
 	rc = check_raw_size(c, &lab, n, "labels");
-	if (rc != 0)
+	if (rc)
 		goto fail;
 
 	pixels = malloc(image_bytes);
 	labels = malloc(IDX_LABEL_CHUNK);
-	if (pixels == NULL || labels == NULL) {
+	if (!pixels || !labels) {
 		rc = import_fail(c, IBSTORE_ENOMEM, "%s: out of memory for a %zu-byte image",
 			  images_path, image_bytes);
 		goto fail;
@@ -274,9 +274,9 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 
 	snprintf(shape, sizeof(shape), "%ux%u", img.dims[1], img.dims[2]);
 	rc = ibstore_writer_set_attr(c->w, "source", "idx");
-	if (rc == 0)
+	if (!rc)
 		rc = ibstore_writer_set_attr(c->w, "shape", shape);
-	if (rc != 0) {
+	if (rc) {
 		rc = import_fail(c, rc, "%s: %s", images_path, ibstore_writer_errmsg(c->w));
 		goto fail;
 	}
@@ -286,7 +286,7 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 			uint32_t want = n - i < IDX_LABEL_CHUNK ? n - i : IDX_LABEL_CHUNK;
 
 			rc = read_full(c, &lab, labels, want, &got);
-			if (rc != 0)
+			if (rc)
 				goto fail;
 			if (got < want) {
 				rc = import_fail(c, IBSTORE_ETRUNCATED,
@@ -297,7 +297,7 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 			nlab += want;
 		}
 		rc = read_full(c, &img, pixels, image_bytes, &got);
-		if (rc != 0)
+		if (rc)
 			goto fail;
 		if (got < image_bytes) {
 			rc = import_fail(c, IBSTORE_ETRUNCATED,
@@ -308,7 +308,7 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 		}
 		rc = ibstore_writer_add(c->w, pixels, image_bytes,
 					labels[i % IDX_LABEL_CHUNK], NULL, NULL);
-		if (rc != 0) {
+		if (rc) {
 			rc = import_fail(c, rc, "%s: image %u: %s", images_path, i,
 				  ibstore_writer_errmsg(c->w));
 			goto fail;
@@ -318,19 +318,19 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 	}
 
 	rc = check_at_end(c, &img, "images");
-	if (rc != 0)
+	if (rc)
 		goto fail;
 	rc = check_at_end(c, &lab, "labels");
-	if (rc != 0)
+	if (rc)
 		goto fail;
 	import_progress(c, 0, 1, n, gz_pos(img.gz) + gz_pos(lab.gz));
 
 fail:
 	free(pixels);
 	free(labels);
-	if (img.gz != NULL)
+	if (img.gz)
 		gzclose(img.gz);
-	if (lab.gz != NULL)
+	if (lab.gz)
 		gzclose(lab.gz);
 	return rc;
 }

@@ -136,7 +136,7 @@ static int string(jscan *s, uint8_t *out, size_t *out_len)
 		const char *simple = "\"\\/bfnrt", *dec = "\"\\/\b\f\n\r\t";
 		const char *k = e ? strchr(simple, e) : NULL;
 
-		if (k != NULL) {
+		if (k) {
 			if (out)
 				out[o] = (uint8_t)dec[k - simple];
 			o++;
@@ -147,14 +147,14 @@ static int string(jscan *s, uint8_t *out, size_t *out_len)
 			return jerr(s, "invalid escape");
 		unsigned cp, lo;
 
-		if (s->end - s->p < 6 || hex4(s->p + 2, &cp) != 0)
+		if (s->end - s->p < 6 || hex4(s->p + 2, &cp))
 			return jerr(s, "invalid \\u escape");
 		s->p += 6;
 		if (cp >= 0xdc00 && cp <= 0xdfff)
 			return jerr(s, "lone low surrogate");
 		if (cp >= 0xd800 && cp <= 0xdbff) {
 			if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u' ||
-			    hex4(s->p + 2, &lo) != 0 || lo < 0xdc00 || lo > 0xdfff)
+			    hex4(s->p + 2, &lo) || lo < 0xdc00 || lo > 0xdfff)
 				return jerr(s, "high surrogate without a low surrogate");
 			s->p += 6;
 			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
@@ -205,18 +205,18 @@ static int number(jscan *s)
 		s->p++;
 	if (s->p < s->end && *s->p == '0')
 		s->p++;
-	else if (s->p >= s->end || *s->p < '1' || *s->p > '9' || digits(s) != 0)
+	else if (s->p >= s->end || *s->p < '1' || *s->p > '9' || digits(s))
 		return jerr(s, "invalid number");
 	if (s->p < s->end && *s->p == '.') {
 		s->p++;
-		if (digits(s) != 0)
+		if (digits(s))
 			return jerr(s, "invalid number: digits expected after '.'");
 	}
 	if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
 		s->p++;
 		if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
 			s->p++;
-		if (digits(s) != 0)
+		if (digits(s))
 			return jerr(s, "invalid number: digits expected in the exponent");
 	}
 	return 0;
@@ -256,7 +256,7 @@ static int container(jscan *s, int depth, jfield *fields, int nfields)
 				return jerr(s, "expected a string (an object key)");
 			const uint8_t *k = s->p;
 
-			if (string(s, NULL, NULL) != 0)
+			if (string(s, NULL, NULL))
 				return -1;
 			for (int i = 0; depth == 0 && i < nfields; i++) {
 				/* Compare the decoded key; keys are short, decode on the stack. */
@@ -264,7 +264,7 @@ static int container(jscan *s, int depth, jfield *fields, int nfields)
 				uint8_t tmp[256];
 				jscan ks = {.start = k, .p = k, .end = s->p};
 
-				if (fields[i].name == NULL || klen > sizeof tmp)
+				if (!fields[i].name || klen > sizeof tmp)
 					continue;
 				if (string(&ks, tmp, &dl) == 0 && dl == fields[i].name_len &&
 				    memcmp(tmp, fields[i].name, dl) == 0)
@@ -278,9 +278,9 @@ static int container(jscan *s, int depth, jfield *fields, int nfields)
 		}
 		const uint8_t *vb = s->p;
 
-		if (value(s, depth + 1, NULL, 0) != 0)
+		if (value(s, depth + 1, NULL, 0))
 			return -1;
-		if (match != NULL) {
+		if (match) {
 			match->v = vb;
 			match->v_end = s->p;
 		}
@@ -388,10 +388,10 @@ static int do_line(jsonl_run *r, const uint8_t *line, size_t len)
 		if (s.p != s.end)
 			jerr(&s, "text after the JSON value");
 	}
-	if (s.err != NULL)
+	if (s.err)
 		return bad(r, "column %zu: malformed JSON: %s", (size_t)(s.p - line) + 1, s.err);
-	if (f[0].name != NULL) {
-		if (f[0].v == NULL)
+	if (f[0].name) {
+		if (!f[0].v)
 			return bad(r, "no field \"%s\"", f[0].name);
 		data = f[0].v;
 		dlen = (size_t)(f[0].v_end - f[0].v);
@@ -399,7 +399,7 @@ static int do_line(jsonl_run *r, const uint8_t *line, size_t len)
 			if (dlen > r->dec_cap) {
 				uint8_t *b = realloc(r->dec, dlen);
 
-				if (b == NULL)
+				if (!b)
 					return import_fail(c, IBSTORE_ENOMEM, "%s:%llu: out of memory",
 						    r->path, r->line);
 				r->dec = b;
@@ -411,10 +411,10 @@ static int do_line(jsonl_run *r, const uint8_t *line, size_t len)
 			data = r->dec;
 		}
 	}
-	if (f[1].name != NULL) {
-		if (f[1].v == NULL)
+	if (f[1].name) {
+		if (!f[1].v)
 			return bad(r, "no label field \"%s\"", f[1].name);
-		if (parse_label(f[1].v, f[1].v_end, &label) != 0)
+		if (parse_label(f[1].v, f[1].v_end, &label))
 			return bad(r, "label field \"%s\" is %.*s, not an integer in 32 bits (or "
 				   "null)", f[1].name, (int)(f[1].v_end - f[1].v > 40 ? 40 :
 							     f[1].v_end - f[1].v),
@@ -428,7 +428,7 @@ static int do_line(jsonl_run *r, const uint8_t *line, size_t len)
 		return IBSTORE_ENOMEM;
 	int rc = ibstore_writer_add(c->w, data, dlen, label, key, NULL);
 
-	if (rc != 0)
+	if (rc)
 		return import_fail(c, rc, "%s:%llu: %s", r->path, r->line, ibstore_writer_errmsg(c->w));
 	r->samples++;
 	return 0;
@@ -472,7 +472,7 @@ static int read_file(jsonl_run *r)
 				break;
 			}
 			r->o->skipped++;
-			if (c->warn != NULL) {
+			if (c->warn) {
 				char msg[700];
 
 				snprintf(msg, sizeof msg, "%s:%llu: %s (line skipped)", r->path,
@@ -484,7 +484,7 @@ static int read_file(jsonl_run *r)
 		import_progress(c, r->line, JSONL_PROGRESS_EVERY, r->samples, r->bytes);
 		errno = 0;
 	}
-	if (rc == 0 && ferror(f))
+	if (!rc && ferror(f))
 		rc = import_fail(c, IBSTORE_EIO, "%s: read failed after line %llu: %s", r->path, r->line,
 			  strerror(errno ? errno : EIO));
 	free(line);
@@ -498,12 +498,12 @@ int import_jsonl(import_ctx *c, const char *const *paths, int npaths, import_jso
 	jsonl_run r = { .c = c, .o = o ? o : &none };
 	int rc;
 
-	if (c == NULL || c->w == NULL || paths == NULL || npaths < 1)
+	if (!c || !c->w || !paths || npaths < 1)
 		return c ? import_fail(c, IBSTORE_EINVAL, "import_jsonl: no files given") : IBSTORE_EINVAL;
 	r.o->skipped = 0;
 	if ((r.o->field && !*r.o->field) || (r.o->label_field && !*r.o->label_field))
 		return import_fail(c, IBSTORE_EINVAL, "empty field name");
-	if (c->total != NULL) {
+	if (c->total) {
 		unsigned long long total = 0;
 		struct stat st;
 
@@ -513,17 +513,17 @@ int import_jsonl(import_ctx *c, const char *const *paths, int npaths, import_jso
 		c->total(c->progress_ctx, total);
 	}
 	rc = ibstore_writer_set_attr(c->w, "source", "jsonl");
-	if (rc != 0)
+	if (rc)
 		return import_fail(c, rc, "%s", ibstore_writer_errmsg(c->w));
 	for (int i = 0; i < npaths && rc == 0; i++) {
 		r.path = paths[i];
 		rc = read_file(&r);
 	}
-	if (rc == 0 && r.samples == 0)
+	if (!rc && r.samples == 0)
 		rc = import_fail(c, IBSTORE_EFORMAT, "%s%s: no samples found (%s)", paths[0],
 			  npaths > 1 ? " ..." : "",
 			  r.o->skipped ? "every line was bad" : "no non-blank lines");
-	if (rc == 0)
+	if (!rc)
 		import_progress(c, 0, 1, r.samples, r.bytes);
 	free(r.dec);
 	free(r.key.s);
