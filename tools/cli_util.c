@@ -14,9 +14,8 @@
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
-	va_list ap;
-
 	fprintf(stderr, "ibstore %s: ", cmd);
+	va_list ap;
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -26,9 +25,8 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 
 int cli_fail(const char *cmd, const char *fmt, ...)
 {
-	va_list ap;
-
 	fprintf(stderr, "ibstore %s: ", cmd);
+	va_list ap;
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -157,16 +155,14 @@ int cli_parse_u32(const char *s, uint32_t *out)
 
 int cli_parse_double(const char *s, double *out)
 {
-	char *end;
-	double v;
-
 	/* strtod would skip leading space and accept "inf", "nan" and hex */
 	if (!s || !(*s == '-' || *s == '+' || *s == '.' || (*s >= '0' && *s <= '9')))
 		return -1;
 	if (strpbrk(s, "xXnNiI"))
 		return -1;
 	errno = 0;
-	v = strtod(s, &end);
+	char *end;
+	double v = strtod(s, &end);
 	if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v))
 		return -1;
 	*out = v;
@@ -213,7 +209,7 @@ int cli_parse_size(const char *s, uint64_t *out)
 static size_t utf8_len(const unsigned char *s)
 {
 	unsigned char c = s[0];
-	size_t n, i;
+	size_t n;
 	uint32_t cp;
 
 	if (c < 0x80)
@@ -230,7 +226,7 @@ static size_t utf8_len(const unsigned char *s)
 	} else {
 		return 0;
 	}
-	for (i = 1; i < n; i++) {
+	for (size_t i = 1; i < n; i++) {
 		if ((s[i] & 0xc0) != 0x80)
 			return 0; /* also stops at the terminating NUL */
 		cp = (cp << 6) | (s[i] & 0x3f);
@@ -366,14 +362,12 @@ static void progress_print(cli_progress *p, double now)
 void cli_progress_update(cli_progress *p, unsigned long long samples,
 			 unsigned long long bytes)
 {
-	double now, every;
-
 	p->samples = samples;
 	p->bytes = bytes;
 	if (!p->enabled)
 		return;
-	now = cli_now();
-	every = p->tty ? 0.2 : 5.0;
+	double now = cli_now();
+	double every = p->tty ? 0.2 : 5.0;
 	if (now - p->last < every)
 		return;
 	p->last = now;

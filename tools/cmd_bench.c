@@ -291,11 +291,10 @@ typedef struct temp_run {
 static int temp_run_make(temp_run *t)
 {
 	const char *tmp = getenv("TMPDIR");
-	int n;
 
 	if (!tmp || tmp[0] == '\0')
 		tmp = "/tmp";
-	n = snprintf(t->dir, sizeof(t->dir), "%s/ibstore-bench.XXXXXX", tmp);
+	int n = snprintf(t->dir, sizeof(t->dir), "%s/ibstore-bench.XXXXXX", tmp);
 	if (n < 0 || (size_t)n >= sizeof(t->dir))
 		return cli_fail(CMD, "$TMPDIR is too long");
 	if (!mkdtemp(t->dir))
@@ -419,14 +418,12 @@ static void digest_batch(uint64_t *d, const ibstore_batch *b)
 static int run_epoch(ibstore_loader *l, uint32_t epoch, float *losses, uint32_t cap,
 		     epoch_row *r, uint64_t *digest)
 {
-	ibstore_loader_stats st;
 	const ibstore_batch *b;
-	double t0, t1;
-	int rc;
 
 	memset(r, 0, sizeof(*r));
 	r->epoch = epoch;
-	t0 = cli_now();
+	double t0 = cli_now();
+	int rc;
 	if ((rc = ibstore_loader_epoch_begin(l, epoch, NULL)))
 		return cli_fail(CMD, "epoch %" PRIu32 ": %s", epoch,
 				cli_errmsg(ibstore_loader_errmsg(l), rc));
@@ -458,13 +455,14 @@ static int run_epoch(ibstore_loader *l, uint32_t epoch, float *losses, uint32_t 
 			return cli_fail(CMD, "interrupted in epoch %" PRIu32, epoch);
 	}
 	/* The statistics are the epoch's own until epoch_end drains it. */
+	ibstore_loader_stats st;
 	if ((rc = ibstore_loader_stats_get(l, &st)))
 		return cli_fail(CMD, "epoch %" PRIu32 ": statistics: %s", epoch,
 				cli_errmsg(ibstore_loader_errmsg(l), rc));
 	if ((rc = ibstore_loader_epoch_end(l)))
 		return cli_fail(CMD, "epoch %" PRIu32 ": %s", epoch,
 				cli_errmsg(ibstore_loader_errmsg(l), rc));
-	t1 = cli_now();
+	double t1 = cli_now();
 	r->kept = st.kept;
 	r->pruned = st.pruned;
 	r->bytes_read = st.bytes_read;
@@ -491,11 +489,9 @@ static uint32_t first_epoch(const ibstore_run *run)
 /* Decode threads as the loader resolves 0 (cores - 1, at least 1). */
 static uint32_t resolved_threads(uint32_t t)
 {
-	long n;
-
 	if (t)
 		return t;
-	n = sysconf(_SC_NPROCESSORS_ONLN);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n > 1 ? (uint32_t)(n - 1) : 1;
 }
 
@@ -503,31 +499,28 @@ int cmd_bench(int argc, char **argv)
 {
 	char progname[] = "ibstore " CMD;
 	bench_args a;
-	temp_run tmp;
 	ibstore_dataset *ds = NULL;
 	ibstore_run *run = NULL;
 	ibstore_loader *l = NULL;
-	ibstore_info info;
-	ibstore_loader_stats st;
 	float *losses = NULL;
 	const char *run_path;
-	uint32_t e, e0;
 	uint64_t digest_all = 0;
 	uint64_t tot_samples = 0, tot_pruned = 0, tot_plan = 0, tot_skipped = 0, tot_bytes = 0;
 	uint32_t pruning_epochs = 0;
 	double tot_seconds = 0;
-	FILE *meta;
 	char human[32];
-	int rc, status = CLI_EXIT_FAIL;
+	int status = CLI_EXIT_FAIL;
 
 	memset(&a, 0, sizeof(a));
+	temp_run tmp;
 	memset(&tmp, 0, sizeof(tmp));
 	argv[0] = progname;
-	rc = parse_args(argc, argv, &a);
+	int rc = parse_args(argc, argv, &a);
 	if (rc)
 		return rc < 0 ? CLI_EXIT_OK : rc;
-	meta = a.json ? stderr : stdout;
+	FILE *meta = a.json ? stderr : stdout;
 
+	ibstore_info info;
 	if (cli_open_dataset(CMD, a.dataset, &ds, &info))
 		goto out;
 	a.ro.samples = info.samples;
@@ -556,6 +549,7 @@ int cmd_bench(int argc, char **argv)
 			 cli_errmsg(ibstore_loader_errmsg(l), rc));
 		goto out;
 	}
+	ibstore_loader_stats st;
 	if ((rc = ibstore_loader_stats_get(l, &st))) {
 		cli_fail(CMD, "loader statistics: %s", cli_errmsg(ibstore_loader_errmsg(l), rc));
 		goto out;
@@ -564,8 +558,8 @@ int cmd_bench(int argc, char **argv)
 	if (!a.json)
 		print_table_head();
 
-	e0 = first_epoch(run);
-	for (e = e0; e < a.ro.prune.epochs; e++) {
+	uint32_t e0 = first_epoch(run);
+	for (uint32_t e = e0; e < a.ro.prune.epochs; e++) {
 		epoch_row r;
 		uint64_t digest = 0;
 

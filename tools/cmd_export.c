@@ -58,7 +58,6 @@ static int safe_component(const char *s)
 static int open_output(const char *dir)
 {
 	struct stat st;
-	int fd;
 
 	if (mkdir(dir, 0755)) {
 		if (errno != EEXIST) {
@@ -70,7 +69,7 @@ static int open_output(const char *dir)
 			return -1;
 		}
 	}
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
 		cli_fail(CMD, "cannot open %s: %s", dir, strerror(errno));
 		return -1;

@@ -45,14 +45,13 @@ static const char *base_name(const char *path)
 
 static int print_json(ibstore_dataset *ds, const ibstore_location *loc)
 {
-	const char *key = NULL, *shard_path, *class_name = NULL;
+	const char *key = NULL, *class_name = NULL;
 	char shard_name[32];
-	int rc;
 
-	rc = ibstore_dataset_key(ds, loc->id, &key);
+	int rc = ibstore_dataset_key(ds, loc->id, &key);
 	if (rc)
 		return rc;
-	shard_path = ibstore_dataset_shard_path(ds, loc->shard);
+	const char *shard_path = ibstore_dataset_shard_path(ds, loc->shard);
 	if (!shard_path) {
 		snprintf(shard_name, sizeof(shard_name), "shard-%06" PRIu32 ".ibr", loc->shard);
 		shard_path = shard_name;
@@ -82,7 +81,7 @@ static int write_file(const char *path, const void *buf, size_t len)
 {
 	size_t plen = strlen(path);
 	char *tmp = malloc(plen + sizeof(".tmp"));
-	int fd = -1, saved;
+	int fd = -1;
 
 	if (!tmp)
 		return cli_fail(CMD, "out of memory");
@@ -94,6 +93,7 @@ static int write_file(const char *path, const void *buf, size_t len)
 		cli_fail(CMD, "%s: %s", tmp, strerror(errno));
 		goto fail_free;
 	}
+	int saved;
 	if ((saved = -cli_write_all(fd, buf, len))) {
 		cli_fail(CMD, "%s: %s", tmp, strerror(saved));
 		goto fail;
@@ -127,9 +127,7 @@ fail_free:
  */
 static const char *negative_id(int argc, char **argv)
 {
-	int i;
-
-	for (i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 
 		if (strcmp(a, "--") == 0)

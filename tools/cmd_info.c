@@ -33,9 +33,9 @@ void cmd_info_usage(FILE *f)
 static void format_uuid(const uint8_t u[16], char out[37])
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t i, o = 0;
+	size_t o = 0;
 
-	for (i = 0; i < 16; i++) {
+	for (size_t i = 0; i < 16; i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10)
 			out[o++] = '-';
 		out[o++] = hex[u[i] >> 4];
@@ -57,9 +57,9 @@ static void format_time(uint64_t t, char *out, size_t len)
 /* Number of labels 0..labels-1 that have a recorded name. */
 static uint32_t named_classes(ibstore_dataset *ds, uint32_t labels)
 {
-	uint32_t i, n = 0;
+	uint32_t n = 0;
 
-	for (i = 0; i < labels && i <= INT32_MAX; i++)
+	for (uint32_t i = 0; i < labels && i <= INT32_MAX; i++)
 		if (ibstore_dataset_class_name(ds, (int32_t)i))
 			n++;
 	return n;
@@ -70,7 +70,6 @@ static void print_json(ibstore_dataset *ds, const ibstore_info *in, const char *
 {
 	static const char *const attrs[] = { "source", "shape", "ext" };
 	uint32_t i;
-	size_t a;
 
 	printf("{\"samples\":%" PRIu64 ",\"shards\":%" PRIu32, in->samples, in->shards);
 	printf(",\"bytes_stored\":%" PRIu64 ",\"bytes_raw\":%" PRIu64
@@ -88,7 +87,7 @@ static void print_json(ibstore_dataset *ds, const ibstore_info *in, const char *
 		fputs(",\"fixed_size\":null", stdout);
 	printf(",\"max_size\":%" PRIu64 ",\"keys\":%" PRIu64, in->max_size, in->keys);
 	printf(",\"created\":\"%s\",\"created_unix\":%" PRIu64, created, in->created);
-	for (a = 0; a < sizeof(attrs) / sizeof(attrs[0]); a++) {
+	for (size_t a = 0; a < sizeof(attrs) / sizeof(attrs[0]); a++) {
 		printf(",\"%s\":", attrs[a]);
 		cli_json_string(stdout, ibstore_dataset_attr(ds, attrs[a]));
 	}
@@ -109,8 +108,7 @@ static void print_text(const char *path, ibstore_dataset *ds, const ibstore_info
 {
 	static const char *const attrs[] = { "source", "shape", "ext" };
 	char h1[32];
-	uint32_t i, shown = 0, named;
-	size_t a;
+	uint32_t shown = 0;
 
 	printf("dataset         %s\n", path);
 	printf("format version  %" PRIu32 "\n", in->format_version);
@@ -134,17 +132,17 @@ static void print_text(const char *path, ibstore_dataset *ds, const ibstore_info
 		printf("sample size     varies, max %" PRIu64 "\n", in->max_size);
 	printf("labels          %" PRIu32 "\n", in->labels);
 	printf("keys            %" PRIu64 "\n", in->keys);
-	for (a = 0; a < sizeof(attrs) / sizeof(attrs[0]); a++) {
+	for (size_t a = 0; a < sizeof(attrs) / sizeof(attrs[0]); a++) {
 		const char *v = ibstore_dataset_attr(ds, attrs[a]);
 
 		if (v)
 			printf("%-15s %s\n", attrs[a], v);
 	}
-	named = named_classes(ds, in->labels);
+	uint32_t named = named_classes(ds, in->labels);
 	if (named == 0)
 		return;
 	printf("classes        ");
-	for (i = 0; i < in->labels && i <= INT32_MAX && shown < TEXT_CLASSES; i++) {
+	for (uint32_t i = 0; i < in->labels && i <= INT32_MAX && shown < TEXT_CLASSES; i++) {
 		const char *name = ibstore_dataset_class_name(ds, (int32_t)i);
 
 		if (!name)

@@ -143,9 +143,8 @@ static unsigned long long input_bytes(char **paths, int n)
 {
 	unsigned long long sum = 0;
 	struct stat st;
-	int i;
 
-	for (i = 0; i < n; i++)
+	for (int i = 0; i < n; i++)
 		if (stat(paths[i], &st) == 0 && S_ISREG(st.st_mode))
 			sum += (unsigned long long)st.st_size;
 	return sum;
@@ -157,9 +156,8 @@ static long count_shards(const char *path, char *err, size_t errlen)
 	ibstore_dataset *ds = NULL;
 	ibstore_info info;
 	long shards = -1;
-	int rc;
 
-	rc = ibstore_dataset_open(path, &ds);
+	int rc = ibstore_dataset_open(path, &ds);
 	if (!rc)
 		rc = ibstore_dataset_info(ds, &info);
 	if (rc) {

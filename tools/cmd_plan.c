@@ -150,13 +150,12 @@ static int parse_args(int argc, char **argv, plan_args *a)
 static int read_scores(const char *path, float **out, uint64_t *n)
 {
 	FILE *f = fopen(path, "rb");
-	struct stat st;
 	unsigned char *b = NULL;
 	float *s = NULL;
-	uint64_t i, count;
 
 	if (!f)
 		return cli_fail(CMD, "%s: %s", path, strerror(errno));
+	struct stat st;
 	if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
 		fclose(f);
 		return cli_fail(CMD, "%s: not a regular file", path);
@@ -166,7 +165,7 @@ static int read_scores(const char *path, float **out, uint64_t *n)
 		return cli_fail(CMD, "%s: %jd bytes is not a whole number of float32 scores", path,
 				(intmax_t)st.st_size);
 	}
-	count = (uint64_t)st.st_size / 4;
+	uint64_t count = (uint64_t)st.st_size / 4;
 	if (count > SIZE_MAX / 4) {
 		fclose(f);
 		return cli_fail(CMD, "%s: too large", path);
@@ -186,7 +185,7 @@ static int read_scores(const char *path, float **out, uint64_t *n)
 		return cli_fail(CMD, "%s: short read", path);
 	}
 	fclose(f);
-	for (i = 0; i < count; i++) {
+	for (uint64_t i = 0; i < count; i++) {
 		const unsigned char *p = b + 4 * i;
 		uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
 			     (uint32_t)p[3] << 24;
@@ -230,18 +229,16 @@ typedef struct weight_cache {
 static const char *weight_text(weight_cache *c, float w, size_t *len)
 {
 	uint32_t bits;
-	unsigned i, slot;
-	int n;
 
 	memcpy(&bits, &w, sizeof(bits));
-	for (i = 0; i < c->used; i++) {
+	for (unsigned i = 0; i < c->used; i++) {
 		if (c->bits[i] == bits) {
 			*len = c->len[i];
 			return c->text[i];
 		}
 	}
-	slot = c->used < 4 ? c->used++ : 3;
-	n = snprintf(c->text[slot], sizeof(c->text[slot]), "%.9g", (double)w);
+	unsigned slot = c->used < 4 ? c->used++ : 3;
+	int n = snprintf(c->text[slot], sizeof(c->text[slot]), "%.9g", (double)w);
 	c->bits[slot] = bits;
 	c->len[slot] = n > 0 ? (size_t)n : 0;
 	*len = c->len[slot];
@@ -268,10 +265,10 @@ static void print_slice(const plan_args *a, const ibstore_plan *p, uint64_t len)
 	static char line[64 * 1024];
 	weight_cache cache = {.used = 0};
 	char *o = line;
-	uint64_t i, id;
+	uint64_t id;
 	float w;
 
-	for (i = 0; i < len; i++) {
+	for (uint64_t i = 0; i < len; i++) {
 		const char *wt;
 		size_t wl;
 
@@ -299,11 +296,10 @@ int cmd_plan(int argc, char **argv)
 	float *scores = NULL;
 	uint64_t n = 0, slice;
 	char msg[256] = "";
-	int rc;
 
 	memset(&a, 0, sizeof(a));
 	argv[0] = progname;
-	rc = parse_args(argc, argv, &a);
+	int rc = parse_args(argc, argv, &a);
 	if (rc)
 		return rc < 0 ? CLI_EXIT_OK : rc;
 	if ((rc = read_scores(a.scores, &scores, &n)))

@@ -51,7 +51,6 @@ static const char *skip_location(const char *msg, const char *shard, uint64_t of
 {
 	size_t n = strlen(shard);
 	char off[40];
-	size_t m;
 
 	if (shard[0] == '\0' || strncmp(msg, shard, n) != 0)
 		return msg;
@@ -60,7 +59,7 @@ static const char *skip_location(const char *msg, const char *shard, uint64_t of
 	if (offset == UINT64_MAX)
 		return msg;
 	snprintf(off, sizeof(off), " offset %" PRIu64 ": ", offset);
-	m = strlen(off);
+	size_t m = strlen(off);
 	if (strncmp(msg + n, off, m) == 0)
 		return msg + n + m;
 	return msg;
@@ -70,7 +69,6 @@ static int on_problem(const ibstore_problem *p, void *arg)
 {
 	verify_ctx *v = arg;
 	char shard[32] = "";
-	const char *msg;
 
 	v->problems++;
 	if (v->quiet)
@@ -89,7 +87,7 @@ static int on_problem(const ibstore_problem *p, void *arg)
 		printf(" offset %" PRIu64, p->offset);
 	if (p->id != UINT64_MAX)
 		printf(" sample %" PRIu64, p->id);
-	msg = skip_location(cli_errmsg(p->message, p->code), shard, p->offset);
+	const char *msg = skip_location(cli_errmsg(p->message, p->code), shard, p->offset);
 	printf(": %s\n", msg);
 	/* One line at a time, so a watcher (or a pipe to head) sees it now. */
 	fflush(stdout);

@@ -144,11 +144,11 @@ static int import_batch(cifar_run *r, const char *path)
 {
 	import_ctx *c = r->c;
 	unsigned rs = record_size(r->variant);
-	unsigned long long nrec, rec = 0;
+	unsigned long long rec = 0;
 	uint64_t size;
-	int fd, rc;
+	int fd;
 
-	rc = open_batch(c, path, &fd, &size);
+	int rc = open_batch(c, path, &fd, &size);
 	if (rc)
 		return rc;
 	if (size % rs != 0) {
@@ -156,7 +156,7 @@ static int import_batch(cifar_run *r, const char *path)
 			  path, (unsigned long long)size);
 		goto fail;
 	}
-	nrec = size / rs;
+	unsigned long long nrec = size / rs;
 	while (rec < nrec) {
 		unsigned long long k = nrec - rec < CIFAR_CHUNK ? nrec - rec : CIFAR_CHUNK;
 		size_t want = (size_t)k * rs, got = 0;
@@ -197,7 +197,6 @@ fail:
 int import_cifar(import_ctx *c, const char *const *paths, int npaths, int variant)
 {
 	cifar_run r = { .c = c };
-	int rc;
 
 	if (!c || !c->w)
 		return IBSTORE_EINVAL;
@@ -208,7 +207,7 @@ int import_cifar(import_ctx *c, const char *const *paths, int npaths, int varian
 			    "import_cifar: variant %d: must be 10, 100 or 0 (detect)",
 			    variant);
 
-	rc = check_sizes(c, paths, npaths, &variant);
+	int rc = check_sizes(c, paths, npaths, &variant);
 	if (rc)
 		return rc;
 	r.variant = variant;

@@ -116,9 +116,9 @@ static int list_dir(folder_run *r, const char *rel, strvec *files, strvec *subdi
 {
 	DIR *d = NULL;
 	struct dirent *de;
-	int fd, rc = 0;
+	int rc = 0;
 
-	fd = openat(r->rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(r->rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return import_fail(r->c, errno_code(errno), "%s/%s: cannot open directory: %s",
 			    r->dir, rel, strerror(errno));
@@ -199,10 +199,10 @@ static int walk(folder_run *r, const char *rel, strvec *files)
 static int read_file(folder_run *r, const char *rel, size_t *len)
 {
 	struct stat st;
-	size_t size, done = 0;
-	int fd, rc = 0;
+	size_t done = 0;
+	int rc = 0;
 
-	fd = import_open(r->c, r->rootfd, r->dir, rel, "the file listed", 1, &st);
+	int fd = import_open(r->c, r->rootfd, r->dir, rel, "the file listed", 1, &st);
 	if (fd < 0)
 		return fd;
 	if ((unsigned long long)st.st_size > FOLDER_MAX_SAMPLE) {
@@ -211,7 +211,7 @@ static int read_file(folder_run *r, const char *rel, size_t *len)
 			  rel, (unsigned long long)st.st_size);
 		goto fail;
 	}
-	size = (size_t)st.st_size;
+	size_t size = (size_t)st.st_size;
 	if (size > r->bufcap || !r->buf) {
 		size_t cap = size > 4096 ? size : 4096;
 		unsigned char *b = realloc(r->buf, cap);
@@ -242,9 +242,7 @@ fail:
 /* Adds the (already listed) files of class `label`. */
 static int add_class(folder_run *r, int32_t label, const char *name, strvec *files)
 {
-	int rc;
-
-	rc = ibstore_writer_set_class_name(r->c->w, label, name);
+	int rc = ibstore_writer_set_class_name(r->c->w, label, name);
 	if (rc)
 		return import_fail(r->c, rc, "%s/%s: %s", r->dir, name, ibstore_writer_errmsg(r->c->w));
 	strvec_sort(files);
@@ -270,7 +268,6 @@ int import_folder(import_ctx *c, const char *dir)
 	folder_run r = { .c = c, .dir = dir, .rootfd = -1 };
 	strvec classes = { 0 }, top_files = { 0 };
 	strvec *per_class = NULL;
-	int rc;
 
 	if (!c || !c->w)
 		return IBSTORE_EINVAL;
@@ -282,7 +279,7 @@ int import_folder(import_ctx *c, const char *dir)
 		return import_fail(c, errno_code(errno), "%s: cannot open directory: %s", dir,
 			    strerror(errno));
 
-	rc = list_dir(&r, ".", &top_files, &classes);
+	int rc = list_dir(&r, ".", &top_files, &classes);
 	if (rc)
 		goto fail;
 	r.total = 0; /* files directly in DIR are not samples */

@@ -47,9 +47,9 @@ static int gz_status(import_ctx *c, idx_file *f)
 {
 	int errnum = Z_OK;
 	const char *msg = gzerror(f->gz, &errnum);
-	const char *sep;
 
 	/* zlib prefixes "<fd:N>: " (from gzdopen); we name the path ourselves. */
+	const char *sep;
 	if (msg[0] == '<' && (sep = strstr(msg, ": ")))
 		msg = sep + 2;
 	switch (errnum) {
@@ -104,15 +104,13 @@ static int idx_open(import_ctx *c, idx_file *f, const char *path, unsigned ndims
 {
 	unsigned char hdr[4 + 4 * IDX_MAX_DIMS];
 	size_t hdrlen = 4 + 4 * (size_t)ndims;
-	struct stat st;
 	size_t got = 0;
 	char kind[32];
-	uint32_t magic;
-	int fd, rc;
 
 	f->path = path;
 	snprintf(kind, sizeof kind, "an IDX %s file", what);
-	fd = import_open(c, AT_FDCWD, NULL, path, kind, 0, &st);
+	struct stat st;
+	int fd = import_open(c, AT_FDCWD, NULL, path, kind, 0, &st);
 	if (fd < 0)
 		return fd;
 	f->is_reg = S_ISREG(st.st_mode);
@@ -124,7 +122,7 @@ static int idx_open(import_ctx *c, idx_file *f, const char *path, unsigned ndims
 	}
 	gzbuffer(f->gz, 128u << 10);
 
-	rc = read_full(c, f, hdr, hdrlen, &got);
+	int rc = read_full(c, f, hdr, hdrlen, &got);
 	if (rc)
 		return rc;
 	if (got == 0)
@@ -133,7 +131,7 @@ static int idx_open(import_ctx *c, idx_file *f, const char *path, unsigned ndims
 		return import_fail(c, IBSTORE_ETRUNCATED,
 			    "%s: truncated IDX header (%zu of %zu bytes)", path, got, hdrlen);
 
-	magic = be32(hdr);
+	uint32_t magic = be32(hdr);
 	if (hdr[0] || hdr[1])
 		return import_fail(c, IBSTORE_EFORMAT,
 			    "%s: not an IDX file (magic 0x%08x, expected 0x%08x)", path,
@@ -214,24 +212,23 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 {
 	idx_file img = { 0 }, lab = { 0 };
 	unsigned char *pixels = NULL, *labels = NULL;
-	size_t got = 0, image_bytes;
-	uint32_t n, nlab = 0;
+	size_t got = 0;
+	uint32_t nlab = 0;
 	char shape[32];
-	int rc;
 
 	if (!c || !c->w)
 		return IBSTORE_EINVAL;
 	if (!images_path || !labels_path)
 		return import_fail(c, IBSTORE_EINVAL, "import_idx: missing images or labels path");
 
-	rc = idx_open(c, &img, images_path, 3, "images");
+	int rc = idx_open(c, &img, images_path, 3, "images");
 	if (rc)
 		goto fail;
 	rc = idx_open(c, &lab, labels_path, 1, "labels");
 	if (rc)
 		goto fail;
 
-	n = img.dims[0];
+	uint32_t n = img.dims[0];
 	if (n == 0) {
 		rc = import_fail(c, IBSTORE_EFORMAT, "%s: header says 0 images, no samples",
 			  images_path);
@@ -256,7 +253,7 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 			  images_path, n, labels_path, lab.dims[0]);
 		goto fail;
 	}
-	image_bytes = (size_t)img.dims[1] * img.dims[2];
+	size_t image_bytes = (size_t)img.dims[1] * img.dims[2];
 	rc = check_raw_size(c, &img, (uint64_t)n * image_bytes, "images");
 	if (rc)
 		goto fail;

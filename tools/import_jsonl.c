@@ -439,7 +439,6 @@ static int read_file(jsonl_run *r)
 	import_ctx *c = r->c;
 	char *line = NULL;
 	size_t cap = 0;
-	ssize_t n;
 	int rc = 0;
 	struct stat st;
 	int fd = import_open(c, AT_FDCWD, NULL, r->path, "a JSONL file", 0, &st);
@@ -453,6 +452,7 @@ static int read_file(jsonl_run *r)
 	(void)posix_fadvise(fileno(f), 0, 0, POSIX_FADV_SEQUENTIAL);
 	r->line = 0;
 	errno = 0;
+	ssize_t n;
 	while ((n = getline(&line, &cap, f)) > 0) {
 		size_t len = (size_t)n;
 
@@ -496,7 +496,6 @@ int import_jsonl(import_ctx *c, const char *const *paths, int npaths, import_jso
 {
 	import_jsonl_opts none = { 0 };
 	jsonl_run r = { .c = c, .o = o ? o : &none };
-	int rc;
 
 	if (!c || !c->w || !paths || npaths < 1)
 		return c ? import_fail(c, IBSTORE_EINVAL, "import_jsonl: no files given") : IBSTORE_EINVAL;
@@ -512,7 +511,7 @@ int import_jsonl(import_ctx *c, const char *const *paths, int npaths, import_jso
 				total += (unsigned long long)st.st_size;
 		c->total(c->progress_ctx, total);
 	}
-	rc = ibstore_writer_set_attr(c->w, "source", "jsonl");
+	int rc = ibstore_writer_set_attr(c->w, "source", "jsonl");
 	if (rc)
 		return import_fail(c, rc, "%s", ibstore_writer_errmsg(c->w));
 	for (int i = 0; i < npaths && rc == 0; i++) {

@@ -663,14 +663,13 @@ static int split_exts(tar_run *t, const char *list)
 int import_tar(import_ctx *c, const char *const *paths, int npaths, const import_tar_opts *o)
 {
 	tar_run t = { .c = c, .best = -1, .label = IBSTORE_NO_LABEL };
-	int rc;
 
 	if (!c || !c->w || !paths || npaths < 1)
 		return c ? import_fail(c, IBSTORE_EINVAL, "import_tar: no archives given") : IBSTORE_EINVAL;
 	t.label_ext = o && o->label_ext ? o->label_ext : "cls";
 	if (t.label_ext[0] == '.')
 		t.label_ext++;
-	rc = split_exts(&t, o && o->payload ? o->payload : IMPORT_TAR_PAYLOAD_DEFAULT);
+	int rc = split_exts(&t, o && o->payload ? o->payload : IMPORT_TAR_PAYLOAD_DEFAULT);
 	if (rc)
 		goto out;
 	if (ext_index(&t, t.label_ext) >= 0) {
