@@ -12,25 +12,30 @@
 #include <time.h>
 #include <unistd.h>
 
-int cli_usage_error(const char *cmd, const char *fmt, ...)
+/* "ibstore CMD: MESSAGE\n" on stderr. */
+static void say(const char *cmd, const char *fmt, va_list ap)
 {
 	fprintf(stderr, "ibstore %s: ", cmd);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
 	va_list ap;
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(cmd, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nTry 'ibstore %s --help' for more information.\n", cmd);
+	fprintf(stderr, "Try 'ibstore %s --help' for more information.\n", cmd);
 	return CLI_EXIT_USAGE;
 }
 
 int cli_fail(const char *cmd, const char *fmt, ...)
 {
-	fprintf(stderr, "ibstore %s: ", cmd);
 	va_list ap;
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(cmd, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return CLI_EXIT_FAIL;
 }
 

@@ -147,6 +147,10 @@ typedef struct import_keybuf {
 const char *import_key(import_ctx *c, import_keybuf *k, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Tells c->total (when set) the summed size of the regular files among
+ * paths (the others, pipes for example, count 0). */
+void import_total_of_files(import_ctx *c, const char *const *paths, int npaths);
+
 /* Calls c->progress (when set) with samples and input bytes done when
  * `tick` is a multiple of `every`; every <= 1 reports now (the last call). */
 void import_progress(import_ctx *c, unsigned long long tick, unsigned every,

@@ -502,15 +502,7 @@ int import_jsonl(import_ctx *c, const char *const *paths, int npaths, import_jso
 	r.o->skipped = 0;
 	if ((r.o->field && !*r.o->field) || (r.o->label_field && !*r.o->label_field))
 		return import_fail(c, IBSTORE_EINVAL, "empty field name");
-	if (c->total) {
-		unsigned long long total = 0;
-		struct stat st;
-
-		for (int i = 0; i < npaths; i++)
-			if (stat(paths[i], &st) == 0 && S_ISREG(st.st_mode))
-				total += (unsigned long long)st.st_size;
-		c->total(c->progress_ctx, total);
-	}
+	import_total_of_files(c, paths, npaths);
 	int rc = ibstore_writer_set_attr(c->w, "source", "jsonl");
 	if (rc)
 		return import_fail(c, rc, "%s", ibstore_writer_errmsg(c->w));

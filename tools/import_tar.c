@@ -682,15 +682,7 @@ int import_tar(import_ctx *c, const char *const *paths, int npaths, const import
 		rc = import_fail(c, IBSTORE_ENOMEM, "out of memory");
 		goto out;
 	}
-	if (c->total) {
-		unsigned long long total = 0;
-		struct stat st;
-
-		for (int i = 0; i < npaths; i++)
-			if (stat(paths[i], &st) == 0 && S_ISREG(st.st_mode))
-				total += (unsigned long long)st.st_size;
-		c->total(c->progress_ctx, total);
-	}
+	import_total_of_files(c, paths, npaths);
 	rc = ibstore_writer_set_attr(c->w, "source", "tar");
 	if (rc) {
 		rc = import_fail(c, rc, "%s", ibstore_writer_errmsg(c->w));

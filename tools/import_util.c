@@ -124,6 +124,19 @@ const char *import_key(import_ctx *c, import_keybuf *k, const char *fmt, ...)
 	return k->s;
 }
 
+void import_total_of_files(import_ctx *c, const char *const *paths, int npaths)
+{
+	if (!c->total)
+		return;
+	unsigned long long total = 0;
+	for (int i = 0; i < npaths; i++) {
+		struct stat st;
+		if (stat(paths[i], &st) == 0 && S_ISREG(st.st_mode))
+			total += (unsigned long long)st.st_size;
+	}
+	c->total(c->progress_ctx, total);
+}
+
 void import_progress(import_ctx *c, unsigned long long tick, unsigned every,
 		     unsigned long long samples, unsigned long long bytes)
 {
