@@ -368,14 +368,13 @@ static void test_jsonl_each_malformed_line_is_rejected_with_its_number(void **st
 static void test_jsonl_nesting_is_bounded(void **state)
 {
 	fixture *f = *state;
-	char *text = malloc(2 * 600 + 2);
+	char text[2 * 600 + 2];
 
 	memset(text, '[', 600);
 	memset(text + 600, ']', 600);
 	strcpy(text + 1200, "\n");
 	assert_int_equal(run_jsonl(f, text, NULL), IBSTORE_EFORMAT);
 	assert_non_null(strstr(f->x.err, "nesting"));
-	free(text);
 }
 
 static void test_jsonl_skip_bad_counts_and_warns(void **state)
