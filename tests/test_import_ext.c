@@ -551,6 +551,57 @@ static void test_writer_jobs_free_without_publish_leaves_nothing(void **state)
 	assert_int_equal(access(f->x.out, F_OK), -1);
 }
 
+/* ---- import_util.c ----------------------------------------------------------- */
+
+static void test_label_text_is_a_32_bit_integer_other_than_no_label(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		int ok;
+		int32_t label;
+	} cases[] = {
+		{"7", 1, 7},
+		{" -3\r\n", 1, -3},
+		{"+12", 1, 12},
+		{"2147483647", 1, INT32_MAX},
+		{"-2147483647", 1, -INT32_MAX},
+		{"-2147483648", 0, 0}, /* IBSTORE_NO_LABEL */
+		{"2147483648", 0, 0},
+		{"99999999999999999999", 0, 0},
+		{"", 0, 0},
+		{" ", 0, 0},
+		{"-", 0, 0},
+		{"1.0", 0, 0},
+		{"1 2", 0, 0},
+		{"0x10", 0, 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int32_t label = 12345;
+		int rc = import_parse_label(cases[i].text, strlen(cases[i].text), &label);
+		if (cases[i].ok && (rc || label != cases[i].label))
+			fail_msg("'%s': rc %d, label %d", cases[i].text, rc, (int)label);
+		if (!cases[i].ok && (rc != -1 || label != 12345))
+			fail_msg("'%s' was accepted as %d", cases[i].text, (int)label);
+	}
+}
+
+static void test_key_buffer_grows_to_the_key(void **state)
+{
+	fixture *f = *state;
+	import_keybuf k = {0};
+	assert_string_equal(import_key(&f->x.c, &k, "%s.%s", "a", "b"), "a.b");
+	char long_stem[3000];
+	memset(long_stem, 's', sizeof long_stem - 1);
+	long_stem[sizeof long_stem - 1] = '\0';
+	const char *key = import_key(&f->x.c, &k, "%s:%d", long_stem, 42);
+	assert_non_null(key);
+	assert_int_equal(strlen(key), sizeof long_stem - 1 + 3);
+	assert_string_equal(key + sizeof long_stem - 1, ":42");
+	assert_true(k.cap >= strlen(key) + 1);
+	free(k.s);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define T2(fn) cmocka_unit_test_setup_teardown(fn, setup2, teardown)
 
@@ -576,6 +627,8 @@ int main(void)
 		T(test_writer_jobs_sample_fitting_only_compressed_is_added),
 		T(test_writer_jobs_out_of_range_is_refused),
 		T2(test_writer_jobs_free_without_publish_leaves_nothing),
+		cmocka_unit_test(test_label_text_is_a_32_bit_integer_other_than_no_label),
+		T(test_key_buffer_grows_to_the_key),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
