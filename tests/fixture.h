@@ -82,10 +82,15 @@ static inline int fx_import_setup(fx_import *f, const char *prefix, int jobs)
 	return 0;
 }
 
-static inline int fx_import_teardown(fx_import *f)
+/* The teardown of a calloc()ed test fixture whose first member is its
+ * fx_import: frees the writer, removes the directory, frees the fixture. */
+static inline int fx_import_teardown(void **state)
 {
+	fx_import *f = *state;
 	ibstore_writer_free(f->w);
-	return fx_rmtree(f->dir);
+	int rc = fx_rmtree(f->dir);
+	free(f);
+	return rc;
 }
 #endif
 

@@ -62,9 +62,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	fixture *f = *state;
-	fx_import_teardown(&f->x);
-	free(f);
+	fx_import_teardown(state);
 	return 0;
 }
 
