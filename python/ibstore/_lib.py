@@ -2,7 +2,12 @@
 
 Every structure below repeats the C declaration field by field, in order and
 with the same types, so that ctypes lays it out exactly as the C compiler
-does.  C enums are ``int`` on the platforms ibstore supports.
+does.  C enums are ``int`` on the platforms ibstore supports.  At load every
+mirror's size is compared with the library's (ibstore_struct_size), so a
+field added on one side only is an ImportError, not silent corruption.  The
+versioned structs (ibstore.h, Conventions: a leading ``size``) are filled by
+the *_init helpers below, which pass ctypes.sizeof as the C macros pass
+sizeof.
 """
 
 import ctypes
