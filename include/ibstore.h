@@ -36,7 +36,8 @@
  *    whose extra bytes are not all zero (an option this library does not
  *    know) gives IBSTORE_EINVAL naming the struct.  Rules for whoever adds
  *    a field: append it at the end (after the last field, never in place of
- *    one), give it a default in the *_init() function, and keep
+ *    one), give it a default in the *_init() function, name it as the last
+ *    field in src/abi.c's layout table, and keep
  *    ibstore_run_opts' layout: `size`, then `prune`, then its own fields;
  *    the library finds the caller's own run fields at the offset of `prune`
  *    plus `prune.size`, so both structs grow independently.
