@@ -83,8 +83,16 @@ typedef enum {
 	IBSTORE_COMPRESS_AUTO = 3, /* lz4; stores raw unless it saves >= 1/16 */
 } ibstore_compress;
 
-/* Parses "none", "lz4", "lz4hc", "auto".  0 or IBSTORE_EINVAL. */
+/*
+ * Names of the enums.  Every enum the caller chooses from has a *_parse
+ * (name to value: 0, or IBSTORE_EINVAL for an unknown name or a NULL
+ * argument, *out untouched) and a *_name (value to its static name, or
+ * "unknown" for a value outside the enum); name(parse(s)) == s for each name.
+ */
+
+/* "none", "lz4", "lz4hc", "auto" (any case). */
 int ibstore_compress_parse(const char *name, ibstore_compress *out);
+const char *ibstore_compress_name(ibstore_compress compress);
 /* Name of a stored codec ("none", "lz4"), or "unknown". */
 const char *ibstore_codec_name(int codec);
 
@@ -317,9 +325,12 @@ typedef struct ibstore_prune_opts {
 /* Fills *opts with the defaults above (epochs = 0: the caller must set it). */
 void ibstore_prune_opts_init(ibstore_prune_opts *opts);
 
-/* Parses "infobatch|random|none" and "native|compat"; 0 or IBSTORE_EINVAL. */
+/* "infobatch", "random", "none" and "native", "compat" (any case); see
+ * ibstore_compress_parse for the rules of *_parse and *_name. */
 int ibstore_policy_parse(const char *name, ibstore_policy *out);
+const char *ibstore_policy_name(ibstore_policy policy);
 int ibstore_mode_parse(const char *name, ibstore_mode *out);
+const char *ibstore_mode_name(ibstore_mode mode);
 
 /* Checks opts; IBSTORE_EINVAL with a message in msg (256 bytes) if bad. */
 int ibstore_prune_opts_check(const ibstore_prune_opts *opts, char *msg, size_t msglen);
@@ -369,15 +380,36 @@ typedef enum {
 	IBSTORE_SLICE_DROP = 1, /* drop the tail so every rank has floor(len/world) */
 } ibstore_slice_mode;
 
-/* Number of entries of rank `rank`'s slice (equal on every rank). */
+/* "pad", "drop" (any case). */
+int ibstore_slice_parse(const char *name, ibstore_slice_mode *out);
+const char *ibstore_slice_name(ibstore_slice_mode mode);
+
+/*
+ * Number of entries of every rank's slice of `plan` among `world` ranks (the
+ * same on every rank): ceil(len / world) under IBSTORE_SLICE_PAD,
+ * floor(len / world) under IBSTORE_SLICE_DROP.  0 when plan is NULL or
+ * world is 0.
+ */
 uint64_t ibstore_plan_slice_len(const ibstore_plan *plan, uint32_t world,
 				ibstore_slice_mode mode);
 
+/* The gradient weight of a padding entry: an entry that only balances the
+ * ranks' slices (its sample belongs to another rank's slice).  Every plan
+ * entry has a weight of at least 1, so this value marks padding alone. */
+#define IBSTORE_PADDING_WEIGHT 0.0f
+
+/* 1 when an entry of this weight is padding (IBSTORE_PADDING_WEIGHT), else 0. */
+int ibstore_is_padding(float weight);
+
 /*
  * Entry i of rank `rank`'s slice: plan position i*world + rank as PyTorch's
- * DistributedSampler strides it; positions past the plan's end are padding
- * (the entry at position - len, repeated from the start, weight 0).
- * IBSTORE_EINVAL when rank >= world or i >= the slice length.
+ * DistributedSampler strides it (rank r gets positions r, r + world,
+ * r + 2*world, ...).  Under IBSTORE_SLICE_PAD a position past the plan's end
+ * is padding: the entry at position - len, repeated from the start, with
+ * weight IBSTORE_PADDING_WEIGHT; only a slice's last entry can be padding.
+ * Returns 0, or:
+ *   IBSTORE_EINVAL  plan, id or weight NULL, rank >= world, or i >= the
+ *                   slice length.
  */
 int ibstore_plan_slice_entry(const ibstore_plan *plan, uint32_t rank, uint32_t world,
 			     ibstore_slice_mode mode, uint64_t i, uint64_t *id, float *weight);
@@ -489,11 +521,13 @@ typedef struct ibstore_run_info {
 	uint64_t committed;  /* batches of the current epoch in the file: a trainer
 				that saves its model when this moves stays in step
 				with what a resume will replay */
+	uint64_t batches;    /* batches of this rank's slice in the current
+				epoch (0 when not in one) */
 } ibstore_run_info;
 
 int ibstore_run_info_get(const ibstore_run *run, ibstore_run_info *out);
 /* Statistics of finished epoch `epoch`; IBSTORE_ENOTFOUND if none. */
-int ibstore_run_epoch_stats(const ibstore_run *run, uint32_t epoch, ibstore_epoch_stats *out);
+int ibstore_run_epoch_stats_get(const ibstore_run *run, uint32_t epoch, ibstore_epoch_stats *out);
 /* The current scores (N floats; NaN = never seen), valid until the next call. */
 const float *ibstore_run_scores(const ibstore_run *run, uint64_t *n);
 
@@ -563,8 +597,14 @@ typedef struct ibstore_loader_opts {
 } ibstore_loader_opts;
 
 void ibstore_loader_opts_init(ibstore_loader_opts *opts);
+/* "auto", "uring", "pread", "mmap"; "random", "locality"; "fail", "skip"
+ * (exact lower case). */
 int ibstore_backend_parse(const char *name, ibstore_backend *out);
+const char *ibstore_backend_name(ibstore_backend backend);
 int ibstore_order_parse(const char *name, ibstore_order *out);
+const char *ibstore_order_name(ibstore_order order);
+int ibstore_corrupt_parse(const char *name, ibstore_corrupt_policy *out);
+const char *ibstore_corrupt_name(ibstore_corrupt_policy corrupt);
 
 /*
  * Opens a loader over a dataset and a run (whose sample count must equal

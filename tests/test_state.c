@@ -159,11 +159,11 @@ static void test_losses_become_scores_and_epochs_prune(void **state)
 	assert_int_equal(ibstore_run_batch(r, 0, &bi, &bw, &bn), 0);
 	assert_int_equal(bi[0], first_id);
 	ibstore_epoch_stats es;
-	assert_int_equal(ibstore_run_epoch_stats(r, 0, &es), 0);
+	assert_int_equal(ibstore_run_epoch_stats_get(r, 0, &es), 0);
 	assert_int_equal(es.plan.kept, N);
 	assert_int_equal(es.io.bytes_read, 123);
 	assert_int_equal(es.io.bytes_skipped, 45);
-	assert_int_equal(ibstore_run_epoch_stats(r, 1, &es), IBSTORE_ENOTFOUND);
+	assert_int_equal(ibstore_run_epoch_stats_get(r, 1, &es), IBSTORE_ENOTFOUND);
 	s = ibstore_run_scores(r, NULL);
 	for (uint64_t i = 0; i < N; i++)
 		assert_true(s[i] == loss_of(i, 0));
@@ -300,7 +300,7 @@ static void test_resume_reproduces_the_uninterrupted_sequence(void **state)
 		size_t base = 0;
 		for (uint32_t k = 0; k < e; k++) {
 			ibstore_epoch_stats es;
-			assert_int_equal(ibstore_run_epoch_stats(r, k, &es), 0);
+			assert_int_equal(ibstore_run_epoch_stats_get(r, k, &es), 0);
 			base += es.plan.kept; /* world 1, pad: slice = plan */
 		}
 		got->n = base + served;

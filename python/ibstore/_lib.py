@@ -319,7 +319,7 @@ _PROTOS = {
     "ibstore_run_checkpoint": (c_int, [H]),
     "ibstore_run_epoch_end": (c_int, [H, P(ibstore_epoch_io)]),
     "ibstore_run_info_get": (c_int, [H, P(ibstore_run_info)]),
-    "ibstore_run_epoch_stats": (c_int, [H, c_u32, P(ibstore_epoch_stats)]),
+    "ibstore_run_epoch_stats_get": (c_int, [H, c_u32, P(ibstore_epoch_stats)]),
     "ibstore_run_scores": (P(ctypes.c_float), [H, P(c_u64)]),
     # loader
     "ibstore_loader_opts_init": (None, [P(ibstore_loader_opts)]),

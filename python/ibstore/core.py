@@ -519,7 +519,7 @@ class Run(_Closable):
     def epoch_stats(self, epoch):
         """Statistics of finished epoch ``epoch`` (dict), or None when it has none."""
         s = _lib.ibstore_epoch_stats()
-        rc = lib.ibstore_run_epoch_stats(self._handle(), epoch, ctypes.byref(s))
+        rc = lib.ibstore_run_epoch_stats_get(self._handle(), epoch, ctypes.byref(s))
         if rc == ENOTFOUND:
             return None
         self._check(rc)
