@@ -209,6 +209,7 @@ class ibstore_run_info(ctypes.Structure):
         ("epochs_done", c_u32),
         ("reports_rejected", c_u64),
         ("committed", c_u64),
+        ("batches", c_u64),
     ]
 
 
@@ -284,6 +285,7 @@ _PROTOS = {
     "ibstore_strerror": (c_char_p, [c_int]),
     "ibstore_version": (c_char_p, []),
     "ibstore_codec_name": (c_char_p, [c_int]),
+    "ibstore_compress_name": (c_char_p, [c_enum]),
     # dataset
     "ibstore_dataset_open": (c_int, [c_char_p, PH]),
     "ibstore_dataset_close": (None, [H]),
@@ -302,6 +304,11 @@ _PROTOS = {
     "ibstore_prune_opts_init": (None, [P(ibstore_prune_opts)]),
     "ibstore_policy_parse": (c_int, [c_char_p, P(c_enum)]),
     "ibstore_mode_parse": (c_int, [c_char_p, P(c_enum)]),
+    "ibstore_policy_name": (c_char_p, [c_enum]),
+    "ibstore_mode_name": (c_char_p, [c_enum]),
+    "ibstore_slice_parse": (c_int, [c_char_p, P(c_enum)]),
+    "ibstore_slice_name": (c_char_p, [c_enum]),
+    "ibstore_is_padding": (c_int, [ctypes.c_float]),
     "ibstore_prune_opts_check": (c_int, [P(ibstore_prune_opts), c_char_p, c_size]),
     "ibstore_prune_epoch_prunes": (c_int, [P(ibstore_prune_opts), c_u32]),
     "ibstore_prune_initial_score": (ctypes.c_float, [P(ibstore_prune_opts)]),
@@ -325,6 +332,10 @@ _PROTOS = {
     "ibstore_loader_opts_init": (None, [P(ibstore_loader_opts)]),
     "ibstore_backend_parse": (c_int, [c_char_p, P(c_enum)]),
     "ibstore_order_parse": (c_int, [c_char_p, P(c_enum)]),
+    "ibstore_corrupt_parse": (c_int, [c_char_p, P(c_enum)]),
+    "ibstore_backend_name": (c_char_p, [c_enum]),
+    "ibstore_order_name": (c_char_p, [c_enum]),
+    "ibstore_corrupt_name": (c_char_p, [c_enum]),
     "ibstore_loader_open": (c_int, [H, H, P(ibstore_loader_opts), PH]),
     "ibstore_loader_close": (None, [H]),
     "ibstore_loader_errmsg": (c_char_p, [H]),
