@@ -1,7 +1,7 @@
 /*
  * prune.c — pruning policies: per-sample scores in, an epoch's plan out
  * (surviving ids in order, each with its gradient weight).  Pure code, no
- * I/O.  shared/INFOBATCH.md is the specification; compat mode reproduces
+ * I/O.  docs/PRUNING.md is the specification; compat mode reproduces
  * the reference package's numpy RandomState draws exactly.
  */
 #include <math.h>

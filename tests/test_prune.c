@@ -1,5 +1,5 @@
 /*
- * test_prune.c — the pruning policies and plans against INFOBATCH.md:
+ * test_prune.c — the pruning policies and plans against docs/PRUNING.md:
  * schedule, kept counts, weights, ties, never-seen samples, unbiasedness,
  * determinism and rank slices.
  */
