@@ -45,7 +45,6 @@ int ib_run_slice(const ibstore_run *r, const uint64_t **ids, const float **weigh
 	return 0;
 }
 
-
 static void fill_epoch_info(const ibstore_run *r, ibstore_epoch_info *info)
 {
 	if (!info)
@@ -54,7 +53,6 @@ static void fill_epoch_info(const ibstore_run *r, ibstore_epoch_info *info)
 				     .batches = r->batches, .cursor = r->prog.cursor,
 				     .plan = r->plan->stats};
 }
-
 
 IB_API int ibstore_run_epoch_begin(ibstore_run *r, uint32_t epoch, ibstore_epoch_info *info)
 {
@@ -107,7 +105,6 @@ IB_API int ibstore_run_epoch_begin(ibstore_run *r, uint32_t epoch, ibstore_epoch
 	return 0;
 }
 
-
 IB_API int ibstore_run_batch(ibstore_run *r, uint64_t b, const uint64_t **ids,
 			     const float **weights, size_t *n)
 {
@@ -129,12 +126,10 @@ IB_API int ibstore_run_batch(ibstore_run *r, uint64_t b, const uint64_t **ids,
 	return 0;
 }
 
-
 IB_API const ibstore_plan *ibstore_run_plan(const ibstore_run *r)
 {
 	return r && r->open && r->prog.in_epoch ? r->plan : NULL;
 }
-
 
 IB_API int ibstore_run_report(ibstore_run *r, const uint64_t *ids, const float *losses,
 			      size_t n)
@@ -169,7 +164,6 @@ IB_API int ibstore_run_report(ibstore_run *r, const uint64_t *ids, const float *
 	return 0;
 }
 
-
 IB_API int ibstore_run_advance(ibstore_run *r, uint64_t nbatches)
 {
 	int rc = ib_run_usable(r);
@@ -187,13 +181,11 @@ IB_API int ibstore_run_advance(ibstore_run *r, uint64_t nbatches)
 	return 0;
 }
 
-
 IB_API int ibstore_run_checkpoint(ibstore_run *r)
 {
 	int rc = ib_run_usable(r);
 	return rc ? rc : ib_run_commit(r, NULL);
 }
-
 
 IB_API int ibstore_run_epoch_end(ibstore_run *r, const ibstore_epoch_io *io)
 {
