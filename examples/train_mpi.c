@@ -164,7 +164,7 @@ static float sample_grad(const float *param, const uint8_t *img, int32_t label, 
 static double accuracy(const float *param, ibstore_dataset *ds)
 {
 	ibstore_info info;
-	if (ibstore_dataset_info(ds, &info))
+	if (ibstore_dataset_info_get(ds, &info))
 		die("test set: %s", ibstore_dataset_errmsg(ds));
 	uint8_t img[IN];
 	uint64_t right = 0;
@@ -316,7 +316,7 @@ int main(int argc, char **argv)
 	if (ibstore_dataset_open(a.train, &train))
 		die("%s", ibstore_dataset_errmsg(train));
 	ibstore_info info;
-	ibstore_dataset_info(train, &info);
+	ibstore_dataset_info_get(train, &info);
 	/* copies on several machines must be one dataset (a copy, not a
 	 * re-pack): the same UUID everywhere */
 	uint8_t uuid0[16];

@@ -22,6 +22,30 @@
  *    argument where one is required.
  *  - docs/PRUNING.md specifies the pruning (scores, plans, annealing, modes,
  *    rank slices and padding) that the calls below implement.
+ *  - Versioned structs.  The structs a caller allocates and that may gain
+ *    fields (ibstore_writer_opts, ibstore_prune_opts, ibstore_run_opts,
+ *    ibstore_loader_opts, ibstore_info) begin with `uint32_t size`: the
+ *    sizeof of the struct as the CALLER was compiled, so a program built
+ *    against an older ibstore.h keeps working with a newer library.
+ *      Options (input): fill the struct with its *_init() macro, which passes
+ *      sizeof and sets `size`, then change the fields you want.  The library
+ *      reads the first `size` bytes and takes its defaults for the fields it
+ *      has beyond them (those the caller's header did not have).
+ *      Results (output): the *_get() macro passes sizeof of the caller's
+ *      struct; the library writes only that many bytes, sets `size` to it,
+ *      and zeroes fields it does not know.
+ *    From another language, call the *_sized() function behind the macro
+ *    with the struct's size (ibstore_struct_size() reports the library's).
+ *    A `size` of 0 (a struct not initialised), a size no version had (below
+ *    the first field, not a multiple of 4, over 4096), or a larger size
+ *    whose extra bytes are not all zero (an option this library does not
+ *    know) gives IBSTORE_EINVAL naming the struct.  Rules for whoever adds
+ *    a field: append it at the end (after the last field, never in place of
+ *    one), give it a default in the *_init() function, name it as the last
+ *    field in src/abi.c's layout table, and keep
+ *    ibstore_run_opts' layout: `size`, then `prune`, then its own fields;
+ *    the library finds the caller's own run fields at the offset of `prune`
+ *    plus `prune.size`, so both structs grow independently.
  */
 #ifndef IBSTORE_H
 #define IBSTORE_H
@@ -111,6 +135,8 @@ const char *ibstore_codec_name(int codec);
 typedef struct ibstore_writer ibstore_writer;
 
 typedef struct ibstore_writer_opts {
+	uint32_t size;             /* sizeof as the caller compiled it: set by
+				      ibstore_writer_opts_init() */
 	uint64_t shard_size;       /* roll over to a new shard past this; default 256 MiB */
 	ibstore_compress compress; /* default IBSTORE_COMPRESS_NONE */
 	int lz4hc_level;           /* 1..12, default 9 */
@@ -123,8 +149,11 @@ typedef struct ibstore_writer_opts {
 				      work in the caller's thread.  Default 1. */
 } ibstore_writer_opts;
 
-/* Fills *opts with the defaults above. */
-void ibstore_writer_opts_init(ibstore_writer_opts *opts);
+/* Fills *opts with the defaults above and sets opts->size.  The macro
+ * passes the caller's sizeof; IBSTORE_EINVAL (nothing written) for a size
+ * no version of the struct had. */
+#define ibstore_writer_opts_init(opts) ibstore_writer_opts_init_sized((opts), sizeof *(opts))
+int ibstore_writer_opts_init_sized(ibstore_writer_opts *opts, size_t size);
 
 /*
  * Starts a new dataset that will appear at `path` when published.  Nothing
@@ -252,6 +281,7 @@ void ibstore_dataset_close(ibstore_dataset *ds);
 const char *ibstore_dataset_errmsg(const ibstore_dataset *ds);
 
 typedef struct ibstore_info {
+	uint32_t size;           /* bytes the library wrote: the caller's sizeof */
 	uint32_t format_version;
 	uint8_t uuid[16];
 	uint64_t created;        /* Unix time of creation */
@@ -268,9 +298,14 @@ typedef struct ibstore_info {
 	uint64_t keys;           /* samples with a key */
 } ibstore_info;
 
-/* The dataset's summary.  0, or IBSTORE_EINVAL (NULL, or a handle whose
- * open failed). */
-int ibstore_dataset_info(const ibstore_dataset *ds, ibstore_info *out);
+/*
+ * The dataset's description.  The macro passes sizeof *out: the library
+ * writes that many bytes (a caller built against an older header gets the
+ * fields it knows).  Any thread.  0, or IBSTORE_EINVAL (NULL, a handle
+ * whose open failed, or a size no version of ibstore_info had).
+ */
+#define ibstore_dataset_info_get(ds, out) ibstore_dataset_info_get_sized((ds), (out), sizeof *(out))
+int ibstore_dataset_info_get_sized(const ibstore_dataset *ds, ibstore_info *out, size_t size);
 
 /* Where a sample lives; everything that is known without reading it. */
 typedef struct ibstore_location {
@@ -376,6 +411,8 @@ typedef enum {
 } ibstore_mode;
 
 typedef struct ibstore_prune_opts {
+	uint32_t size;         /* sizeof as the caller compiled it: set by
+				  ibstore_prune_opts_init() */
 	ibstore_policy policy; /* default IBSTORE_POLICY_INFOBATCH */
 	ibstore_mode mode;     /* default IBSTORE_MODE_NATIVE */
 	double ratio;          /* prune ratio r, default 0.5; keep = clamp(1-r, 0.1, 1) */
@@ -386,8 +423,11 @@ typedef struct ibstore_prune_opts {
 			          score = ema*score + (1-ema)*loss, 0 <= ema < 1 */
 } ibstore_prune_opts;
 
-/* Fills *opts with the defaults above (epochs = 0: the caller must set it). */
-void ibstore_prune_opts_init(ibstore_prune_opts *opts);
+/* Fills *opts with the defaults above (epochs = 0: the caller must set it)
+ * and sets opts->size; IBSTORE_EINVAL (nothing written) for a size no
+ * version of the struct had. */
+#define ibstore_prune_opts_init(opts) ibstore_prune_opts_init_sized((opts), sizeof *(opts))
+int ibstore_prune_opts_init_sized(ibstore_prune_opts *opts, size_t size);
 
 /* "infobatch", "random", "none" and "native", "compat" (any case); see
  * ibstore_compress_parse for the rules of *_parse and *_name. */
@@ -401,11 +441,13 @@ const char *ibstore_mode_name(ibstore_mode mode);
  * outside [0, 1), a delta outside [0, 1], epochs 0 or an ema outside [0, 1). */
 int ibstore_prune_opts_check(const ibstore_prune_opts *opts, char *msg, size_t msglen);
 
-/* 1 when epoch `epoch` (0-based) prunes under opts, 0 when it anneals. */
+/* 1 when epoch `epoch` (0-based) prunes under opts, 0 when it anneals (or
+ * when opts is NULL or its size invalid). */
 int ibstore_prune_epoch_prunes(const ibstore_prune_opts *opts, uint32_t epoch);
 
 /* The initial score of a sample never trained on: NaN in native mode (never
- * seen: excluded from the mean, always kept), 3.0 in compat mode. */
+ * seen: excluded from the mean, always kept), 3.0 in compat mode (NaN when
+ * opts is NULL or its size invalid). */
 float ibstore_prune_initial_score(const ibstore_prune_opts *opts);
 
 /* What a plan did, globally (before slicing). */
@@ -491,7 +533,9 @@ int ibstore_plan_slice_entry(const ibstore_plan *plan, uint32_t rank, uint32_t w
 typedef struct ibstore_run ibstore_run;
 
 typedef struct ibstore_run_opts {
-	ibstore_prune_opts prune;
+	uint32_t size;             /* sizeof as the caller compiled it: set by
+				      ibstore_run_opts_init() */
+	ibstore_prune_opts prune;  /* stays right after size (see Conventions) */
 	uint64_t samples;          /* N, the dataset's sample count (required) */
 	uint32_t batch_size;       /* default 128 */
 	int drop_last;             /* drop a last partial batch; default 0 */
@@ -501,7 +545,12 @@ typedef struct ibstore_run_opts {
 				      ends only; default 64 */
 } ibstore_run_opts;
 
-void ibstore_run_opts_init(ibstore_run_opts *opts);
+/* Fills *opts (and opts->prune) with the defaults and sets both sizes; the
+ * macro passes the caller's sizeof of each.  IBSTORE_EINVAL (nothing
+ * written) for sizes no version of the structs had. */
+#define ibstore_run_opts_init(opts) \
+	ibstore_run_opts_init_sized((opts), sizeof *(opts), sizeof (opts)->prune)
+int ibstore_run_opts_init_sized(ibstore_run_opts *opts, size_t size, size_t prune_size);
 
 /*
  * Opens the run state at `path` (a file), creating it from `opts` when it
@@ -525,8 +574,13 @@ int ibstore_run_open(const char *path, const ibstore_run_opts *opts, ibstore_run
 void ibstore_run_close(ibstore_run *run);
 const char *ibstore_run_errmsg(const ibstore_run *run);
 
-/* The stored configuration.  0, or IBSTORE_EINVAL (NULL or not open). */
-int ibstore_run_config(const ibstore_run *run, ibstore_run_opts *out);
+/* The stored configuration, written in the caller's layout (the macro
+ * passes sizeof *out and of out->prune, as ibstore_run_opts_init() does).
+ * 0, or IBSTORE_EINVAL (NULL, a run not open, or sizes no version had). */
+#define ibstore_run_config_get(run, out) \
+	ibstore_run_config_get_sized((run), (out), sizeof *(out), sizeof (out)->prune)
+int ibstore_run_config_get_sized(const ibstore_run *run, ibstore_run_opts *out, size_t size,
+				 size_t prune_size);
 
 /* This epoch's plan and its rank slice, known before any I/O. */
 typedef struct ibstore_epoch_info {
@@ -662,6 +716,8 @@ typedef enum {
 } ibstore_corrupt_policy;
 
 typedef struct ibstore_loader_opts {
+	uint32_t size;            /* sizeof as the caller compiled it: set by
+				     ibstore_loader_opts_init() */
 	uint32_t batch_size;      /* 0: the run's; otherwise must equal it */
 	int drop_last;            /* -1: the run's; otherwise must equal it */
 	uint32_t prefetch;        /* read no further than this many batches ahead of
@@ -694,7 +750,10 @@ typedef struct ibstore_loader_opts {
 	void *on_read_ctx;
 } ibstore_loader_opts;
 
-void ibstore_loader_opts_init(ibstore_loader_opts *opts);
+/* Fills *opts with the defaults above and sets opts->size; IBSTORE_EINVAL
+ * (nothing written) for a size no version of the struct had. */
+#define ibstore_loader_opts_init(opts) ibstore_loader_opts_init_sized((opts), sizeof *(opts))
+int ibstore_loader_opts_init_sized(ibstore_loader_opts *opts, size_t size);
 /* "auto", "uring", "pread", "mmap"; "random", "locality"; "fail", "skip"
  * (exact lower case). */
 int ibstore_backend_parse(const char *name, ibstore_backend *out);
@@ -822,6 +881,34 @@ typedef struct ibstore_loader_stats {
 
 /* Statistics of the current (or last) epoch.  0, or IBSTORE_EINVAL (NULL). */
 int ibstore_loader_stats_get(const ibstore_loader *l, ibstore_loader_stats *out);
+
+/* ---------------------------------------------------------------------- */
+/* Struct sizes (for bindings)                                             */
+/* ---------------------------------------------------------------------- */
+
+/* The public structs, for ibstore_struct_size(); values never change. */
+typedef enum {
+	IBSTORE_STRUCT_INFO = 1,
+	IBSTORE_STRUCT_WRITER_OPTS = 2,
+	IBSTORE_STRUCT_PRUNE_OPTS = 3,
+	IBSTORE_STRUCT_RUN_OPTS = 4,
+	IBSTORE_STRUCT_LOADER_OPTS = 5,
+	IBSTORE_STRUCT_LOCATION = 6,
+	IBSTORE_STRUCT_PROBLEM = 7,
+	IBSTORE_STRUCT_VERIFY_STATS = 8,
+	IBSTORE_STRUCT_PLAN_STATS = 9,
+	IBSTORE_STRUCT_PLAN = 10,
+	IBSTORE_STRUCT_EPOCH_INFO = 11,
+	IBSTORE_STRUCT_EPOCH_IO = 12,
+	IBSTORE_STRUCT_EPOCH_STATS = 13,
+	IBSTORE_STRUCT_RUN_INFO = 14,
+	IBSTORE_STRUCT_BATCH = 15,
+	IBSTORE_STRUCT_LOADER_STATS = 16,
+} ibstore_struct;
+
+/* sizeof the struct in this library, 0 for an unknown value: a binding that
+ * mirrors the structs (python/ibstore/_lib.py) checks its layouts with it. */
+size_t ibstore_struct_size(ibstore_struct which);
 
 /* ---------------------------------------------------------------------- */
 /* Distributed runs                                                        */

@@ -178,9 +178,10 @@ void ib_loader_set_delays(ibstore_loader *l, const ib_loader_delays *d)
 
 /* ---- options ------------------------------------------------------ */
 
-IB_API void ibstore_loader_opts_init(ibstore_loader_opts *o)
+void ib_loader_opts_defaults(ibstore_loader_opts *o)
 {
 	memset(o, 0, sizeof *o);
+	o->size = sizeof *o;
 	o->drop_last = -1;
 	o->direct = -1;
 	o->prefetch = 0;
@@ -1090,11 +1091,10 @@ IB_API int ibstore_loader_open(ibstore_dataset *ds, ibstore_run *run,
 		return ib_fail(l->errmsg, IBSTORE_EINVAL, "an open dataset and run are needed");
 	l->ds = ds;
 	l->run = run;
-	if (opts)
-		l->o = *opts;
-	else
-		ibstore_loader_opts_init(&l->o);
-	int rc = ibstore_run_config(run, &l->ro);
+	int rc = ib_loader_opts_adopt(&l->o, opts, l->errmsg, sizeof l->errmsg);
+	if (rc)
+		return rc;
+	rc = ibstore_run_config_get(run, &l->ro);
 	if (rc)
 		return ib_fail(l->errmsg, rc, "the run is not open");
 	if (l->ro.samples != ds->sum.samples)

@@ -60,7 +60,7 @@ static int check_local(ibstore_run *run, const uint64_t *ids, const float *losse
 		       int rank, int size, ibstore_run_opts *cfg, uint64_t *hash, char *lmsg)
 {
 	ibstore_run_info info;
-	if (!run || ibstore_run_config(run, cfg) || ibstore_run_info_get(run, &info))
+	if (!run || ibstore_run_config_get(run, cfg) || ibstore_run_info_get(run, &info))
 		return ib_failn(lmsg, MSG_LEN, IBSTORE_EINVAL, "no open run");
 	if (!info.in_epoch || !ibstore_run_plan(run))
 		return ib_failn(lmsg, MSG_LEN, IBSTORE_ESTATE,

@@ -200,9 +200,10 @@ static void choose(rng *r, uint32_t *a, uint64_t n, uint64_t k, uint32_t *scratc
 
 /* ---- options -------------------------------------------------------- */
 
-IB_API void ibstore_prune_opts_init(ibstore_prune_opts *o)
+void ib_prune_opts_defaults(ibstore_prune_opts *o)
 {
 	memset(o, 0, sizeof *o);
+	o->size = sizeof *o;
 	o->policy = IBSTORE_POLICY_INFOBATCH;
 	o->mode = IBSTORE_MODE_NATIVE;
 	o->ratio = 0.5;
@@ -220,6 +221,11 @@ IB_API int ibstore_prune_opts_check(const ibstore_prune_opts *o, char *msg, size
 {
 	if (!o)
 		return bad(msg, len, "no pruning options");
+	ibstore_prune_opts p; /* the caller's options in this library's layout */
+	int rc = ib_prune_opts_adopt(&p, o, msg, len);
+	if (rc)
+		return rc;
+	o = &p;
 	if (o->policy < IBSTORE_POLICY_INFOBATCH || o->policy > IBSTORE_POLICY_NONE)
 		return bad(msg, len, "unknown policy");
 	if (o->mode != IBSTORE_MODE_NATIVE && o->mode != IBSTORE_MODE_COMPAT)
@@ -237,6 +243,10 @@ IB_API int ibstore_prune_opts_check(const ibstore_prune_opts *o, char *msg, size
 
 IB_API int ibstore_prune_epoch_prunes(const ibstore_prune_opts *o, uint32_t epoch)
 {
+	ibstore_prune_opts p;
+	if (!o || ib_prune_opts_adopt(&p, o, NULL, 0))
+		return 0;
+	o = &p;
 	if (o->policy == IBSTORE_POLICY_NONE)
 		return 0;
 	double cut = o->delta * (double)o->epochs;
@@ -248,6 +258,10 @@ IB_API int ibstore_prune_epoch_prunes(const ibstore_prune_opts *o, uint32_t epoc
 
 IB_API float ibstore_prune_initial_score(const ibstore_prune_opts *o)
 {
+	ibstore_prune_opts p;
+	if (!o || ib_prune_opts_adopt(&p, o, NULL, 0))
+		return NAN;
+	o = &p;
 	return o->mode == IBSTORE_MODE_COMPAT ? 3.0f : NAN;
 }
 
@@ -416,6 +430,9 @@ IB_API int ibstore_plan_compute(const ibstore_prune_opts *o, uint32_t epoch, con
 	int rc = ibstore_prune_opts_check(o, msg, msglen);
 	if (rc)
 		return rc;
+	ibstore_prune_opts mine; /* the caller's options in this library's layout */
+	ib_prune_opts_adopt(&mine, o, NULL, 0);
+	o = &mine;
 	if (n && !s)
 		return bad(msg, msglen, "no scores");
 	if (n >= UP_WEIGHTED)

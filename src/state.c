@@ -30,10 +30,11 @@ static int lmdb_fail(ibstore_run *r, int rc, const char *what)
 		     "run state: %s: %s", what, mdb_strerror(rc));
 }
 
-IB_API void ibstore_run_opts_init(ibstore_run_opts *o)
+void ib_run_opts_defaults(ibstore_run_opts *o)
 {
 	memset(o, 0, sizeof *o);
-	ibstore_prune_opts_init(&o->prune);
+	o->size = sizeof *o;
+	ib_prune_opts_defaults(&o->prune);
 	o->batch_size = 128;
 	o->world = 1;
 	o->slice = IBSTORE_SLICE_PAD;
@@ -53,7 +54,7 @@ static void opts_to_cfg(const ibstore_run_opts *o, ib_run_config *c)
 
 static void cfg_to_opts(const ib_run_config *c, ibstore_run_opts *o)
 {
-	ibstore_run_opts_init(o);
+	ib_run_opts_defaults(o);
 	o->prune.policy = (ibstore_policy)c->policy;
 	o->prune.mode = (ibstore_mode)c->mode;
 	o->prune.ratio = c->ratio;
@@ -325,6 +326,10 @@ IB_API int ibstore_run_open(const char *path, const ibstore_run_opts *opts, ibst
 	if (!r)
 		return IBSTORE_ENOMEM;
 	r->lock_fd = -1;
+	ibstore_run_opts adopted; /* the caller's options in this library's layout */
+	if (opts && ib_run_opts_adopt(&adopted, opts, r->errmsg, sizeof r->errmsg))
+		return IBSTORE_EINVAL;
+	opts = opts ? &adopted : NULL;
 	if (!path || !*path)
 		return ib_fail(r->errmsg, IBSTORE_EINVAL, "no run state path given");
 	struct stat st;
@@ -400,12 +405,13 @@ IB_API const char *ibstore_run_errmsg(const ibstore_run *r)
 	return r ? r->errmsg : "no run handle (out of memory?)";
 }
 
-IB_API int ibstore_run_config(const ibstore_run *r, ibstore_run_opts *out)
+IB_API int ibstore_run_config_get_sized(const ibstore_run *r, ibstore_run_opts *out,
+					size_t size, size_t prune_size)
 {
 	if (!r || !r->open || !out)
 		return IBSTORE_EINVAL;
-	*out = r->opts;
-	return 0;
+	return ib_run_opts_emit(out, size, prune_size, &r->opts, (char *)r->errmsg,
+				sizeof r->errmsg);
 }
 
 /*

@@ -573,7 +573,7 @@ int cmd_bench(int argc, char **argv)
 		cli_fail(CMD, "%s: %s", a.dataset, cli_errmsg(ibstore_dataset_errmsg(ds), rc));
 		goto out;
 	}
-	if ((rc = ibstore_dataset_info(ds, &info)) != 0) {
+	if ((rc = ibstore_dataset_info_get(ds, &info)) != 0) {
 		cli_fail(CMD, "%s: %s", a.dataset, cli_errmsg(ibstore_dataset_errmsg(ds), rc));
 		goto out;
 	}

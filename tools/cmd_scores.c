@@ -372,7 +372,7 @@ int cmd_scores(int argc, char **argv)
 
 	rc = ibstore_run_open(path, NULL, &run);
 	if (rc == 0)
-		rc = ibstore_run_config(run, &opts);
+		rc = ibstore_run_config_get(run, &opts);
 	if (rc == 0)
 		rc = ibstore_run_info_get(run, &info);
 	if (rc != 0) {

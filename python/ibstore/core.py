@@ -250,7 +250,7 @@ class Dataset(_Closable):
             raise IbstoreError(rc, msg)
         self._h = h
         i = _lib.ibstore_info()
-        self._check(lib.ibstore_dataset_info(h, ctypes.byref(i)))
+        self._check(_lib.dataset_info_get(h, i))
         self._info = i
 
     @classmethod
@@ -283,6 +283,7 @@ class Dataset(_Closable):
         """The dataset's description (ibstore_info) as a dict."""
         i = self._info
         d = _struct_dict(i)
+        del d["size"]  # the struct's version (ibstore.h, Conventions), not the dataset's
         d["uuid"] = bytes(i.uuid).hex()
         d["codec_count"] = {"none": int(i.codec_count[0]), "lz4": int(i.codec_count[1])}
         return d
@@ -469,7 +470,7 @@ class Run(_Closable):
         optp = None
         if any(v is not None for v in given.values()):
             o = _lib.ibstore_run_opts()
-            lib.ibstore_run_opts_init(ctypes.byref(o))
+            _lib.run_opts_init(o)
             _prune_opts(o.prune, policy, mode, ratio, delta, epochs, seed, ema)
             if samples is not None:
                 o.samples = int(samples)
@@ -530,7 +531,7 @@ class Run(_Closable):
     @property
     def config(self):
         o = _lib.ibstore_run_opts()
-        self._check(lib.ibstore_run_config(self._handle(), ctypes.byref(o)))
+        self._check(_lib.run_config_get(self._handle(), o))
         return _config_dict(o)
 
     @property
@@ -809,7 +810,7 @@ class Loader(_Closable):
         self.run = run
         self.info = None
         o = _lib.ibstore_loader_opts()
-        lib.ibstore_loader_opts_init(ctypes.byref(o))
+        _lib.loader_opts_init(o)
         for name, v in (("batch_size", batch_size), ("prefetch", prefetch),
                         ("queue_depth", queue_depth), ("threads", threads), ("gap", gap),
                         ("max_read", max_read), ("budget", budget)):
