@@ -150,7 +150,7 @@ static float sample_grad(const float *param, const uint8_t *img, int32_t label, 
 	float x[IN], p[OUT];
 	forward(param, img, x, p);
 	float loss = -logf(fmaxf(p[label], 1e-30f));
-	if (weight == 0.0f)
+	if (ibstore_is_padding(weight))
 		return loss; /* padding: no gradient */
 	for (int k = 0; k < OUT; k++) {
 		float d = weight * (p[k] - (k == label ? 1.0f : 0.0f));
@@ -251,7 +251,7 @@ static double train_epoch(ibstore_loader *l, ibstore_run *run, uint32_t epoch, f
 		for (size_t i = 0; i < b->n; i++) {
 			losses[i] = sample_grad(param, b->data + i * IN, b->labels[i],
 						b->weights[i], grad);
-			if (b->weights[i] == 0.0f)
+			if (ibstore_is_padding(b->weights[i]))
 				continue; /* padding: another rank owns the sample */
 			pairs_add(mine, b->ids[i], losses[i]);
 			loss_sum += losses[i];

@@ -192,31 +192,6 @@ void ib_loader_opts_defaults(ibstore_loader_opts *o)
 	o->budget = (uint64_t)512 << 20;
 }
 
-IB_API int ibstore_backend_parse(const char *name, ibstore_backend *out)
-{
-	static const char *names[] = {"auto", "uring", "pread", "mmap"};
-	for (int i = 0; name && out && i < 4; i++) {
-		if (strcmp(name, names[i]) == 0) {
-			*out = (ibstore_backend)i;
-			return 0;
-		}
-	}
-	return IBSTORE_EINVAL;
-}
-
-IB_API int ibstore_order_parse(const char *name, ibstore_order *out)
-{
-	if (!name || !out)
-		return IBSTORE_EINVAL;
-	if (strcmp(name, "random") == 0)
-		*out = IBSTORE_ORDER_RANDOM;
-	else if (strcmp(name, "locality") == 0)
-		*out = IBSTORE_ORDER_LOCALITY;
-	else
-		return IBSTORE_EINVAL;
-	return 0;
-}
-
 /* ---- memory --------------------------------------------------------- */
 
 /* Read slots come from huge pages when the system has them reserved,

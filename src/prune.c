@@ -1,16 +1,16 @@
 /*
  * prune.c — pruning policies: per-sample scores in, an epoch's plan out
  * (surviving ids in order, each with its gradient weight).  Pure code, no
- * I/O.  shared/INFOBATCH.md is the specification; compat mode reproduces
+ * I/O.  docs/PRUNING.md is the specification; compat mode reproduces
  * the reference package's numpy RandomState draws exactly.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "internal.h"
+#include "slice.h"
 
 /* ---- MT19937 as numpy's legacy RandomState uses it --------------------- */
 
@@ -208,31 +208,6 @@ void ib_prune_opts_defaults(ibstore_prune_opts *o)
 	o->mode = IBSTORE_MODE_NATIVE;
 	o->ratio = 0.5;
 	o->delta = 0.875;
-}
-
-IB_API int ibstore_policy_parse(const char *name, ibstore_policy *out)
-{
-	static const char *names[] = {"infobatch", "random", "none"};
-	for (int i = 0; name && out && i < 3; i++) {
-		if (strcasecmp(name, names[i]) == 0) {
-			*out = (ibstore_policy)i;
-			return 0;
-		}
-	}
-	return IBSTORE_EINVAL;
-}
-
-IB_API int ibstore_mode_parse(const char *name, ibstore_mode *out)
-{
-	if (!name || !out)
-		return IBSTORE_EINVAL;
-	if (strcasecmp(name, "native") == 0)
-		*out = IBSTORE_MODE_NATIVE;
-	else if (strcasecmp(name, "compat") == 0)
-		*out = IBSTORE_MODE_COMPAT;
-	else
-		return IBSTORE_EINVAL;
-	return 0;
 }
 
 static int bad(char *msg, size_t len, const char *what)
@@ -513,28 +488,21 @@ out:
 IB_API uint64_t ibstore_plan_slice_len(const ibstore_plan *p, uint32_t world,
 				       ibstore_slice_mode mode)
 {
-	if (!p || world == 0)
-		return 0;
-	if (mode == IBSTORE_SLICE_DROP)
-		return p->len / world;
-	return (p->len + world - 1) / world;
+	return p ? ib_slice_len(p->len, world, mode) : 0;
 }
 
 IB_API int ibstore_plan_slice_entry(const ibstore_plan *p, uint32_t rank, uint32_t world,
 				    ibstore_slice_mode mode, uint64_t i, uint64_t *id,
 				    float *weight)
 {
-	if (!p || rank >= world || i >= ibstore_plan_slice_len(p, world, mode))
+	if (!id || !weight)
 		return IBSTORE_EINVAL;
-	uint64_t pos = i * world + rank;
-	if (pos < p->len) {
-		*id = p->ids[pos];
-		*weight = p->weights[pos];
-	} else { /* padding: repeat from the start, with no weight */
-		*id = p->ids[(pos - p->len) % p->len];
-		*weight = 0.0f;
-	}
-	return 0;
+	return ib_slice_entry(p, rank, world, mode, i, id, weight);
+}
+
+IB_API int ibstore_is_padding(float weight)
+{
+	return weight == IBSTORE_PADDING_WEIGHT;
 }
 
 IB_API void ibstore_plan_free(ibstore_plan *p)

@@ -217,6 +217,7 @@ class ibstore_run_info(ctypes.Structure):
         ("epochs_done", c_u32),
         ("reports_rejected", c_u64),
         ("committed", c_u64),
+        ("batches", c_u64),
     ]
 
 
@@ -293,6 +294,7 @@ _PROTOS = {
     "ibstore_strerror": (c_char_p, [c_int]),
     "ibstore_version": (c_char_p, []),
     "ibstore_codec_name": (c_char_p, [c_int]),
+    "ibstore_compress_name": (c_char_p, [c_enum]),
     # dataset
     "ibstore_dataset_open": (c_int, [c_char_p, PH]),
     "ibstore_dataset_close": (None, [H]),
@@ -311,6 +313,11 @@ _PROTOS = {
     "ibstore_prune_opts_init_sized": (c_int, [P(ibstore_prune_opts), c_size]),
     "ibstore_policy_parse": (c_int, [c_char_p, P(c_enum)]),
     "ibstore_mode_parse": (c_int, [c_char_p, P(c_enum)]),
+    "ibstore_policy_name": (c_char_p, [c_enum]),
+    "ibstore_mode_name": (c_char_p, [c_enum]),
+    "ibstore_slice_parse": (c_int, [c_char_p, P(c_enum)]),
+    "ibstore_slice_name": (c_char_p, [c_enum]),
+    "ibstore_is_padding": (c_int, [ctypes.c_float]),
     "ibstore_prune_opts_check": (c_int, [P(ibstore_prune_opts), c_char_p, c_size]),
     "ibstore_prune_epoch_prunes": (c_int, [P(ibstore_prune_opts), c_u32]),
     "ibstore_prune_initial_score": (ctypes.c_float, [P(ibstore_prune_opts)]),
@@ -328,12 +335,16 @@ _PROTOS = {
     "ibstore_run_checkpoint": (c_int, [H]),
     "ibstore_run_epoch_end": (c_int, [H, P(ibstore_epoch_io)]),
     "ibstore_run_info_get": (c_int, [H, P(ibstore_run_info)]),
-    "ibstore_run_epoch_stats": (c_int, [H, c_u32, P(ibstore_epoch_stats)]),
+    "ibstore_run_epoch_stats_get": (c_int, [H, c_u32, P(ibstore_epoch_stats)]),
     "ibstore_run_scores": (P(ctypes.c_float), [H, P(c_u64)]),
     # loader
     "ibstore_loader_opts_init_sized": (c_int, [P(ibstore_loader_opts), c_size]),
     "ibstore_backend_parse": (c_int, [c_char_p, P(c_enum)]),
     "ibstore_order_parse": (c_int, [c_char_p, P(c_enum)]),
+    "ibstore_corrupt_parse": (c_int, [c_char_p, P(c_enum)]),
+    "ibstore_backend_name": (c_char_p, [c_enum]),
+    "ibstore_order_name": (c_char_p, [c_enum]),
+    "ibstore_corrupt_name": (c_char_p, [c_enum]),
     "ibstore_loader_open": (c_int, [H, H, P(ibstore_loader_opts), PH]),
     "ibstore_loader_close": (None, [H]),
     "ibstore_loader_errmsg": (c_char_p, [H]),

@@ -51,12 +51,40 @@ EBUFSIZE = -15
 
 NO_LABEL = -(2 ** 31)  # IBSTORE_NO_LABEL
 
-POLICIES = {"infobatch": 0, "random": 1, "none": 2}
-MODES = {"native": 0, "compat": 1}
-SLICES = {"pad": 0, "drop": 1}
-BACKENDS = {"auto": 0, "uring": 1, "pread": 2, "mmap": 3}
-ORDERS = {"random": 0, "locality": 1}
-CORRUPT = {"fail": 0, "skip": 1}
+
+
+def _enum_names(name_fn):
+    """{name: value} of an enum, from the library's *_name call (the enums
+    are dense from 0; a value past the last is "unknown")."""
+    table = {}
+    while True:
+        name = name_fn(len(table)).decode()
+        if name == "unknown":
+            return table
+        table[name] = len(table)
+
+
+POLICIES = _enum_names(lib.ibstore_policy_name)
+MODES = _enum_names(lib.ibstore_mode_name)
+SLICES = _enum_names(lib.ibstore_slice_name)
+BACKENDS = _enum_names(lib.ibstore_backend_name)
+ORDERS = _enum_names(lib.ibstore_order_name)
+CORRUPT = _enum_names(lib.ibstore_corrupt_name)
+
+# IBSTORE_PADDING_WEIGHT: the weight of a padding entry (one that only
+# balances the ranks' slices; its sample's owner is another rank).
+PADDING_WEIGHT = 0.0
+if not lib.ibstore_is_padding(PADDING_WEIGHT) or lib.ibstore_is_padding(1.0):
+    raise _lib.LibraryNotFoundError("%s marks padding otherwise than with weight %r"
+                                    % (_lib.library_path, PADDING_WEIGHT))
+
+
+def is_padding(weights):
+    """ibstore_is_padding: for a weight, True when it marks padding; for an
+    array of weights (a Batch's ``weights``), a boolean array."""
+    if np.ndim(weights) == 0:
+        return bool(lib.ibstore_is_padding(float(weights)))
+    return np.asarray(weights, dtype=np.float32) == np.float32(PADDING_WEIGHT)
 
 
 def _name_of(table, value):
@@ -520,7 +548,7 @@ class Run(_Closable):
     def epoch_stats(self, epoch):
         """Statistics of finished epoch ``epoch`` (dict), or None when it has none."""
         s = _lib.ibstore_epoch_stats()
-        rc = lib.ibstore_run_epoch_stats(self._handle(), epoch, ctypes.byref(s))
+        rc = lib.ibstore_run_epoch_stats_get(self._handle(), epoch, ctypes.byref(s))
         if rc == ENOTFOUND:
             return None
         self._check(rc)

@@ -32,7 +32,7 @@ static void drive(ibstore_run *r)
 	ibstore_run_scores(r, &n);
 	for (uint32_t e = 0; e < 3; e++) {
 		ibstore_epoch_stats es;
-		ibstore_run_epoch_stats(r, e, &es);
+		ibstore_run_epoch_stats_get(r, e, &es);
 	}
 	ibstore_epoch_info ei;
 	if (ibstore_run_epoch_begin(r, info.epoch, &ei))
