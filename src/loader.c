@@ -178,9 +178,10 @@ void ib_loader_set_delays(ibstore_loader *l, const ib_loader_delays *d)
 
 /* ---- options ------------------------------------------------------ */
 
-IB_API void ibstore_loader_opts_init(ibstore_loader_opts *o)
+void ib_loader_opts_defaults(ibstore_loader_opts *o)
 {
 	memset(o, 0, sizeof *o);
+	o->size = sizeof *o;
 	o->drop_last = -1;
 	o->direct = -1;
 	o->prefetch = 0;
@@ -189,31 +190,6 @@ IB_API void ibstore_loader_opts_init(ibstore_loader_opts *o)
 	o->gap = 32 << 10;
 	o->max_read = 1 << 20;
 	o->budget = (uint64_t)512 << 20;
-}
-
-IB_API int ibstore_backend_parse(const char *name, ibstore_backend *out)
-{
-	static const char *names[] = {"auto", "uring", "pread", "mmap"};
-	for (int i = 0; name && out && i < 4; i++) {
-		if (strcmp(name, names[i]) == 0) {
-			*out = (ibstore_backend)i;
-			return 0;
-		}
-	}
-	return IBSTORE_EINVAL;
-}
-
-IB_API int ibstore_order_parse(const char *name, ibstore_order *out)
-{
-	if (!name || !out)
-		return IBSTORE_EINVAL;
-	if (strcmp(name, "random") == 0)
-		*out = IBSTORE_ORDER_RANDOM;
-	else if (strcmp(name, "locality") == 0)
-		*out = IBSTORE_ORDER_LOCALITY;
-	else
-		return IBSTORE_EINVAL;
-	return 0;
 }
 
 /* ---- memory --------------------------------------------------------- */
@@ -1115,11 +1091,10 @@ IB_API int ibstore_loader_open(ibstore_dataset *ds, ibstore_run *run,
 		return ib_fail(l->errmsg, IBSTORE_EINVAL, "an open dataset and run are needed");
 	l->ds = ds;
 	l->run = run;
-	if (opts)
-		l->o = *opts;
-	else
-		ibstore_loader_opts_init(&l->o);
-	int rc = ibstore_run_config(run, &l->ro);
+	int rc = ib_loader_opts_adopt(&l->o, opts, l->errmsg, sizeof l->errmsg);
+	if (rc)
+		return rc;
+	rc = ibstore_run_config_get(run, &l->ro);
 	if (rc)
 		return ib_fail(l->errmsg, rc, "the run is not open");
 	if (l->ro.samples != ds->sum.samples)

@@ -97,7 +97,7 @@ int cli_open_dataset(const char *cmd, const char *path, ibstore_dataset **ds,
 {
 	int rc = ibstore_dataset_open(path, ds);
 	if (!rc && info)
-		rc = ibstore_dataset_info(*ds, info);
+		rc = ibstore_dataset_info_get(*ds, info);
 	if (rc)
 		return cli_fail(cmd, "%s", cli_errmsg(*ds ? ibstore_dataset_errmsg(*ds) : NULL, rc));
 	return 0;

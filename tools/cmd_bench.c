@@ -365,7 +365,7 @@ static void print_header(FILE *f, const bench_args *a, const ibstore_info *info,
 		a->lo.direct < 0 ? "auto (large records)" : st->direct ? "yes" : "no",
 		st->registered ? "yes" : "no", threads,
 		a->lo.queue_depth, cli_human_bytes(a->lo.budget, budget, sizeof(budget)),
-		a->lo.gap, a->lo.order == IBSTORE_ORDER_LOCALITY ? "locality" : "random",
+		a->lo.gap, ibstore_order_name(a->lo.order),
 		a->lo.verify ? "yes" : "no", a->cold ? "yes" : "no");
 }
 

@@ -159,7 +159,7 @@ static long count_shards(const char *path, char *err, size_t errlen)
 
 	int rc = ibstore_dataset_open(path, &ds);
 	if (!rc)
-		rc = ibstore_dataset_info(ds, &info);
+		rc = ibstore_dataset_info_get(ds, &info);
 	if (rc) {
 		snprintf(err, errlen, "%s",
 			 cli_errmsg(ds ? ibstore_dataset_errmsg(ds) : NULL, rc));
