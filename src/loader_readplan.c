@@ -89,7 +89,7 @@ static uint64_t pruned_inside(const ib_readplan *p, uint32_t shard, uint64_t a, 
 		if (e.shard != shard || e.offset + rec_len(&e) <= a)
 			break;
 		if (!planned(p->in_plan, id))
-			sum += e.offset + rec_len(&e) - a;
+			sum += e.offset + rec_len(&e) - (e.offset > a ? e.offset : a);
 	}
 	for (uint64_t id = hi_id + 1; id < p->ix.samples; id++) {
 		ib_index_entry e;
