@@ -207,15 +207,12 @@ static int build_order(ibstore_loader *l)
 {
 	ib_loader_epoch *ep = &l->ep;
 	const ibstore_plan *p = ibstore_run_plan(l->cfg.run);
-	uint64_t n = ibstore_plan_slice_len(p, l->cfg.ro.world, l->cfg.ro.slice);
-	uint64_t N = l->cfg.samples;
-	ep->order = malloc((n ? n : 1) * sizeof *ep->order);
-	ep->order_w = malloc((n ? n : 1) * sizeof *ep->order_w);
+	uint64_t n, N = l->cfg.samples;
+	int rc = ib_order_slice(p, &l->cfg.ro, &ep->order, &ep->order_w, &n);
 	ep->in_plan = calloc((N + 7) / 8 + 1, 1);
 	ep->pruned_upto = malloc((N + 1) * sizeof *ep->pruned_upto);
-	if (!ep->order || !ep->order_w || !ep->in_plan || !ep->pruned_upto)
+	if (rc || !ep->in_plan || !ep->pruned_upto)
 		return ib_fail(l->errmsg, IBSTORE_ENOMEM, "out of memory");
-	ib_order_slice(p, &l->cfg.ro, ep->order, ep->order_w, n);
 	uint64_t avg = 40 + l->cfg.about->bytes_stored / (N ? N : 1);
 	if (l->cfg.o.order == IBSTORE_ORDER_LOCALITY &&
 	    ib_order_locality(l->cfg.ro.prune.seed, ep->epoch, avg, ep->order, ep->order_w, n))
