@@ -28,6 +28,10 @@ struct ibstore_dataset {
 	int *fds;
 	ibstore_info info;
 };
+
+/* Sets the handle's message (under its lock) and returns code. */
+int ib_dsfail(ibstore_dataset *ds, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 #endif
 
 /* ---- what the loader may ask (dataset.c) ---- */
@@ -43,8 +47,6 @@ int ib_dataset_shard_fd(const ibstore_dataset *ds, uint32_t s);
 uint64_t ib_dataset_shard_size(const ibstore_dataset *ds, uint32_t s);
 /* Shard s's path is the public ibstore_dataset_shard_path(). */
 
-int ib_dsfail(ibstore_dataset *ds, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 /* Sample id's index entry; IBSTORE_ENOTFOUND when id >= samples. */
 int ib_dataset_entry(const ibstore_dataset *ds, uint64_t id, ib_index_entry *e);
 /* How ib_dataset_decode works: check the payload's xxh3; buf is a loader

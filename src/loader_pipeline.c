@@ -76,9 +76,11 @@ static int plan_batch(ibstore_loader *l, window *w, uint64_t b)
 	lb->data = ib_take_arena(l, lb);
 	l->mem.untaken += lb->data_cap;
 	l->ep.slots[b] = lb;
-	int rc = !lb->data   ? IBSTORE_ENOMEM
-		 : l->path.use_map ? complete(l, ib_path_map_batch(l, w, first, lb->n))
-				   : 0;
+	int rc = 0;
+	if (!lb->data)
+		rc = IBSTORE_ENOMEM;
+	else if (l->path.use_map)
+		rc = complete(l, ib_path_map_batch(l, w, first, lb->n));
 	pthread_mutex_unlock(&l->sync.mu);
 	return rc;
 }
