@@ -42,7 +42,7 @@ static int build(const char *dspath, const char *dir)
 	if (ibstore_dataset_open(dspath, &ds))
 		die("%s", ibstore_dataset_errmsg(ds));
 	ibstore_info info;
-	ibstore_dataset_info(ds, &info);
+	ibstore_dataset_info_get(ds, &info);
 	if (mkdir(dir, 0777) && errno != EEXIST)
 		die("%s: %s", dir, strerror(errno));
 	MDB_env *env;

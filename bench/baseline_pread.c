@@ -28,7 +28,7 @@ int main(int argc, char **argv)
 	if (ibstore_dataset_open(argv[1], &ds))
 		die("%s", ibstore_dataset_errmsg(ds));
 	ibstore_info info;
-	ibstore_dataset_info(ds, &info);
+	ibstore_dataset_info_get(ds, &info);
 	size_t n;
 	uint64_t *ids = read_ids(argv[2], &n);
 	int *fds = calloc(info.shards, sizeof *fds);

@@ -69,7 +69,7 @@ int main(int argc, char **argv)
 	if (ibstore_dataset_open(dspath, &ds))
 		die("%s", ibstore_dataset_errmsg(ds));
 	ibstore_info info;
-	ibstore_dataset_info(ds, &info);
+	ibstore_dataset_info_get(ds, &info);
 
 	FILE *sf = fopen(scores_path, "rb");
 	if (!sf)

@@ -800,7 +800,7 @@ static int load_testset(const char *path, testset *t)
 		fail(path, rc, ds ? ibstore_dataset_errmsg(ds) : NULL);
 		goto out;
 	}
-	if ((rc = ibstore_dataset_info(ds, &info))) {
+	if ((rc = ibstore_dataset_info_get(ds, &info))) {
 		fail(path, rc, ibstore_dataset_errmsg(ds));
 		goto out;
 	}
@@ -1002,7 +1002,7 @@ int main(int argc, char **argv)
 		fail(a.train, rc, ds ? ibstore_dataset_errmsg(ds) : NULL);
 		goto out;
 	}
-	if ((rc = ibstore_dataset_info(ds, &info))) {
+	if ((rc = ibstore_dataset_info_get(ds, &info))) {
 		fail(a.train, rc, ibstore_dataset_errmsg(ds));
 		goto out;
 	}

@@ -150,7 +150,7 @@ static float sample_grad(const float *param, const uint8_t *img, int32_t label, 
 	float x[IN], p[OUT];
 	forward(param, img, x, p);
 	float loss = -logf(fmaxf(p[label], 1e-30f));
-	if (weight == 0.0f)
+	if (ibstore_is_padding(weight))
 		return loss; /* padding: no gradient */
 	for (int k = 0; k < OUT; k++) {
 		float d = weight * (p[k] - (k == label ? 1.0f : 0.0f));
@@ -164,7 +164,7 @@ static float sample_grad(const float *param, const uint8_t *img, int32_t label, 
 static double accuracy(const float *param, ibstore_dataset *ds)
 {
 	ibstore_info info;
-	if (ibstore_dataset_info(ds, &info))
+	if (ibstore_dataset_info_get(ds, &info))
 		die("test set: %s", ibstore_dataset_errmsg(ds));
 	uint8_t img[IN];
 	uint64_t right = 0;
@@ -251,7 +251,7 @@ static double train_epoch(ibstore_loader *l, ibstore_run *run, uint32_t epoch, f
 		for (size_t i = 0; i < b->n; i++) {
 			losses[i] = sample_grad(param, b->data + i * IN, b->labels[i],
 						b->weights[i], grad);
-			if (b->weights[i] == 0.0f)
+			if (ibstore_is_padding(b->weights[i]))
 				continue; /* padding: another rank owns the sample */
 			pairs_add(mine, b->ids[i], losses[i]);
 			loss_sum += losses[i];
@@ -316,7 +316,7 @@ int main(int argc, char **argv)
 	if (ibstore_dataset_open(a.train, &train))
 		die("%s", ibstore_dataset_errmsg(train));
 	ibstore_info info;
-	ibstore_dataset_info(train, &info);
+	ibstore_dataset_info_get(train, &info);
 	/* copies on several machines must be one dataset (a copy, not a
 	 * re-pack): the same UUID everywhere */
 	uint8_t uuid0[16];

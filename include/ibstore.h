@@ -17,6 +17,35 @@
  *    state: everything hangs off the handles.
  *  - Threading: each call states whether it may run concurrently with others
  *    on the same handle.  Distinct handles are always independent.
+ *  - Each call lists the codes it returns.  Any call that allocates may also
+ *    return IBSTORE_ENOMEM; "EINVAL: NULL" means a NULL handle or pointer
+ *    argument where one is required.
+ *  - docs/PRUNING.md specifies the pruning (scores, plans, annealing, modes,
+ *    rank slices and padding) that the calls below implement.
+ *  - Versioned structs.  The structs a caller allocates and that may gain
+ *    fields (ibstore_writer_opts, ibstore_prune_opts, ibstore_run_opts,
+ *    ibstore_loader_opts, ibstore_info) begin with `uint32_t size`: the
+ *    sizeof of the struct as the CALLER was compiled, so a program built
+ *    against an older ibstore.h keeps working with a newer library.
+ *      Options (input): fill the struct with its *_init() macro, which passes
+ *      sizeof and sets `size`, then change the fields you want.  The library
+ *      reads the first `size` bytes and takes its defaults for the fields it
+ *      has beyond them (those the caller's header did not have).
+ *      Results (output): the *_get() macro passes sizeof of the caller's
+ *      struct; the library writes only that many bytes, sets `size` to it,
+ *      and zeroes fields it does not know.
+ *    From another language, call the *_sized() function behind the macro
+ *    with the struct's size (ibstore_struct_size() reports the library's).
+ *    A `size` of 0 (a struct not initialised), a size no version had (below
+ *    the first field, not a multiple of 4, over 4096), or a larger size
+ *    whose extra bytes are not all zero (an option this library does not
+ *    know) gives IBSTORE_EINVAL naming the struct.  Rules for whoever adds
+ *    a field: append it at the end (after the last field, never in place of
+ *    one), give it a default in the *_init() function, name it as the last
+ *    field in src/abi.c's layout table, and keep
+ *    ibstore_run_opts' layout: `size`, then `prune`, then its own fields;
+ *    the library finds the caller's own run fields at the offset of `prune`
+ *    plus `prune.size`, so both structs grow independently.
  */
 #ifndef IBSTORE_H
 #define IBSTORE_H
@@ -83,8 +112,16 @@ typedef enum {
 	IBSTORE_COMPRESS_AUTO = 3, /* lz4; stores raw unless it saves >= 1/16 */
 } ibstore_compress;
 
-/* Parses "none", "lz4", "lz4hc", "auto".  0 or IBSTORE_EINVAL. */
+/*
+ * Names of the enums.  Every enum the caller chooses from has a *_parse
+ * (name to value: 0, or IBSTORE_EINVAL for an unknown name or a NULL
+ * argument, *out untouched) and a *_name (value to its static name, or
+ * "unknown" for a value outside the enum); name(parse(s)) == s for each name.
+ */
+
+/* "none", "lz4", "lz4hc", "auto" (any case). */
 int ibstore_compress_parse(const char *name, ibstore_compress *out);
+const char *ibstore_compress_name(ibstore_compress compress);
 /* Name of a stored codec ("none", "lz4"), or "unknown". */
 const char *ibstore_codec_name(int codec);
 
@@ -98,6 +135,8 @@ const char *ibstore_codec_name(int codec);
 typedef struct ibstore_writer ibstore_writer;
 
 typedef struct ibstore_writer_opts {
+	uint32_t size;             /* sizeof as the caller compiled it: set by
+				      ibstore_writer_opts_init() */
 	uint64_t shard_size;       /* roll over to a new shard past this; default 256 MiB */
 	ibstore_compress compress; /* default IBSTORE_COMPRESS_NONE */
 	int lz4hc_level;           /* 1..12, default 9 */
@@ -110,8 +149,11 @@ typedef struct ibstore_writer_opts {
 				      work in the caller's thread.  Default 1. */
 } ibstore_writer_opts;
 
-/* Fills *opts with the defaults above. */
-void ibstore_writer_opts_init(ibstore_writer_opts *opts);
+/* Fills *opts with the defaults above and sets opts->size.  The macro
+ * passes the caller's sizeof; IBSTORE_EINVAL (nothing written) for a size
+ * no version of the struct had. */
+#define ibstore_writer_opts_init(opts) ibstore_writer_opts_init_sized((opts), sizeof *(opts))
+int ibstore_writer_opts_init_sized(ibstore_writer_opts *opts, size_t size);
 
 /*
  * Starts a new dataset that will appear at `path` when published.  Nothing
@@ -123,6 +165,12 @@ void ibstore_writer_opts_init(ibstore_writer_opts *opts);
  * *out is set even on failure (unless IBSTORE_ENOMEM) so that
  * ibstore_writer_errmsg() can tell why; free it with ibstore_writer_free().
  * A writer handle must be used by one thread at a time.
+ * Returns 0, or:
+ *   IBSTORE_EINVAL   NULL path or out, or an option out of range;
+ *   IBSTORE_EEXIST   `path` exists;
+ *   IBSTORE_EIO      the temporary directory or a file could not be made;
+ *   IBSTORE_ECATALOG LMDB refused to create the catalog;
+ *   IBSTORE_ENOMEM.
  */
 int ibstore_writer_create(const char *path, const ibstore_writer_opts *opts,
 			  ibstore_writer **out);
@@ -138,17 +186,31 @@ int ibstore_writer_create(const char *path, const ibstore_writer_opts *opts,
  * opts.jobs > 1 a sample is compressed and written after the call returns:
  * a failure to write it (an I/O error) is returned by a later add or by
  * ibstore_writer_publish(), and fails the writer.
+ * Returns 0, or:
+ *   IBSTORE_EINVAL   NULL writer, or NULL data with len > 0;
+ *   IBSTORE_EEXIST   the key is already taken (the writer stays usable);
+ *   IBSTORE_ETOOBIG  a sample of 4 GiB or more, or one that no shard holds;
+ *   IBSTORE_EIO      writing a shard failed (now or, with jobs > 1, for an
+ *                    earlier sample);
+ *   IBSTORE_ECATALOG LMDB refused the key;
+ *   IBSTORE_ESTATE   the writer failed earlier or was published;
+ *   IBSTORE_ENOMEM.
  */
 int ibstore_writer_add(ibstore_writer *w, const void *data, size_t len, int32_t label,
 		       const char *key, uint64_t *id_out);
 
-/* Records a human name for a label (a class directory's name, say). */
+/* Records a human name for a label (a class directory's name, say).
+ * 0, or IBSTORE_EINVAL (NULL), IBSTORE_ECATALOG, IBSTORE_ESTATE (failed or
+ * published writer). */
 int ibstore_writer_set_class_name(ibstore_writer *w, int32_t label, const char *name);
 
 /*
  * Records a free-form attribute of the dataset (string name and value),
  * for example "source" = "idx" or "shape" = "28x28".  Names beginning with
  * "ibstore." are reserved.
+ * 0, or IBSTORE_EINVAL (NULL, or a reserved name), IBSTORE_ETOOBIG (a name
+ * too long for the catalog), IBSTORE_ECATALOG, IBSTORE_ESTATE (failed or
+ * published writer).
  */
 int ibstore_writer_set_attr(ibstore_writer *w, const char *name, const char *value);
 
@@ -160,6 +222,14 @@ uint64_t ibstore_writer_count(const ibstore_writer *w);
  * temporary directory to the final path atomically (never replacing an
  * existing path).  After a failure nothing is left at the final path.
  * The writer must still be freed.
+ * Returns 0, or:
+ *   IBSTORE_EINVAL   NULL writer;
+ *   IBSTORE_EIO      a write, fsync or rename failed (also a failed write
+ *                    of an earlier sample, with jobs > 1);
+ *   IBSTORE_EEXIST   something appeared at the final path meanwhile;
+ *   IBSTORE_ECATALOG LMDB failed to finish the catalog;
+ *   IBSTORE_ESTATE   the writer failed earlier or was published;
+ *   IBSTORE_ENOMEM.
  */
 int ibstore_writer_publish(ibstore_writer *w);
 
@@ -186,6 +256,17 @@ typedef struct ibstore_dataset ibstore_dataset;
  *
  * Thread-safety: after a successful open, every reading call below may be
  * made from several threads at once on the same handle.
+ * Returns 0, or:
+ *   IBSTORE_EINVAL     NULL path or out;
+ *   IBSTORE_ENOTFOUND  no such directory, or its manifest, catalog or a
+ *                      shard is missing;
+ *   IBSTORE_EFORMAT    not an ibstore dataset, or a malformed file;
+ *   IBSTORE_EVERSION   a format version this library does not read;
+ *   IBSTORE_ECORRUPT   the catalog's digest or a header checksum differs;
+ *   IBSTORE_ETRUNCATED a file shorter than recorded;
+ *   IBSTORE_EMISMATCH  a shard of another dataset (UUID);
+ *   IBSTORE_ECATALOG   LMDB refused the catalog;
+ *   IBSTORE_EIO, IBSTORE_ENOMEM.
  */
 int ibstore_dataset_open(const char *path, ibstore_dataset **out);
 
@@ -200,6 +281,7 @@ void ibstore_dataset_close(ibstore_dataset *ds);
 const char *ibstore_dataset_errmsg(const ibstore_dataset *ds);
 
 typedef struct ibstore_info {
+	uint32_t size;           /* bytes the library wrote: the caller's sizeof */
 	uint32_t format_version;
 	uint8_t uuid[16];
 	uint64_t created;        /* Unix time of creation */
@@ -216,7 +298,14 @@ typedef struct ibstore_info {
 	uint64_t keys;           /* samples with a key */
 } ibstore_info;
 
-int ibstore_dataset_info(const ibstore_dataset *ds, ibstore_info *out);
+/*
+ * The dataset's description.  The macro passes sizeof *out: the library
+ * writes that many bytes (a caller built against an older header gets the
+ * fields it knows).  Any thread.  0, or IBSTORE_EINVAL (NULL, a handle
+ * whose open failed, or a size no version of ibstore_info had).
+ */
+#define ibstore_dataset_info_get(ds, out) ibstore_dataset_info_get_sized((ds), (out), sizeof *(out))
+int ibstore_dataset_info_get_sized(const ibstore_dataset *ds, ibstore_info *out, size_t size);
 
 /* Where a sample lives; everything that is known without reading it. */
 typedef struct ibstore_location {
@@ -230,24 +319,35 @@ typedef struct ibstore_location {
 	int32_t label;
 } ibstore_location;
 
-/* O(1) lookup of a sample's location; IBSTORE_ENOTFOUND past the end. */
+/* O(1) lookup of a sample's location.  0, or IBSTORE_EINVAL (NULL),
+ * IBSTORE_ENOTFOUND (id past the end). */
 int ibstore_dataset_locate(const ibstore_dataset *ds, uint64_t id, ibstore_location *out);
 
 /*
  * Reads sample `id`: verifies its record header and checksum and decodes it
  * into `buf` (capacity `cap`, at least the location's `size`, else
  * IBSTORE_EBUFSIZE).  `size_out` and `label_out` may be NULL.
- * IBSTORE_ECORRUPT names the shard, offset and sample in the message.
+ * Returns 0, or:
+ *   IBSTORE_EINVAL     NULL ds, or NULL buf with cap > 0;
+ *   IBSTORE_ENOTFOUND  id past the end;
+ *   IBSTORE_EBUFSIZE   cap below the sample's size (*size_out has it);
+ *   IBSTORE_ECORRUPT   a bad record header, checksum or compressed stream
+ *                      (the message names the shard, offset and sample);
+ *   IBSTORE_ETRUNCATED the shard ends before the record;
+ *   IBSTORE_EIO, IBSTORE_ENOMEM.
  */
 int ibstore_dataset_read(ibstore_dataset *ds, uint64_t id, void *buf, size_t cap,
 			 size_t *size_out, int32_t *label_out);
 
-/* Id of the sample with key `key`; IBSTORE_ENOTFOUND when none. */
+/* Id of the sample with key `key`.  0, or IBSTORE_EINVAL (NULL),
+ * IBSTORE_ENOTFOUND (no such key), IBSTORE_ECATALOG. */
 int ibstore_dataset_find_key(ibstore_dataset *ds, const char *key, uint64_t *id_out);
 
 /*
  * Key of sample `id` (NUL-terminated, valid until close), or NULL through
- * *key_out with IBSTORE_OK when the sample has no key.
+ * *key_out with IBSTORE_OK when the sample has no key.  Otherwise
+ * IBSTORE_EINVAL (NULL), IBSTORE_ENOTFOUND (id past the end),
+ * IBSTORE_ECATALOG, IBSTORE_ENOMEM.
  */
 int ibstore_dataset_key(ibstore_dataset *ds, uint64_t id, const char **key_out);
 
@@ -281,11 +381,17 @@ typedef struct ibstore_verify_stats {
  * decoding, and each shard's whole-file digest.  Calls `cb` (may be NULL)
  * once per problem; a non-zero return from `cb` stops the walk.
  * Returns IBSTORE_OK when everything is sound, IBSTORE_ECORRUPT when a
- * problem was found, another code when verification itself failed.
+ * problem was found, IBSTORE_EINVAL (NULL ds), IBSTORE_ENOMEM or
+ * IBSTORE_EIO when verification itself failed.
  */
 int ibstore_dataset_verify(ibstore_dataset *ds,
 			   int (*cb)(const ibstore_problem *p, void *ctx), void *ctx,
 			   ibstore_verify_stats *stats);
+
+/* Evicts the dataset's shards from the page cache (posix_fadvise
+ * DONTNEED), for cold-cache measurements.  0, or IBSTORE_EINVAL (NULL),
+ * IBSTORE_EIO (posix_fadvise failed). */
+int ibstore_dataset_evict(ibstore_dataset *ds);
 
 
 /* ---------------------------------------------------------------------- */
@@ -299,11 +405,14 @@ typedef enum {
 } ibstore_policy;
 
 typedef enum {
-	IBSTORE_MODE_NATIVE = 0, /* paper semantics with the fixes of INFOBATCH.md */
+	IBSTORE_MODE_NATIVE = 0, /* paper semantics, the reference's defects fixed
+				    (docs/PRUNING.md) */
 	IBSTORE_MODE_COMPAT = 1, /* bit-for-bit the reference package's prune() */
 } ibstore_mode;
 
 typedef struct ibstore_prune_opts {
+	uint32_t size;         /* sizeof as the caller compiled it: set by
+				  ibstore_prune_opts_init() */
 	ibstore_policy policy; /* default IBSTORE_POLICY_INFOBATCH */
 	ibstore_mode mode;     /* default IBSTORE_MODE_NATIVE */
 	double ratio;          /* prune ratio r, default 0.5; keep = clamp(1-r, 0.1, 1) */
@@ -314,21 +423,31 @@ typedef struct ibstore_prune_opts {
 			          score = ema*score + (1-ema)*loss, 0 <= ema < 1 */
 } ibstore_prune_opts;
 
-/* Fills *opts with the defaults above (epochs = 0: the caller must set it). */
-void ibstore_prune_opts_init(ibstore_prune_opts *opts);
+/* Fills *opts with the defaults above (epochs = 0: the caller must set it)
+ * and sets opts->size; IBSTORE_EINVAL (nothing written) for a size no
+ * version of the struct had. */
+#define ibstore_prune_opts_init(opts) ibstore_prune_opts_init_sized((opts), sizeof *(opts))
+int ibstore_prune_opts_init_sized(ibstore_prune_opts *opts, size_t size);
 
-/* Parses "infobatch|random|none" and "native|compat"; 0 or IBSTORE_EINVAL. */
+/* "infobatch", "random", "none" and "native", "compat" (any case); see
+ * ibstore_compress_parse for the rules of *_parse and *_name. */
 int ibstore_policy_parse(const char *name, ibstore_policy *out);
+const char *ibstore_policy_name(ibstore_policy policy);
 int ibstore_mode_parse(const char *name, ibstore_mode *out);
+const char *ibstore_mode_name(ibstore_mode mode);
 
-/* Checks opts; IBSTORE_EINVAL with a message in msg (256 bytes) if bad. */
+/* Checks opts: 0, or IBSTORE_EINVAL with a message in msg (msglen bytes,
+ * 256 are enough; msg may be NULL) for an unknown policy or mode, a ratio
+ * outside [0, 1), a delta outside [0, 1], epochs 0 or an ema outside [0, 1). */
 int ibstore_prune_opts_check(const ibstore_prune_opts *opts, char *msg, size_t msglen);
 
-/* 1 when epoch `epoch` (0-based) prunes under opts, 0 when it anneals. */
+/* 1 when epoch `epoch` (0-based) prunes under opts, 0 when it anneals (or
+ * when opts is NULL or its size invalid). */
 int ibstore_prune_epoch_prunes(const ibstore_prune_opts *opts, uint32_t epoch);
 
 /* The initial score of a sample never trained on: NaN in native mode (never
- * seen: excluded from the mean, always kept), 3.0 in compat mode. */
+ * seen: excluded from the mean, always kept), 3.0 in compat mode (NaN when
+ * opts is NULL or its size invalid). */
 float ibstore_prune_initial_score(const ibstore_prune_opts *opts);
 
 /* What a plan did, globally (before slicing). */
@@ -355,9 +474,13 @@ typedef struct ibstore_plan {
 /*
  * Computes the plan of epoch `epoch` from `n` scores (float32, one per
  * sample id).  Pure: the result depends only on (opts, epoch, scores).
- * Compat mode rejects non-finite scores with IBSTORE_EINVAL.  Free the plan
- * with ibstore_plan_free().  msg (may be NULL) receives a message on error.
- * Thread-safe (no shared state).
+ * Free the plan with ibstore_plan_free().  msg (may be NULL) receives a
+ * message on error.  Thread-safe (no shared state).
+ * Returns 0, or:
+ *   IBSTORE_EINVAL  NULL out, NULL scores with n > 0, bad options
+ *                   (ibstore_prune_opts_check), n >= 2^31, an infinite
+ *                   score, or (compat mode) a NaN score;
+ *   IBSTORE_ENOMEM.
  */
 int ibstore_plan_compute(const ibstore_prune_opts *opts, uint32_t epoch, const float *scores,
 			 uint64_t n, ibstore_plan **out, char *msg, size_t msglen);
@@ -369,15 +492,36 @@ typedef enum {
 	IBSTORE_SLICE_DROP = 1, /* drop the tail so every rank has floor(len/world) */
 } ibstore_slice_mode;
 
-/* Number of entries of rank `rank`'s slice (equal on every rank). */
+/* "pad", "drop" (any case). */
+int ibstore_slice_parse(const char *name, ibstore_slice_mode *out);
+const char *ibstore_slice_name(ibstore_slice_mode mode);
+
+/*
+ * Number of entries of every rank's slice of `plan` among `world` ranks (the
+ * same on every rank): ceil(len / world) under IBSTORE_SLICE_PAD,
+ * floor(len / world) under IBSTORE_SLICE_DROP.  0 when plan is NULL or
+ * world is 0.
+ */
 uint64_t ibstore_plan_slice_len(const ibstore_plan *plan, uint32_t world,
 				ibstore_slice_mode mode);
 
+/* The gradient weight of a padding entry: an entry that only balances the
+ * ranks' slices (its sample belongs to another rank's slice).  Every plan
+ * entry has a weight of at least 1, so this value marks padding alone. */
+#define IBSTORE_PADDING_WEIGHT 0.0f
+
+/* 1 when an entry of this weight is padding (IBSTORE_PADDING_WEIGHT), else 0. */
+int ibstore_is_padding(float weight);
+
 /*
  * Entry i of rank `rank`'s slice: plan position i*world + rank as PyTorch's
- * DistributedSampler strides it; positions past the plan's end are padding
- * (the entry at position - len, repeated from the start, weight 0).
- * IBSTORE_EINVAL when rank >= world or i >= the slice length.
+ * DistributedSampler strides it (rank r gets positions r, r + world,
+ * r + 2*world, ...).  Under IBSTORE_SLICE_PAD a position past the plan's end
+ * is padding: the entry at position - len, repeated from the start, with
+ * weight IBSTORE_PADDING_WEIGHT; only a slice's last entry can be padding.
+ * Returns 0, or:
+ *   IBSTORE_EINVAL  plan, id or weight NULL, rank >= world, or i >= the
+ *                   slice length.
  */
 int ibstore_plan_slice_entry(const ibstore_plan *plan, uint32_t rank, uint32_t world,
 			     ibstore_slice_mode mode, uint64_t i, uint64_t *id, float *weight);
@@ -389,7 +533,9 @@ int ibstore_plan_slice_entry(const ibstore_plan *plan, uint32_t rank, uint32_t w
 typedef struct ibstore_run ibstore_run;
 
 typedef struct ibstore_run_opts {
-	ibstore_prune_opts prune;
+	uint32_t size;             /* sizeof as the caller compiled it: set by
+				      ibstore_run_opts_init() */
+	ibstore_prune_opts prune;  /* stays right after size (see Conventions) */
 	uint64_t samples;          /* N, the dataset's sample count (required) */
 	uint32_t batch_size;       /* default 128 */
 	int drop_last;             /* drop a last partial batch; default 0 */
@@ -399,7 +545,12 @@ typedef struct ibstore_run_opts {
 				      ends only; default 64 */
 } ibstore_run_opts;
 
-void ibstore_run_opts_init(ibstore_run_opts *opts);
+/* Fills *opts (and opts->prune) with the defaults and sets both sizes; the
+ * macro passes the caller's sizeof of each.  IBSTORE_EINVAL (nothing
+ * written) for sizes no version of the structs had. */
+#define ibstore_run_opts_init(opts) \
+	ibstore_run_opts_init_sized((opts), sizeof *(opts), sizeof (opts)->prune)
+int ibstore_run_opts_init_sized(ibstore_run_opts *opts, size_t size, size_t prune_size);
 
 /*
  * Opens the run state at `path` (a file), creating it from `opts` when it
@@ -409,13 +560,27 @@ void ibstore_run_opts_init(ibstore_run_opts *opts);
  * IBSTORE_ESTATE.  *out is set even on failure (unless IBSTORE_ENOMEM) for
  * ibstore_run_errmsg(); close it with ibstore_run_close().
  * A run handle must be used by one thread at a time.
+ * Returns 0, or:
+ *   IBSTORE_EINVAL    NULL out, no path, or bad options (samples 0 or
+ *                     >= 2^32, batch_size 0, rank >= world, ...);
+ *   IBSTORE_ENOTFOUND no file at `path` and opts NULL;
+ *   IBSTORE_EMISMATCH opts differ from the stored configuration;
+ *   IBSTORE_ESTATE    another handle or process has the run open;
+ *   IBSTORE_EFORMAT   not a run state, or a malformed one;
+ *   IBSTORE_ECATALOG  LMDB failed; IBSTORE_ETOOBIG: the file is full;
+ *   IBSTORE_EIO, IBSTORE_ENOMEM.
  */
 int ibstore_run_open(const char *path, const ibstore_run_opts *opts, ibstore_run **out);
 void ibstore_run_close(ibstore_run *run);
 const char *ibstore_run_errmsg(const ibstore_run *run);
 
-/* The stored configuration. */
-int ibstore_run_config(const ibstore_run *run, ibstore_run_opts *out);
+/* The stored configuration, written in the caller's layout (the macro
+ * passes sizeof *out and of out->prune, as ibstore_run_opts_init() does).
+ * 0, or IBSTORE_EINVAL (NULL, a run not open, or sizes no version had). */
+#define ibstore_run_config_get(run, out) \
+	ibstore_run_config_get_sized((run), (out), sizeof *(out), sizeof (out)->prune)
+int ibstore_run_config_get_sized(const ibstore_run *run, ibstore_run_opts *out, size_t size,
+				 size_t prune_size);
 
 /* This epoch's plan and its rank slice, known before any I/O. */
 typedef struct ibstore_epoch_info {
@@ -433,17 +598,24 @@ typedef struct ibstore_epoch_info {
  * otherwise the plan is computed from the current scores with cursor 0.
  * Nothing is committed here: the plan is stored with the epoch's first
  * checkpoint, and until then the stored scores give the same plan again.
+ * This rank's slice of the plan (docs/PRUNING.md) is built here, once.
+ * Returns 0, or IBSTORE_EINVAL (NULL, not open, or epoch >= the run's
+ * epochs), IBSTORE_ENOMEM; the previous epoch's plan stays on failure.
  */
 int ibstore_run_epoch_begin(ibstore_run *run, uint32_t epoch, ibstore_epoch_info *info);
 
 /*
  * Batch `b` of this rank's slice in the current epoch: `*n` entries at
  * `ids` and `weights` (pointers valid until the next epoch_begin or close).
+ * Padding entries have weight IBSTORE_PADDING_WEIGHT.
+ * 0, or IBSTORE_EINVAL (NULL, not open, b >= the epoch's batches),
+ * IBSTORE_ESTATE (no epoch begun).
  */
 int ibstore_run_batch(ibstore_run *run, uint64_t b, const uint64_t **ids,
 		      const float **weights, size_t *n);
 
-/* The global plan of the current epoch (valid until the next epoch_begin). */
+/* The global plan of the current epoch (valid until the next epoch_begin),
+ * or NULL when the run is not in an epoch. */
 const ibstore_plan *ibstore_run_plan(const ibstore_run *run);
 
 /*
@@ -451,16 +623,21 @@ const ibstore_plan *ibstore_run_plan(const ibstore_run *run);
  * smoothed into them).  All-or-nothing: a non-finite loss or an id >= N
  * gives IBSTORE_EINVAL naming it, and no score changes.  Losses of other
  * ranks' samples (after an all-gather) are reported the same way.
+ * 0, or IBSTORE_EINVAL (that, NULL arrays with n > 0, or a run not open).
  */
 int ibstore_run_report(ibstore_run *run, const uint64_t *ids, const float *losses, size_t n);
 
 /*
  * Marks the next `nbatches` batches of this rank as done (their losses
  * reported); commits every checkpoint_every batches.
+ * 0, or IBSTORE_EINVAL (not open, or past the epoch's end), IBSTORE_ESTATE
+ * (no epoch begun), IBSTORE_ECATALOG / IBSTORE_ETOOBIG (the commit failed:
+ * LMDB error, file full).
  */
 int ibstore_run_advance(ibstore_run *run, uint64_t nbatches);
 
-/* Commits scores and cursor now. */
+/* Commits scores and cursor now.  0, or IBSTORE_EINVAL (not open),
+ * IBSTORE_ECATALOG, IBSTORE_ETOOBIG (file full). */
 int ibstore_run_checkpoint(ibstore_run *run);
 
 /* I/O figures the loader adds to an epoch's statistics. */
@@ -470,7 +647,10 @@ typedef struct ibstore_epoch_io {
 	double seconds;
 } ibstore_epoch_io;
 
-/* Ends the current epoch: records its statistics and commits. `io` may be NULL. */
+/* Ends the current epoch: records its statistics and commits. `io` may be
+ * NULL.  0, or IBSTORE_EINVAL (not open), IBSTORE_ESTATE (no epoch begun),
+ * IBSTORE_ECATALOG, IBSTORE_ETOOBIG (file full); on failure the epoch stays
+ * current. */
 int ibstore_run_epoch_end(ibstore_run *run, const ibstore_epoch_io *io);
 
 /* Statistics of one finished epoch. */
@@ -489,12 +669,18 @@ typedef struct ibstore_run_info {
 	uint64_t committed;  /* batches of the current epoch in the file: a trainer
 				that saves its model when this moves stays in step
 				with what a resume will replay */
+	uint64_t batches;    /* batches of this rank's slice in the current
+				epoch (0 when not in one) */
 } ibstore_run_info;
 
+/* The run's progress.  0, or IBSTORE_EINVAL (NULL or not open). */
 int ibstore_run_info_get(const ibstore_run *run, ibstore_run_info *out);
-/* Statistics of finished epoch `epoch`; IBSTORE_ENOTFOUND if none. */
-int ibstore_run_epoch_stats(const ibstore_run *run, uint32_t epoch, ibstore_epoch_stats *out);
-/* The current scores (N floats; NaN = never seen), valid until the next call. */
+/* Statistics of finished epoch `epoch`.  0, or IBSTORE_EINVAL (NULL or not
+ * open), IBSTORE_ENOTFOUND (no statistics for it), IBSTORE_EFORMAT (a
+ * malformed record), IBSTORE_ECATALOG. */
+int ibstore_run_epoch_stats_get(const ibstore_run *run, uint32_t epoch, ibstore_epoch_stats *out);
+/* The current scores (N floats; NaN = never seen), valid until the next
+ * call; NULL for a NULL or unopened run. */
 const float *ibstore_run_scores(const ibstore_run *run, uint64_t *n);
 
 
@@ -530,6 +716,8 @@ typedef enum {
 } ibstore_corrupt_policy;
 
 typedef struct ibstore_loader_opts {
+	uint32_t size;            /* sizeof as the caller compiled it: set by
+				     ibstore_loader_opts_init() */
 	uint32_t batch_size;      /* 0: the run's; otherwise must equal it */
 	int drop_last;            /* -1: the run's; otherwise must equal it */
 	uint32_t prefetch;        /* read no further than this many batches ahead of
@@ -562,9 +750,18 @@ typedef struct ibstore_loader_opts {
 	void *on_read_ctx;
 } ibstore_loader_opts;
 
-void ibstore_loader_opts_init(ibstore_loader_opts *opts);
+/* Fills *opts with the defaults above and sets opts->size; IBSTORE_EINVAL
+ * (nothing written) for a size no version of the struct had. */
+#define ibstore_loader_opts_init(opts) ibstore_loader_opts_init_sized((opts), sizeof *(opts))
+int ibstore_loader_opts_init_sized(ibstore_loader_opts *opts, size_t size);
+/* "auto", "uring", "pread", "mmap"; "random", "locality"; "fail", "skip"
+ * (exact lower case). */
 int ibstore_backend_parse(const char *name, ibstore_backend *out);
+const char *ibstore_backend_name(ibstore_backend backend);
 int ibstore_order_parse(const char *name, ibstore_order *out);
+const char *ibstore_order_name(ibstore_order order);
+int ibstore_corrupt_parse(const char *name, ibstore_corrupt_policy *out);
+const char *ibstore_corrupt_name(ibstore_corrupt_policy corrupt);
 
 /*
  * Opens a loader over a dataset and a run (whose sample count must equal
@@ -577,6 +774,13 @@ int ibstore_order_parse(const char *name, ibstore_order *out);
  * ibstore_loader_errmsg(); close it with ibstore_loader_close().
  * Thread-safety: all loader calls are made from one consumer thread,
  * except ibstore_loader_release(), which any thread may call.
+ * Returns 0, or:
+ *   IBSTORE_EINVAL      NULL, a handle not open, or an option out of range;
+ *   IBSTORE_EMISMATCH   the run's sample count differs from the dataset's,
+ *                       or batch_size / drop_last differ from the run's;
+ *   IBSTORE_EUNSUPPORTED the backend asked for is unavailable (io_uring
+ *                       refused);
+ *   IBSTORE_EIO, IBSTORE_ENOMEM.
  */
 int ibstore_loader_open(ibstore_dataset *ds, ibstore_run *run, const ibstore_loader_opts *opts,
 			ibstore_loader **out);
@@ -587,6 +791,11 @@ const char *ibstore_loader_errmsg(const ibstore_loader *l);
  * Begins epoch `epoch` (through ibstore_run_epoch_begin, so a run stopped
  * mid-epoch resumes after its last committed batch) and starts reading.
  * `info` (may be NULL) has the exact sample and batch counts.
+ * An epoch left unfinished is abandoned first.
+ * Returns 0, or: the codes of ibstore_run_epoch_begin; IBSTORE_EINVAL (NULL
+ * or unusable loader); IBSTORE_ETOOBIG (a batch larger than the budget);
+ * IBSTORE_EUNSUPPORTED (O_DIRECT or the backend refused); IBSTORE_EIO
+ * (mapping a shard failed); IBSTORE_ENOMEM.
  */
 int ibstore_loader_epoch_begin(ibstore_loader *l, uint32_t epoch, ibstore_epoch_info *info);
 
@@ -597,7 +806,8 @@ typedef struct ibstore_batch {
 	size_t n;                /* samples in this batch */
 	const uint64_t *ids;
 	const int32_t *labels;
-	const float *weights;    /* gradient rescale weights; 0 for padding */
+	const float *weights;    /* gradient rescale weights; IBSTORE_PADDING_WEIGHT
+				    for padding (ibstore_is_padding) */
 	const uint32_t *sizes;   /* decoded bytes of each sample */
 	const uint64_t *offsets; /* of each sample in data */
 	const uint8_t *data;     /* the arena: samples back to back */
@@ -611,8 +821,14 @@ typedef struct ibstore_batch {
 /*
  * Next batch of the epoch, in order.  At the end of the epoch returns 0
  * with *out = NULL.  A batch stays valid until released; several may be
- * held at once and released in any order.  A corrupt sample under the fail
- * policy gives IBSTORE_ECORRUPT naming it (the epoch cannot continue).
+ * held at once and released in any order.
+ * Returns 0, or:
+ *   IBSTORE_EINVAL    NULL;
+ *   IBSTORE_ESTATE    no epoch has begun;
+ *   IBSTORE_ECORRUPT  a corrupt sample under the fail policy, named in the
+ *                     message (the epoch cannot continue);
+ *   IBSTORE_EIO       a read failed (the epoch cannot continue);
+ *   IBSTORE_ENOMEM.
  */
 int ibstore_loader_next(ibstore_loader *l, const ibstore_batch **out);
 
@@ -630,11 +846,15 @@ void ibstore_loader_release(ibstore_loader *l, const ibstore_batch *batch);
  * sample reports it.  The run's cursor advances over batches whose losses are all
  * reported, committing every checkpoint_every batches.  Rejects non-finite
  * losses (nothing recorded).
+ * 0, or IBSTORE_EINVAL (NULL, or a non-finite loss), IBSTORE_ESTATE (a batch
+ * not of the current epoch), the codes of ibstore_run_advance,
+ * IBSTORE_ENOMEM.
  */
 int ibstore_loader_report(ibstore_loader *l, const ibstore_batch *batch, const float *losses);
 
 /* Ends the epoch (all batches must have been taken): records statistics in
- * the run and commits. */
+ * the run and commits.  0, or IBSTORE_EINVAL (NULL), IBSTORE_ESTATE (no
+ * epoch, or batches not taken), the codes of ibstore_run_epoch_end. */
 int ibstore_loader_epoch_end(ibstore_loader *l);
 
 typedef struct ibstore_loader_stats {
@@ -659,11 +879,36 @@ typedef struct ibstore_loader_stats {
 	int registered;           /* io_uring registered files+buffers in use */
 } ibstore_loader_stats;
 
+/* Statistics of the current (or last) epoch.  0, or IBSTORE_EINVAL (NULL). */
 int ibstore_loader_stats_get(const ibstore_loader *l, ibstore_loader_stats *out);
 
-/* Evicts the dataset's shards from the page cache (posix_fadvise
- * DONTNEED), for cold-cache measurements. */
-int ibstore_dataset_evict(ibstore_dataset *ds);
+/* ---------------------------------------------------------------------- */
+/* Struct sizes (for bindings)                                             */
+/* ---------------------------------------------------------------------- */
+
+/* The public structs, for ibstore_struct_size(); values never change. */
+typedef enum {
+	IBSTORE_STRUCT_INFO = 1,
+	IBSTORE_STRUCT_WRITER_OPTS = 2,
+	IBSTORE_STRUCT_PRUNE_OPTS = 3,
+	IBSTORE_STRUCT_RUN_OPTS = 4,
+	IBSTORE_STRUCT_LOADER_OPTS = 5,
+	IBSTORE_STRUCT_LOCATION = 6,
+	IBSTORE_STRUCT_PROBLEM = 7,
+	IBSTORE_STRUCT_VERIFY_STATS = 8,
+	IBSTORE_STRUCT_PLAN_STATS = 9,
+	IBSTORE_STRUCT_PLAN = 10,
+	IBSTORE_STRUCT_EPOCH_INFO = 11,
+	IBSTORE_STRUCT_EPOCH_IO = 12,
+	IBSTORE_STRUCT_EPOCH_STATS = 13,
+	IBSTORE_STRUCT_RUN_INFO = 14,
+	IBSTORE_STRUCT_BATCH = 15,
+	IBSTORE_STRUCT_LOADER_STATS = 16,
+} ibstore_struct;
+
+/* sizeof the struct in this library, 0 for an unknown value: a binding that
+ * mirrors the structs (python/ibstore/_lib.py) checks its layouts with it. */
+size_t ibstore_struct_size(ibstore_struct which);
 
 /* ---------------------------------------------------------------------- */
 /* Distributed runs                                                        */

@@ -7,7 +7,7 @@
  * libibstore (pkg-config ibstore-mpi), and include this header, which
  * includes <mpi.h> and ibstore.h.
  *
- * The distributed contract (INFOBATCH.md, "Distributed semantics"):
+ * The distributed contract (docs/PRUNING.md, "Rank slices and padding"):
  *  - Every rank opens its own run state with the same options except
  *    ibstore_run_opts.rank = its rank in the communicator and .world = the
  *    communicator's size.  From the same seed and the same scores every

@@ -4,7 +4,6 @@
 #include <lz4.h>
 #include <lz4hc.h>
 #include <string.h>
-#include <strings.h>
 #include <xxhash.h>
 #ifdef IB_XXH_DISPATCH
 #include <xxh_x86dispatch.h>
@@ -104,35 +103,4 @@ int ib_decompress(uint32_t codec, const void *src, size_t stored, void *dst, siz
 	if (n < 0 || (size_t)n != raw)
 		return IBSTORE_ECORRUPT;
 	return 0;
-}
-
-IB_API int ibstore_compress_parse(const char *name, ibstore_compress *out)
-{
-	static const struct {
-		const char *name;
-		ibstore_compress v;
-	} names[] = {
-		{"none", IBSTORE_COMPRESS_NONE},
-		{"lz4", IBSTORE_COMPRESS_LZ4},
-		{"lz4hc", IBSTORE_COMPRESS_LZ4HC},
-		{"auto", IBSTORE_COMPRESS_AUTO},
-	};
-	if (!name || !out)
-		return IBSTORE_EINVAL;
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-		if (strcasecmp(name, names[i].name) == 0) {
-			*out = names[i].v;
-			return 0;
-		}
-	}
-	return IBSTORE_EINVAL;
-}
-
-IB_API const char *ibstore_codec_name(int codec)
-{
-	switch (codec) {
-	case IBSTORE_CODEC_NONE: return "none";
-	case IBSTORE_CODEC_LZ4: return "lz4";
-	default: return "unknown";
-	}
 }

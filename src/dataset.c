@@ -345,12 +345,14 @@ uint64_t ib_dataset_shard_size(const ibstore_dataset *ds, uint32_t s)
 	return ds->shard_tab[s].size;
 }
 
-IB_API int ibstore_dataset_info(const ibstore_dataset *ds, ibstore_info *out)
+IB_API int ibstore_dataset_info_get_sized(const ibstore_dataset *ds, ibstore_info *out,
+					  size_t size)
 {
 	if (not_open(ds) || !out)
 		return IBSTORE_EINVAL;
-	*out = ds->info;
-	return 0;
+	char msg[IB_ERRMSG_LEN];
+	int rc = ib_info_emit(out, size, &ds->info, msg, sizeof msg);
+	return rc ? ib_dsfail((ibstore_dataset *)ds, rc, "%s", msg) : 0;
 }
 
 int ib_dataset_entry(const ibstore_dataset *ds, uint64_t id, ib_index_entry *e)

@@ -15,6 +15,7 @@
 
 #define IB_ERRMSG_LEN 512
 
+#include "abi.h"
 #include "errfmt.h"
 
 /* Formats a message into buf, a handle's IB_ERRMSG_LEN-byte message buffer,

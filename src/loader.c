@@ -34,9 +34,10 @@ void ib_loader_set_delays(ibstore_loader *l, const ib_loader_delays *d)
 
 /* ---- options ------------------------------------------------------ */
 
-IB_API void ibstore_loader_opts_init(ibstore_loader_opts *o)
+void ib_loader_opts_defaults(ibstore_loader_opts *o)
 {
 	memset(o, 0, sizeof *o);
+	o->size = sizeof *o;
 	o->drop_last = -1;
 	o->direct = -1;
 	o->prefetch = 0;
@@ -45,31 +46,6 @@ IB_API void ibstore_loader_opts_init(ibstore_loader_opts *o)
 	o->gap = 32 << 10;
 	o->max_read = 1 << 20;
 	o->budget = (uint64_t)512 << 20;
-}
-
-IB_API int ibstore_backend_parse(const char *name, ibstore_backend *out)
-{
-	static const char *names[] = {"auto", "uring", "pread", "mmap"};
-	for (int i = 0; name && out && i < 4; i++) {
-		if (strcmp(name, names[i]) == 0) {
-			*out = (ibstore_backend)i;
-			return 0;
-		}
-	}
-	return IBSTORE_EINVAL;
-}
-
-IB_API int ibstore_order_parse(const char *name, ibstore_order *out)
-{
-	if (!name || !out)
-		return IBSTORE_EINVAL;
-	if (strcmp(name, "random") == 0)
-		*out = IBSTORE_ORDER_RANDOM;
-	else if (strcmp(name, "locality") == 0)
-		*out = IBSTORE_ORDER_LOCALITY;
-	else
-		return IBSTORE_EINVAL;
-	return 0;
 }
 
 static int check_loader_opts(ibstore_loader *l)
@@ -119,11 +95,10 @@ IB_API int ibstore_loader_open(ibstore_dataset *ds, ibstore_run *run,
 	c->about = ib_dataset_about(ds);
 	c->samples = c->about->samples;
 	c->shards = c->about->shards;
-	if (opts)
-		c->o = *opts;
-	else
-		ibstore_loader_opts_init(&c->o);
-	int rc = ibstore_run_config(run, &c->ro);
+	int rc = ib_loader_opts_adopt(&c->o, opts, l->errmsg, sizeof l->errmsg);
+	if (rc)
+		return rc;
+	rc = ibstore_run_config_get(run, &c->ro);
 	if (rc)
 		return ib_fail(l->errmsg, rc, "the run is not open");
 	if (c->ro.samples != c->samples)

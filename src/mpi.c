@@ -15,6 +15,7 @@
 
 #include "ibstore_mpi.h"
 #include "internal.h"
+#include "slice.h"
 
 /* Messages cross ranks in fixed-size MPI_Bcast buffers of this many bytes. */
 #define MSG_LEN 512
@@ -59,7 +60,7 @@ static int check_local(ibstore_run *run, const uint64_t *ids, const float *losse
 		       int rank, int size, ibstore_run_opts *cfg, uint64_t *hash, char *lmsg)
 {
 	ibstore_run_info info;
-	if (!run || ibstore_run_config(run, cfg) || ibstore_run_info_get(run, &info))
+	if (!run || ibstore_run_config_get(run, cfg) || ibstore_run_info_get(run, &info))
 		return ib_failn(lmsg, MSG_LEN, IBSTORE_EINVAL, "no open run");
 	if (!info.in_epoch || !ibstore_run_plan(run))
 		return ib_failn(lmsg, MSG_LEN, IBSTORE_ESTATE,
@@ -111,18 +112,6 @@ static int agree(int st, char *lmsg, MPI_Comm comm, int rank, char *msg, size_t 
 	lmsg[MSG_LEN - 1] = '\0';
 	ib_failn(msg, msglen, 0, "rank %d: %s", out.rank, lmsg);
 	return out.code;
-}
-
-/* The id of rank s's weight-0 padding entry, if it has one (at most one:
- * the padding is shorter than world). */
-static int padding_id(const ibstore_plan *plan, const ibstore_run_opts *cfg, uint32_t s,
-		      uint64_t *id)
-{
-	uint64_t len = ibstore_plan_slice_len(plan, cfg->world, cfg->slice);
-	float w = 1.0f;
-	if (!len || ibstore_plan_slice_entry(plan, s, cfg->world, cfg->slice, len - 1, id, &w))
-		return 0;
-	return w == 0.0f;
 }
 
 IB_API int ibstore_run_exchange_mpi(ibstore_run *run, const uint64_t *ids, const float *losses,
@@ -212,7 +201,7 @@ IB_API int ibstore_run_exchange_mpi(ibstore_run *run, const uint64_t *ids, const
 		if (s == rank)
 			continue;
 		uint64_t pad = 0;
-		int has_pad = padding_id(plan, &cfg, (uint32_t)s, &pad);
+		int has_pad = ib_slice_padding_id(plan, (uint32_t)s, cfg.world, cfg.slice, &pad);
 		for (int i = displs[s]; i < displs[s] + counts[s]; i++) {
 			if (has_pad && all_ids[i] == pad)
 				continue;

@@ -1,16 +1,16 @@
 /*
  * prune.c — pruning policies: per-sample scores in, an epoch's plan out
  * (surviving ids in order, each with its gradient weight).  Pure code, no
- * I/O.  shared/INFOBATCH.md is the specification; compat mode reproduces
+ * I/O.  docs/PRUNING.md is the specification; compat mode reproduces
  * the reference package's numpy RandomState draws exactly.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "internal.h"
+#include "slice.h"
 
 /* ---- MT19937 as numpy's legacy RandomState uses it --------------------- */
 
@@ -200,38 +200,14 @@ static void choose(rng *r, uint32_t *a, uint64_t n, uint64_t k, uint32_t *scratc
 
 /* ---- options -------------------------------------------------------- */
 
-IB_API void ibstore_prune_opts_init(ibstore_prune_opts *o)
+void ib_prune_opts_defaults(ibstore_prune_opts *o)
 {
 	memset(o, 0, sizeof *o);
+	o->size = sizeof *o;
 	o->policy = IBSTORE_POLICY_INFOBATCH;
 	o->mode = IBSTORE_MODE_NATIVE;
 	o->ratio = 0.5;
 	o->delta = 0.875;
-}
-
-IB_API int ibstore_policy_parse(const char *name, ibstore_policy *out)
-{
-	static const char *names[] = {"infobatch", "random", "none"};
-	for (int i = 0; name && out && i < 3; i++) {
-		if (strcasecmp(name, names[i]) == 0) {
-			*out = (ibstore_policy)i;
-			return 0;
-		}
-	}
-	return IBSTORE_EINVAL;
-}
-
-IB_API int ibstore_mode_parse(const char *name, ibstore_mode *out)
-{
-	if (!name || !out)
-		return IBSTORE_EINVAL;
-	if (strcasecmp(name, "native") == 0)
-		*out = IBSTORE_MODE_NATIVE;
-	else if (strcasecmp(name, "compat") == 0)
-		*out = IBSTORE_MODE_COMPAT;
-	else
-		return IBSTORE_EINVAL;
-	return 0;
 }
 
 static int bad(char *msg, size_t len, const char *what)
@@ -245,6 +221,11 @@ IB_API int ibstore_prune_opts_check(const ibstore_prune_opts *o, char *msg, size
 {
 	if (!o)
 		return bad(msg, len, "no pruning options");
+	ibstore_prune_opts p; /* the caller's options in this library's layout */
+	int rc = ib_prune_opts_adopt(&p, o, msg, len);
+	if (rc)
+		return rc;
+	o = &p;
 	if (o->policy < IBSTORE_POLICY_INFOBATCH || o->policy > IBSTORE_POLICY_NONE)
 		return bad(msg, len, "unknown policy");
 	if (o->mode != IBSTORE_MODE_NATIVE && o->mode != IBSTORE_MODE_COMPAT)
@@ -262,6 +243,10 @@ IB_API int ibstore_prune_opts_check(const ibstore_prune_opts *o, char *msg, size
 
 IB_API int ibstore_prune_epoch_prunes(const ibstore_prune_opts *o, uint32_t epoch)
 {
+	ibstore_prune_opts p;
+	if (!o || ib_prune_opts_adopt(&p, o, NULL, 0))
+		return 0;
+	o = &p;
 	if (o->policy == IBSTORE_POLICY_NONE)
 		return 0;
 	double cut = o->delta * (double)o->epochs;
@@ -273,6 +258,10 @@ IB_API int ibstore_prune_epoch_prunes(const ibstore_prune_opts *o, uint32_t epoc
 
 IB_API float ibstore_prune_initial_score(const ibstore_prune_opts *o)
 {
+	ibstore_prune_opts p;
+	if (!o || ib_prune_opts_adopt(&p, o, NULL, 0))
+		return NAN;
+	o = &p;
 	return o->mode == IBSTORE_MODE_COMPAT ? 3.0f : NAN;
 }
 
@@ -441,6 +430,9 @@ IB_API int ibstore_plan_compute(const ibstore_prune_opts *o, uint32_t epoch, con
 	int rc = ibstore_prune_opts_check(o, msg, msglen);
 	if (rc)
 		return rc;
+	ibstore_prune_opts mine; /* the caller's options in this library's layout */
+	ib_prune_opts_adopt(&mine, o, NULL, 0);
+	o = &mine;
 	if (n && !s)
 		return bad(msg, msglen, "no scores");
 	if (n >= UP_WEIGHTED)
@@ -496,28 +488,21 @@ out:
 IB_API uint64_t ibstore_plan_slice_len(const ibstore_plan *p, uint32_t world,
 				       ibstore_slice_mode mode)
 {
-	if (!p || world == 0)
-		return 0;
-	if (mode == IBSTORE_SLICE_DROP)
-		return p->len / world;
-	return (p->len + world - 1) / world;
+	return p ? ib_slice_len(p->len, world, mode) : 0;
 }
 
 IB_API int ibstore_plan_slice_entry(const ibstore_plan *p, uint32_t rank, uint32_t world,
 				    ibstore_slice_mode mode, uint64_t i, uint64_t *id,
 				    float *weight)
 {
-	if (!p || rank >= world || i >= ibstore_plan_slice_len(p, world, mode))
+	if (!id || !weight)
 		return IBSTORE_EINVAL;
-	uint64_t pos = i * world + rank;
-	if (pos < p->len) {
-		*id = p->ids[pos];
-		*weight = p->weights[pos];
-	} else { /* padding: repeat from the start, with no weight */
-		*id = p->ids[(pos - p->len) % p->len];
-		*weight = 0.0f;
-	}
-	return 0;
+	return ib_slice_entry(p, rank, world, mode, i, id, weight);
+}
+
+IB_API int ibstore_is_padding(float weight)
+{
+	return weight == IBSTORE_PADDING_WEIGHT;
 }
 
 IB_API void ibstore_plan_free(ibstore_plan *p)

@@ -1,8 +1,10 @@
 /*
  * state.c — the run state: one small LMDB file per training run holding its
  * configuration, scores, the current epoch's plan and cursor, and per-epoch
- * statistics.  Commits at epoch ends and every checkpoint_every batches;
- * reopening resumes exactly from the last commit.
+ * statistics.  This file opens, creates, loads, commits and closes it and
+ * answers the getters; state_epoch.c runs the epochs.  Commits at epoch ends
+ * and every checkpoint_every batches; reopening resumes exactly from the
+ * last commit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,27 +20,9 @@
 
 #include "format.h"
 #include "internal.h"
+#include "state_int.h"
 
 #define RUN_MAPSIZE ((size_t)64 << 30)
-
-struct ibstore_run {
-	char errmsg[IB_ERRMSG_LEN];
-	int lock_fd;
-	MDB_env *env;
-	MDB_dbi dbi;
-	int open;
-	ib_run_config cfg;
-	ibstore_run_opts opts; /* cfg as public options */
-	ib_run_progress prog;
-	uint64_t committed_cursor;
-	int plan_dirty;       /* the epoch's plan is not in the file yet */
-	float *scores;
-	ibstore_plan *plan;   /* current epoch's plan, when in an epoch */
-	uint64_t *slice_ids;  /* this rank's slice */
-	float *slice_w;
-	uint64_t slice_len;
-	uint64_t batches;
-};
 
 static int lmdb_fail(ibstore_run *r, int rc, const char *what)
 {
@@ -46,10 +30,11 @@ static int lmdb_fail(ibstore_run *r, int rc, const char *what)
 		     "run state: %s: %s", what, mdb_strerror(rc));
 }
 
-IB_API void ibstore_run_opts_init(ibstore_run_opts *o)
+void ib_run_opts_defaults(ibstore_run_opts *o)
 {
 	memset(o, 0, sizeof *o);
-	ibstore_prune_opts_init(&o->prune);
+	o->size = sizeof *o;
+	ib_prune_opts_defaults(&o->prune);
 	o->batch_size = 128;
 	o->world = 1;
 	o->slice = IBSTORE_SLICE_PAD;
@@ -69,7 +54,7 @@ static void opts_to_cfg(const ibstore_run_opts *o, ib_run_config *c)
 
 static void cfg_to_opts(const ib_run_config *c, ibstore_run_opts *o)
 {
-	ibstore_run_opts_init(o);
+	ib_run_opts_defaults(o);
 	o->prune.policy = (ibstore_policy)c->policy;
 	o->prune.mode = (ibstore_mode)c->mode;
 	o->prune.ratio = c->ratio;
@@ -166,7 +151,7 @@ static int put_progress(ibstore_run *r, MDB_txn *txn)
 }
 
 /* The plan: stats, then len u32 ids, then len float32 weights. */
-static ib_plan_stats stats_to_disk(const ibstore_plan_stats *s)
+ib_plan_stats ib_run_stats_to_disk(const ibstore_plan_stats *s)
 {
 	return (ib_plan_stats){s->samples, s->kept, s->pruned, s->below_mean, s->unseen,
 			       s->threshold, s->weight_sum, (uint32_t)s->prunes};
@@ -187,7 +172,7 @@ static int put_plan(ibstore_run *r, MDB_txn *txn)
 	if (rc)
 		return lmdb_fail(r, rc, "plan");
 	uint8_t *o = v.mv_data;
-	ib_plan_stats ps = stats_to_disk(&p->stats);
+	ib_plan_stats ps = ib_run_stats_to_disk(&p->stats);
 	ib_plan_stats_encode(&ps, o);
 	uint8_t *ids = o + IB_PLAN_STATS_SIZE;
 	for (uint64_t i = 0; i < p->len; i++) {
@@ -246,24 +231,6 @@ static int load_plan(ibstore_run *r, MDB_txn *txn)
 	return 0;
 }
 
-static int build_slice(ibstore_run *r)
-{
-	const ib_run_config *c = &r->cfg;
-	uint64_t n = ibstore_plan_slice_len(r->plan, c->world, (ibstore_slice_mode)c->slice);
-	free(r->slice_ids);
-	free(r->slice_w);
-	r->slice_ids = malloc((n ? n : 1) * sizeof *r->slice_ids);
-	r->slice_w = malloc((n ? n : 1) * sizeof *r->slice_w);
-	if (!r->slice_ids || !r->slice_w)
-		return ib_fail(r->errmsg, IBSTORE_ENOMEM, "out of memory");
-	for (uint64_t i = 0; i < n; i++)
-		ibstore_plan_slice_entry(r->plan, c->rank, c->world, (ibstore_slice_mode)c->slice,
-					 i, &r->slice_ids[i], &r->slice_w[i]);
-	r->slice_len = n;
-	r->batches = c->drop_last ? n / c->batch_size : (n + c->batch_size - 1) / c->batch_size;
-	return 0;
-}
-
 static int load(ibstore_run *r, const ibstore_run_opts *want)
 {
 	MDB_txn *txn;
@@ -307,7 +274,7 @@ static int load(ibstore_run *r, const ibstore_run_opts *want)
 	}
 	ib_f32_decode(v.mv_data, r->cfg.samples, r->scores);
 	if (r->prog.in_epoch) {
-		if ((rc = load_plan(r, txn)) || (rc = build_slice(r)))
+		if ((rc = load_plan(r, txn)) || (rc = ib_run_build_slice(r)))
 			goto out;
 		if (r->prog.cursor > r->batches) {
 			rc = ib_fail(r->errmsg, IBSTORE_EFORMAT, "run state: cursor past the epoch's end");
@@ -359,6 +326,10 @@ IB_API int ibstore_run_open(const char *path, const ibstore_run_opts *opts, ibst
 	if (!r)
 		return IBSTORE_ENOMEM;
 	r->lock_fd = -1;
+	ibstore_run_opts adopted; /* the caller's options in this library's layout */
+	if (opts && ib_run_opts_adopt(&adopted, opts, r->errmsg, sizeof r->errmsg))
+		return IBSTORE_EINVAL;
+	opts = opts ? &adopted : NULL;
 	if (!path || !*path)
 		return ib_fail(r->errmsg, IBSTORE_EINVAL, "no run state path given");
 	struct stat st;
@@ -434,17 +405,13 @@ IB_API const char *ibstore_run_errmsg(const ibstore_run *r)
 	return r ? r->errmsg : "no run handle (out of memory?)";
 }
 
-static int usable(ibstore_run *r)
-{
-	return r && r->open ? 0 : IBSTORE_EINVAL;
-}
-
-IB_API int ibstore_run_config(const ibstore_run *r, ibstore_run_opts *out)
+IB_API int ibstore_run_config_get_sized(const ibstore_run *r, ibstore_run_opts *out,
+					size_t size, size_t prune_size)
 {
 	if (!r || !r->open || !out)
 		return IBSTORE_EINVAL;
-	*out = r->opts;
-	return 0;
+	return ib_run_opts_emit(out, size, prune_size, &r->opts, (char *)r->errmsg,
+				sizeof r->errmsg);
 }
 
 /*
@@ -453,7 +420,7 @@ IB_API int ibstore_run_config(const ibstore_run *r, ibstore_run_opts *out)
  * checkpoint the stored scores are those the plan was computed from, so a
  * run stopped before it computes the very same plan again.
  */
-static int commit(ibstore_run *r, const ib_epoch_stats *es)
+int ib_run_commit(ibstore_run *r, const ib_epoch_stats *es)
 {
 	int with_plan = r->plan_dirty && r->prog.in_epoch;
 	MDB_txn *txn;
@@ -482,171 +449,6 @@ fail:
 	return rc;
 }
 
-static void fill_epoch_info(const ibstore_run *r, ibstore_epoch_info *info)
-{
-	if (!info)
-		return;
-	*info = (ibstore_epoch_info){.epoch = r->prog.epoch, .samples = r->slice_len,
-				     .batches = r->batches, .cursor = r->prog.cursor,
-				     .plan = r->plan->stats};
-}
-
-IB_API int ibstore_run_epoch_begin(ibstore_run *r, uint32_t epoch, ibstore_epoch_info *info)
-{
-	int rc = usable(r);
-	if (rc)
-		return rc;
-	if (r->prog.in_epoch && r->prog.epoch == epoch && r->plan) {
-		fill_epoch_info(r, info); /* resume where the last commit left off */
-		return 0;
-	}
-	if (epoch >= r->cfg.epochs)
-		return ib_fail(r->errmsg, IBSTORE_EINVAL, "epoch %" PRIu32 " is past the run's %" PRIu32
-			     " epochs", epoch, r->cfg.epochs);
-	ibstore_plan *plan;
-	char msg[256];
-	rc = ibstore_plan_compute(&r->opts.prune, epoch, r->scores, r->cfg.samples, &plan, msg,
-				  sizeof msg);
-	if (rc)
-		return ib_fail(r->errmsg, rc, "plan of epoch %" PRIu32 ": %s", epoch, msg);
-	/* the previous epoch's plan and slice stay until the new slice is built */
-	ibstore_plan *old_plan = r->plan;
-	uint64_t *old_ids = r->slice_ids;
-	float *old_w = r->slice_w;
-	uint64_t old_len = r->slice_len, old_batches = r->batches;
-	ib_run_progress saved = r->prog;
-	r->plan = plan;
-	r->slice_ids = NULL;
-	r->slice_w = NULL;
-	r->prog.epoch = epoch;
-	r->prog.in_epoch = 1;
-	r->prog.cursor = 0;
-	if ((rc = build_slice(r))) {
-		free(r->slice_ids);
-		free(r->slice_w);
-		ibstore_plan_free(r->plan);
-		r->plan = old_plan;
-		r->slice_ids = old_ids;
-		r->slice_w = old_w;
-		r->slice_len = old_len;
-		r->batches = old_batches;
-		r->prog = saved;
-		return rc;
-	}
-	ibstore_plan_free(old_plan);
-	free(old_ids);
-	free(old_w);
-	r->plan_dirty = 1;
-	r->committed_cursor = 0;
-	fill_epoch_info(r, info);
-	return 0;
-}
-
-IB_API int ibstore_run_batch(ibstore_run *r, uint64_t b, const uint64_t **ids,
-			     const float **weights, size_t *n)
-{
-	int rc = usable(r);
-	if (rc)
-		return rc;
-	if (!r->prog.in_epoch)
-		return ib_fail(r->errmsg, IBSTORE_ESTATE, "no epoch has begun");
-	if (b >= r->batches)
-		return ib_fail(r->errmsg, IBSTORE_EINVAL, "batch %" PRIu64 " is past the epoch's %" PRIu64,
-			     b, r->batches);
-	uint64_t start = b * r->cfg.batch_size;
-	uint64_t end = start + r->cfg.batch_size;
-	if (end > r->slice_len)
-		end = r->slice_len;
-	*ids = r->slice_ids + start;
-	*weights = r->slice_w + start;
-	*n = (size_t)(end - start);
-	return 0;
-}
-
-IB_API const ibstore_plan *ibstore_run_plan(const ibstore_run *r)
-{
-	return r && r->open && r->prog.in_epoch ? r->plan : NULL;
-}
-
-IB_API int ibstore_run_report(ibstore_run *r, const uint64_t *ids, const float *losses,
-			      size_t n)
-{
-	int rc = usable(r);
-	if (rc)
-		return rc;
-	if (n && (!ids || !losses))
-		return ib_fail(r->errmsg, IBSTORE_EINVAL, "no ids or losses");
-	for (size_t i = 0; i < n; i++) {
-		if (ids[i] >= r->cfg.samples) {
-			r->prog.rejected++;
-			return ib_fail(r->errmsg, IBSTORE_EINVAL, "loss for unknown sample id %" PRIu64
-				     " (the run has %" PRIu64 "); nothing recorded", ids[i],
-				     r->cfg.samples);
-		}
-		if (!isfinite(losses[i])) {
-			r->prog.rejected++;
-			return ib_fail(r->errmsg, IBSTORE_EINVAL, "loss of sample %" PRIu64
-				     " is %g, not finite; nothing recorded", ids[i],
-				     (double)losses[i]);
-		}
-	}
-	double m = r->cfg.ema;
-	for (size_t i = 0; i < n; i++) {
-		float *s = &r->scores[ids[i]];
-		if (m == 0.0 || isnan(*s))
-			*s = losses[i];
-		else
-			*s = (float)(m * *s + (1.0 - m) * losses[i]);
-	}
-	return 0;
-}
-
-IB_API int ibstore_run_advance(ibstore_run *r, uint64_t nbatches)
-{
-	int rc = usable(r);
-	if (rc)
-		return rc;
-	if (!r->prog.in_epoch)
-		return ib_fail(r->errmsg, IBSTORE_ESTATE, "no epoch has begun");
-	if (nbatches > r->batches - r->prog.cursor)
-		return ib_fail(r->errmsg, IBSTORE_EINVAL, "advancing past the epoch's %" PRIu64 " batches",
-			     r->batches);
-	r->prog.cursor += nbatches;
-	if (r->cfg.checkpoint_every &&
-	    r->prog.cursor - r->committed_cursor >= r->cfg.checkpoint_every)
-		return commit(r, NULL);
-	return 0;
-}
-
-IB_API int ibstore_run_checkpoint(ibstore_run *r)
-{
-	int rc = usable(r);
-	return rc ? rc : commit(r, NULL);
-}
-
-IB_API int ibstore_run_epoch_end(ibstore_run *r, const ibstore_epoch_io *io)
-{
-	int rc = usable(r);
-	if (rc)
-		return rc;
-	if (!r->prog.in_epoch)
-		return ib_fail(r->errmsg, IBSTORE_ESTATE, "no epoch has begun");
-	ib_epoch_stats es = {.epoch = r->prog.epoch, .plan = stats_to_disk(&r->plan->stats)};
-	if (io) {
-		es.bytes_read = io->bytes_read;
-		es.bytes_skipped = io->bytes_skipped;
-		es.seconds = io->seconds;
-	}
-	ib_run_progress saved = r->prog;
-	r->prog.in_epoch = 0;
-	r->prog.epochs_done++;
-	if ((rc = commit(r, &es))) {
-		r->prog = saved;
-		return rc;
-	}
-	return 0;
-}
-
 IB_API int ibstore_run_info_get(const ibstore_run *r, ibstore_run_info *out)
 {
 	if (!r || !r->open || !out)
@@ -654,11 +456,12 @@ IB_API int ibstore_run_info_get(const ibstore_run *r, ibstore_run_info *out)
 	*out = (ibstore_run_info){.epoch = r->prog.epoch, .in_epoch = (int)r->prog.in_epoch,
 				  .cursor = r->prog.cursor, .epochs_done = r->prog.epochs_done,
 				  .reports_rejected = r->prog.rejected,
-				  .committed = r->prog.in_epoch ? r->committed_cursor : 0};
+				  .committed = r->prog.in_epoch ? r->committed_cursor : 0,
+				  .batches = r->prog.in_epoch ? r->batches : 0};
 	return 0;
 }
 
-IB_API int ibstore_run_epoch_stats(const ibstore_run *r, uint32_t epoch,
+IB_API int ibstore_run_epoch_stats_get(const ibstore_run *r, uint32_t epoch,
 				   ibstore_epoch_stats *out)
 {
 	if (!r || !r->open || !out)

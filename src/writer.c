@@ -142,9 +142,10 @@ static int io_failed(ibstore_writer *w, int rc)
 	return ib_fail(w->errmsg, rc, "%s", w->ioerr);
 }
 
-IB_API void ibstore_writer_opts_init(ibstore_writer_opts *o)
+void ib_writer_opts_defaults(ibstore_writer_opts *o)
 {
 	memset(o, 0, sizeof *o);
+	o->size = sizeof *o;
 	o->shard_size = (uint64_t)256 << 20;
 	o->compress = IBSTORE_COMPRESS_NONE;
 	o->lz4hc_level = 9;
@@ -211,11 +212,9 @@ IB_API int ibstore_writer_create(const char *path, const ibstore_writer_opts *op
 	*out = w;
 	w->fd = -1;
 	w->state = W_FAILED;
-	if (opts)
-		w->opts = *opts;
-	else
-		ibstore_writer_opts_init(&w->opts);
-	int rc = check_opts(w, &w->opts);
+	int rc = ib_writer_opts_adopt(&w->opts, opts, w->errmsg, sizeof w->errmsg);
+	if (!rc)
+		rc = check_opts(w, &w->opts);
 	if (rc)
 		return rc;
 	if (!path || !*path)

@@ -1,7 +1,7 @@
 """compat_vectors.py — the InfoBatch reference package's per-epoch plan, in numpy.
 
 What `ibstore plan --mode compat` must reproduce bit for bit
-(shared/INFOBATCH.md, "Exact semantics of the reference package"): numpy's
+(docs/PRUNING.md, "Native and compat modes"): numpy's
 legacy global RandomState seeded with e+1, a float32 mean of all scores,
 strict `< mean` candidates, `int(keep * len(wl))` survivors chosen with
 `np.random.choice(replace=False)` (a full permutation of `wl`), weights

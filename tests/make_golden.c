@@ -437,7 +437,7 @@ static void collect(const char *path, const golden_spec *g, facts *x)
 	ibstore_dataset *ds;
 	if (ibstore_dataset_open(path, &ds))
 		die(path, ibstore_dataset_errmsg(ds));
-	if (ibstore_dataset_info(ds, &x->info))
+	if (ibstore_dataset_info_get(ds, &x->info))
 		die(path, "info");
 	if (x->info.shards != g->want_shards || x->info.shards > 4)
 		die(path, "unexpected number of shards");

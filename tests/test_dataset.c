@@ -151,7 +151,7 @@ static void test_round_trip_every_codec_and_alignment(void **state)
 			build(path, codecs[c], aligns[a], 64 << 10, NSAMPLES);
 			ibstore_dataset *ds = open_ok(path);
 			ibstore_info in;
-			assert_int_equal(ibstore_dataset_info(ds, &in), 0);
+			assert_int_equal(ibstore_dataset_info_get(ds, &in), 0);
 			assert_int_equal(in.samples, NSAMPLES);
 			assert_int_equal(in.labels, 7);
 			assert_int_equal(in.alignment, aligns[a]);
@@ -184,7 +184,7 @@ static void test_shards_roll_over_at_the_size_limit(void **state)
 	build(f->path, IBSTORE_COMPRESS_NONE, 8, 16 << 10, NSAMPLES);
 	ibstore_dataset *ds = open_ok(f->path);
 	ibstore_info in;
-	ibstore_dataset_info(ds, &in);
+	ibstore_dataset_info_get(ds, &in);
 	assert_true(in.shards >= 10);
 	for (uint32_t s = 0; s < in.shards; s++) {
 		struct stat st;
@@ -505,7 +505,7 @@ static void test_record_larger_than_shard_is_rejected(void **state)
 	ibstore_writer_free(w);
 	ibstore_dataset *ds = open_ok(f->path);
 	ibstore_info in;
-	ibstore_dataset_info(ds, &in);
+	ibstore_dataset_info_get(ds, &in);
 	assert_int_equal(in.samples, 1);
 	ibstore_dataset_close(ds);
 }

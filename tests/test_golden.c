@@ -335,7 +335,7 @@ static void test_info_matches(void **state)
 	const expect *e = *state;
 	ibstore_dataset *ds = open_golden(e);
 	ibstore_info in;
-	assert_int_equal(ibstore_dataset_info(ds, &in), 0);
+	assert_int_equal(ibstore_dataset_info_get(ds, &in), 0);
 	const ibstore_info *w = &e->info;
 	assert_int_equal(in.format_version, IBSTORE_FORMAT_VERSION);
 	assert_int_equal(in.format_version, w->format_version);

@@ -278,7 +278,7 @@ static void check_idx_dataset(fixture *f, uint32_t n, uint32_t h, uint32_t w)
 	char shape[32];
 
 	assert_non_null(buf);
-	assert_int_equal(ibstore_dataset_info(ds, &info), 0);
+	assert_int_equal(ibstore_dataset_info_get(ds, &info), 0);
 	assert_int_equal(info.samples, n);
 	assert_int_equal(info.labels, n < 10 ? n : 10);
 	assert_int_equal(info.fixed_size, sz);
@@ -659,7 +659,7 @@ static void test_folder_round_trips_classes_keys_and_bytes(void **state)
 	assert_int_equal(import_folder(&f->c, tpath(f, "in")), 0);
 	assert_int_equal(f->progress_samples, 7);
 	ds = publish_and_open(f);
-	assert_int_equal(ibstore_dataset_info(ds, &info), 0);
+	assert_int_equal(ibstore_dataset_info_get(ds, &info), 0);
 	assert_int_equal(info.samples, 7);
 	assert_int_equal(info.labels, 3);
 	assert_int_equal(info.keys, 7);
@@ -698,7 +698,7 @@ static void test_folder_hidden_entries_are_ignored(void **state)
 
 	assert_int_equal(import_folder(&f->c, tpath(f, "in")), 0);
 	ds = publish_and_open(f);
-	assert_int_equal(ibstore_dataset_info(ds, &info), 0);
+	assert_int_equal(ibstore_dataset_info_get(ds, &info), 0);
 	assert_int_equal(info.samples, 1);
 	assert_string_equal(ibstore_dataset_class_name(ds, 0), "cat");
 	assert_null(ibstore_dataset_class_name(ds, 1));
@@ -728,7 +728,7 @@ static void test_folder_follows_file_symlinks_but_not_directory_symlinks(void **
 
 	assert_int_equal(import_folder(&f->c, tpath(f, "in")), 0);
 	ds = publish_and_open(f);
-	assert_int_equal(ibstore_dataset_info(ds, &info), 0);
+	assert_int_equal(ibstore_dataset_info_get(ds, &info), 0);
 	assert_int_equal(info.samples, 2);
 	assert_null(ibstore_dataset_class_name(ds, 1));
 	check_folder_sample(ds, 0, "cat/1.jpg", 0);
@@ -845,7 +845,7 @@ static void check_cifar_dataset(fixture *f, int variant, uint32_t n)
 	ibstore_info info;
 	unsigned char buf[3072];
 
-	assert_int_equal(ibstore_dataset_info(ds, &info), 0);
+	assert_int_equal(ibstore_dataset_info_get(ds, &info), 0);
 	assert_int_equal(info.samples, n);
 	assert_int_equal(info.fixed_size, 3072);
 	assert_string_equal(ibstore_dataset_attr(ds, "source"),

@@ -561,7 +561,7 @@ static void test_writer_jobs_sample_fitting_only_compressed_is_added(void **stat
 	size_t n;
 
 	assert_int_equal(ibstore_dataset_open(out, &ds), 0);
-	assert_int_equal(ibstore_dataset_info(ds, &info), 0);
+	assert_int_equal(ibstore_dataset_info_get(ds, &info), 0);
 	assert_int_equal(info.samples, 3);
 	assert_int_equal(ibstore_dataset_read(ds, 1, back, sizeof back, &n, NULL), 0);
 	assert_int_equal(n, sizeof zeros);

@@ -527,7 +527,7 @@ static int shards_resident(const char *ds_path)
 	ibstore_dataset *ds;
 	assert_int_equal(ibstore_dataset_open(ds_path, &ds), 0);
 	ibstore_info info;
-	ibstore_dataset_info(ds, &info);
+	ibstore_dataset_info_get(ds, &info);
 	int all = 1;
 	for (uint32_t sh = 0; sh < info.shards && all; sh++) {
 		int fd = open(ibstore_dataset_shard_path(ds, sh), O_RDONLY);

@@ -1,5 +1,5 @@
 /*
- * test_prune.c — the pruning policies and plans against INFOBATCH.md:
+ * test_prune.c — the pruning policies and plans against docs/PRUNING.md:
  * schedule, kept counts, weights, ties, never-seen samples, unbiasedness,
  * determinism and rank slices.
  */
@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "ibstore.h"
+#include "slice.h"
 
 static ibstore_prune_opts opts(uint32_t epochs, double ratio)
 {
@@ -367,6 +368,17 @@ static void test_rank_slices_cover_the_plan(void **state)
 					assert_int_equal(ibstore_plan_slice_entry(p, r, world,
 										  IBSTORE_SLICE_PAD, i,
 										  &id, &w), 0);
+					/* the stride: rank r holds positions r, r+world, ... */
+					uint64_t pos = i * world + r;
+					if (pos < p->len) {
+						assert_int_equal(id, p->ids[pos]);
+						assert_true(w == p->weights[pos]);
+					} else {
+						assert_int_equal(i, per - 1);
+						assert_int_equal(id, p->ids[(pos - p->len) % p->len]);
+						assert_true(w == IBSTORE_PADDING_WEIGHT);
+						assert_true(ibstore_is_padding(w));
+					}
 					if (w > 0)
 						got[ngot++] = id;
 					else
@@ -387,6 +399,7 @@ static void test_rank_slices_cover_the_plan(void **state)
 					ibstore_plan_slice_entry(p, r, world, IBSTORE_SLICE_DROP, i,
 								 &got[ngot], &w);
 					assert_true(w > 0);
+					assert_int_equal(got[ngot], p->ids[i * world + r]);
 					ngot++;
 				}
 			qsort(got, ngot, 8, cmp_u64);
@@ -432,6 +445,69 @@ static void test_bad_options_are_rejected(void **state)
 	assert_int_equal(ibstore_mode_parse("x", &mode), IBSTORE_EINVAL);
 }
 
+/* The batch count of a slice: a last partial batch counts unless dropped. */
+static void test_batch_count_rounds_as_drop_last_says(void **state)
+{
+	(void)state;
+	assert_int_equal(ib_batch_count(0, 32, 0), 0);
+	assert_int_equal(ib_batch_count(1, 32, 0), 1);
+	assert_int_equal(ib_batch_count(1, 32, 1), 0);
+	assert_int_equal(ib_batch_count(64, 32, 0), 2);
+	assert_int_equal(ib_batch_count(64, 32, 1), 2);
+	assert_int_equal(ib_batch_count(65, 32, 0), 3);
+	assert_int_equal(ib_batch_count(65, 32, 1), 2);
+	assert_int_equal(ib_batch_count(UINT64_MAX, 1u << 31, 0), (UINT64_MAX >> 31) + 1);
+	assert_int_equal(ib_batch_count(5, 0, 0), 0);
+	assert_int_equal(ib_slice_len(10, 0, IBSTORE_SLICE_PAD), 0);
+	assert_int_equal(ib_slice_len(10, 4, IBSTORE_SLICE_PAD), 3);
+	assert_int_equal(ib_slice_len(10, 4, IBSTORE_SLICE_DROP), 2);
+	assert_int_equal(ib_slice_len(UINT64_MAX, 2, IBSTORE_SLICE_PAD), (UINT64_MAX >> 1) + 1);
+}
+
+/* Every enum name parses to a value whose name is that name again; unknown
+ * names are refused and unknown values are named "unknown". */
+#define CHECK_NAMES(type, parse, name, ...)                                          \
+	do {                                                                         \
+		static const char *names[] = {__VA_ARGS__};                          \
+		for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {        \
+			type v;                                                      \
+			assert_int_equal(parse(names[k], &v), 0);                    \
+			assert_int_equal((int)v, (int)k);                            \
+			assert_string_equal(name(v), names[k]);                      \
+		}                                                                    \
+		type v = (type)0;                                                    \
+		assert_int_equal(parse("no-such-name", &v), IBSTORE_EINVAL);         \
+		assert_int_equal(parse(NULL, &v), IBSTORE_EINVAL);                   \
+		assert_int_equal(parse(names[0], NULL), IBSTORE_EINVAL);             \
+		assert_int_equal((int)v, 0);                                         \
+		assert_string_equal(name((type)(sizeof names / sizeof names[0])), "unknown"); \
+		assert_string_equal(name((type)-1), "unknown");                      \
+	} while (0)
+
+static void test_every_enum_name_parses_back(void **state)
+{
+	(void)state;
+	CHECK_NAMES(ibstore_compress, ibstore_compress_parse, ibstore_compress_name, "none", "lz4",
+		    "lz4hc", "auto");
+	CHECK_NAMES(ibstore_policy, ibstore_policy_parse, ibstore_policy_name, "infobatch",
+		    "random", "none");
+	CHECK_NAMES(ibstore_mode, ibstore_mode_parse, ibstore_mode_name, "native", "compat");
+	CHECK_NAMES(ibstore_slice_mode, ibstore_slice_parse, ibstore_slice_name, "pad", "drop");
+	CHECK_NAMES(ibstore_backend, ibstore_backend_parse, ibstore_backend_name, "auto", "uring",
+		    "pread", "mmap");
+	CHECK_NAMES(ibstore_order, ibstore_order_parse, ibstore_order_name, "random", "locality");
+	CHECK_NAMES(ibstore_corrupt_policy, ibstore_corrupt_parse, ibstore_corrupt_name, "fail",
+		    "skip");
+	/* case: the prune and compress names take any, the loader's exact */
+	ibstore_policy p;
+	assert_int_equal(ibstore_policy_parse("InfoBatch", &p), 0);
+	assert_int_equal(p, IBSTORE_POLICY_INFOBATCH);
+	ibstore_backend b;
+	assert_int_equal(ibstore_backend_parse("URING", &b), IBSTORE_EINVAL);
+	assert_string_equal(ibstore_codec_name(IBSTORE_CODEC_LZ4), "lz4");
+	assert_string_equal(ibstore_codec_name(7), "unknown");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -444,6 +520,8 @@ int main(void)
 		cmocka_unit_test(test_random_policy_prunes_as_many_from_all_samples),
 		cmocka_unit_test(test_plans_are_deterministic_across_runs_and_threads),
 		cmocka_unit_test(test_rank_slices_cover_the_plan),
+		cmocka_unit_test(test_batch_count_rounds_as_drop_last_says),
+		cmocka_unit_test(test_every_enum_name_parses_back),
 		cmocka_unit_test(test_bad_options_are_rejected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "ibstore.h"
+#include "run_int.h"
 
 #define N 1000
 #define EPOCHS 6
@@ -159,11 +160,11 @@ static void test_losses_become_scores_and_epochs_prune(void **state)
 	assert_int_equal(ibstore_run_batch(r, 0, &bi, &bw, &bn), 0);
 	assert_int_equal(bi[0], first_id);
 	ibstore_epoch_stats es;
-	assert_int_equal(ibstore_run_epoch_stats(r, 0, &es), 0);
+	assert_int_equal(ibstore_run_epoch_stats_get(r, 0, &es), 0);
 	assert_int_equal(es.plan.kept, N);
 	assert_int_equal(es.io.bytes_read, 123);
 	assert_int_equal(es.io.bytes_skipped, 45);
-	assert_int_equal(ibstore_run_epoch_stats(r, 1, &es), IBSTORE_ENOTFOUND);
+	assert_int_equal(ibstore_run_epoch_stats_get(r, 1, &es), IBSTORE_ENOTFOUND);
 	s = ibstore_run_scores(r, NULL);
 	for (uint64_t i = 0; i < N; i++)
 		assert_true(s[i] == loss_of(i, 0));
@@ -300,7 +301,7 @@ static void test_resume_reproduces_the_uninterrupted_sequence(void **state)
 		size_t base = 0;
 		for (uint32_t k = 0; k < e; k++) {
 			ibstore_epoch_stats es;
-			assert_int_equal(ibstore_run_epoch_stats(r, k, &es), 0);
+			assert_int_equal(ibstore_run_epoch_stats_get(r, k, &es), 0);
 			base += es.plan.kept; /* world 1, pad: slice = plan */
 		}
 		got->n = base + served;
@@ -367,6 +368,102 @@ static void test_checkpoints_and_what_is_committed(void **state)
 	free(log);
 }
 
+/*
+ * Rank r of world W gets plan positions r, r + W, r + 2W, ... (the stride
+ * PyTorch's DistributedSampler uses), batch after batch; under pad the
+ * positions past the plan's end wrap to its start with the padding weight,
+ * under drop the slices stop at floor(len / W).  ibstore_run_info and the
+ * epoch info count the same batches, and the run's internal slice
+ * (ib_run_slice, which the loader reads) is what its batches serve.
+ */
+static void check_rank_slice(fixture *f, uint32_t rank, uint32_t world, ibstore_slice_mode mode,
+			     int drop_last, uint64_t *padded)
+{
+	char path[160];
+	snprintf(path, sizeof path, "%s/rank%u-of-%u-%d%d.state", f->dir, rank, world, (int)mode,
+		 drop_last);
+	ibstore_run_opts o = run_opts();
+	o.rank = rank;
+	o.world = world;
+	o.slice = mode;
+	o.drop_last = drop_last;
+	ibstore_run *r = open_ok(path, &o);
+	/* scores for every sample, so that epoch 1 prunes: len is not N */
+	ibstore_epoch_info info;
+	assert_int_equal(ibstore_run_epoch_begin(r, 0, &info), 0);
+	for (uint64_t id = 0; id < N; id++) {
+		float l = loss_of(id, 0);
+		assert_int_equal(ibstore_run_report(r, &id, &l, 1), 0);
+	}
+	assert_int_equal(ibstore_run_epoch_end(r, NULL), 0);
+	assert_int_equal(ibstore_run_epoch_begin(r, 1, &info), 0);
+	const ibstore_plan *p = ibstore_run_plan(r);
+	assert_non_null(p);
+	assert_true(p->len < N);
+	uint64_t len = p->len;
+	uint64_t per = mode == IBSTORE_SLICE_PAD ? (len + world - 1) / world : len / world;
+	uint64_t batches = drop_last ? per / 32 : (per + 31) / 32;
+	assert_int_equal(info.samples, per);
+	assert_int_equal(info.batches, batches);
+	ibstore_run_info ri;
+	assert_int_equal(ibstore_run_info_get(r, &ri), 0);
+	assert_int_equal(ri.batches, batches);
+
+	const uint64_t *sids;
+	const float *sw;
+	uint64_t slen;
+	assert_int_equal(ib_run_slice(r, &sids, &sw, &slen), 0);
+	assert_int_equal(slen, per);
+	uint64_t i = 0;
+	for (uint64_t b = 0; b < batches; b++) {
+		const uint64_t *ids;
+		const float *w;
+		size_t n;
+		assert_int_equal(ibstore_run_batch(r, b, &ids, &w, &n), 0);
+		for (size_t k = 0; k < n; k++, i++) {
+			uint64_t pos = i * world + rank;
+			assert_int_equal(sids[i], ids[k]);
+			assert_true(sw[i] == w[k]);
+			if (pos < len) {
+				assert_int_equal(ids[k], p->ids[pos]);
+				assert_true(w[k] == p->weights[pos]);
+				assert_false(ibstore_is_padding(w[k]));
+			} else {
+				assert_int_equal(mode, IBSTORE_SLICE_PAD);
+				assert_int_equal(i, per - 1); /* only the last entry pads */
+				assert_int_equal(ids[k], p->ids[pos - len]);
+				assert_true(w[k] == IBSTORE_PADDING_WEIGHT);
+				assert_true(ibstore_is_padding(w[k]));
+				(*padded)++;
+			}
+		}
+	}
+	assert_int_equal(i, drop_last ? batches * 32 : per);
+	const uint64_t *ids;
+	const float *w;
+	size_t n;
+	assert_int_equal(ibstore_run_batch(r, batches, &ids, &w, &n), IBSTORE_EINVAL);
+	assert_int_equal(ibstore_run_epoch_end(r, NULL), 0);
+	assert_int_equal(ibstore_run_info_get(r, &ri), 0);
+	assert_int_equal(ri.batches, 0);
+	assert_int_equal(ib_run_slice(r, &sids, &sw, &slen), IBSTORE_ESTATE);
+	ibstore_run_close(r);
+}
+
+static void test_rank_slices_stride_the_plan(void **state)
+{
+	fixture *f = *state;
+	for (uint32_t world = 1; world <= 5; world++) {
+		for (int mode = 0; mode < 2; mode++) {
+			uint64_t padded = 0;
+			for (uint32_t rank = 0; rank < world; rank++)
+				check_rank_slice(f, rank, world, (ibstore_slice_mode)mode, mode,
+						 &padded);
+			assert_true(padded < world);
+		}
+	}
+}
+
 static void test_rank_slices_have_equal_batches(void **state)
 {
 	fixture *f = *state;
@@ -400,6 +497,7 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rank_slices_have_equal_batches, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_rank_slices_stride_the_plan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_checkpoints_and_what_is_committed, setup,
 						teardown),
 	};

@@ -406,7 +406,7 @@ static void print_header(FILE *f, const bench_args *a, const ibstore_info *info,
 		a->lo.direct < 0 ? "auto (large records)" : st->direct ? "yes" : "no",
 		st->registered ? "yes" : "no", threads,
 		a->lo.queue_depth, cli_human_bytes(a->lo.budget, budget, sizeof(budget)),
-		a->lo.gap, a->lo.order == IBSTORE_ORDER_LOCALITY ? "locality" : "random",
+		a->lo.gap, ibstore_order_name(a->lo.order),
 		a->lo.verify ? "yes" : "no", a->cold ? "yes" : "no");
 }
 
@@ -573,7 +573,7 @@ int cmd_bench(int argc, char **argv)
 		cli_fail(CMD, "%s: %s", a.dataset, cli_errmsg(ibstore_dataset_errmsg(ds), rc));
 		goto out;
 	}
-	if ((rc = ibstore_dataset_info(ds, &info)) != 0) {
+	if ((rc = ibstore_dataset_info_get(ds, &info)) != 0) {
 		cli_fail(CMD, "%s: %s", a.dataset, cli_errmsg(ibstore_dataset_errmsg(ds), rc));
 		goto out;
 	}

@@ -150,7 +150,7 @@ int cmd_export(int argc, char **argv)
 
 	rc = ibstore_dataset_open(argv[optind], &ds);
 	if (rc == 0)
-		rc = ibstore_dataset_info(ds, &info);
+		rc = ibstore_dataset_info_get(ds, &info);
 	if (rc != 0) {
 		cli_fail(CMD, "%s", cli_errmsg(ds != NULL ? ibstore_dataset_errmsg(ds) : NULL, rc));
 		goto done;

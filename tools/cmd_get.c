@@ -238,7 +238,7 @@ int cmd_get(int argc, char **argv)
 	if (rc == IBSTORE_ENOTFOUND) {
 		ibstore_info info;
 
-		if (ibstore_dataset_info(ds, &info) == 0)
+		if (ibstore_dataset_info_get(ds, &info) == 0)
 			status = cli_fail(CMD, "%s: no sample %" PRIu64 " (the dataset has %" PRIu64
 					       " samples)", path, id, info.samples);
 		else

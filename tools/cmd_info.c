@@ -191,7 +191,7 @@ int cmd_info(int argc, char **argv)
 
 	rc = ibstore_dataset_open(path, &ds);
 	if (rc == 0)
-		rc = ibstore_dataset_info(ds, &info);
+		rc = ibstore_dataset_info_get(ds, &info);
 	if (rc != 0) {
 		status = cli_fail(CMD, "%s",
 				  cli_errmsg(ds != NULL ? ibstore_dataset_errmsg(ds) : NULL, rc));

@@ -161,7 +161,7 @@ static long count_shards(const char *path, char *err, size_t errlen)
 
 	rc = ibstore_dataset_open(path, &ds);
 	if (rc == 0)
-		rc = ibstore_dataset_info(ds, &info);
+		rc = ibstore_dataset_info_get(ds, &info);
 	if (rc != 0) {
 		snprintf(err, errlen, "%s",
 			 cli_errmsg(ds != NULL ? ibstore_dataset_errmsg(ds) : NULL, rc));

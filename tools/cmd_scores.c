@@ -100,35 +100,6 @@ static double bin_hi(const score_summary *h, unsigned b)
 	return b + 1 == h->bins ? h->max : h->min + (h->max - h->min) * (b + 1) / h->bins;
 }
 
-static const char *policy_name(ibstore_policy p)
-{
-	switch (p) {
-	case IBSTORE_POLICY_INFOBATCH: return "infobatch";
-	case IBSTORE_POLICY_RANDOM: return "random";
-	case IBSTORE_POLICY_NONE: return "none";
-	}
-	return "unknown";
-}
-
-static const char *mode_name(ibstore_mode m)
-{
-	return m == IBSTORE_MODE_COMPAT ? "compat" :
-	       m == IBSTORE_MODE_NATIVE ? "native" :
-					  "unknown";
-}
-
-/* Batches of this rank's slice in the current epoch (0 when not in one). */
-static uint64_t epoch_batches(const ibstore_run *run, const ibstore_run_opts *o)
-{
-	const ibstore_plan *p = ibstore_run_plan(run);
-	uint64_t len;
-
-	if (p == NULL || o->batch_size == 0)
-		return 0;
-	len = ibstore_plan_slice_len(p, o->world, o->slice);
-	return o->drop_last ? len / o->batch_size : (len + o->batch_size - 1) / o->batch_size;
-}
-
 /*
  * Calls `row` for each finished epoch's statistics, in epoch order.
  * 0, or the library's error code.
@@ -145,7 +116,7 @@ static int each_epoch(const ibstore_run *run, const ibstore_run_opts *o,
 	/* the state keeps no index of finished epochs: probe each, stop once
 	 * as many were found as were finished */
 	for (e = 0; e < o->prune.epochs && found < info->epochs_done; e++) {
-		rc = ibstore_run_epoch_stats(run, e, &es);
+		rc = ibstore_run_epoch_stats_get(run, e, &es);
 		if (rc == IBSTORE_ENOTFOUND)
 			continue;
 		if (rc != 0)
@@ -210,8 +181,8 @@ static int print_text(const char *path, const ibstore_run *run, const ibstore_ru
 	int rc;
 
 	printf("run state       %s\n", path);
-	printf("policy          %s\n", policy_name(o->prune.policy));
-	printf("mode            %s\n", mode_name(o->prune.mode));
+	printf("policy          %s\n", ibstore_policy_name(o->prune.policy));
+	printf("mode            %s\n", ibstore_mode_name(o->prune.mode));
 	printf("ratio           %g\n", o->prune.ratio);
 	printf("delta           %g\n", o->prune.delta);
 	if (o->prune.ema != 0.0)
@@ -222,11 +193,11 @@ static int print_text(const char *path, const ibstore_run *run, const ibstore_ru
 	printf("batch size      %" PRIu32 "%s\n", o->batch_size,
 	       o->drop_last ? " (last partial batch dropped)" : "");
 	printf("rank/world      %" PRIu32 "/%" PRIu32 " (%s)\n", o->rank, o->world,
-	       o->slice == IBSTORE_SLICE_DROP ? "drop" : "pad");
+	       ibstore_slice_name(o->slice));
 	if (info->in_epoch)
 		printf("epoch           %" PRIu32 ", in progress: %" PRIu64 " of %" PRIu64
 		       " batches done\n",
-		       info->epoch, info->cursor, epoch_batches(run, o));
+		       info->epoch, info->cursor, info->batches);
 	else if (info->epochs_done == 0)
 		printf("epoch           none begun\n");
 	else
@@ -271,11 +242,11 @@ static int print_json(const ibstore_run *run, const ibstore_run_opts *o,
 	printf("{\"epoch\":%" PRIu32 ",\"in_epoch\":%s,\"cursor\":%" PRIu64, info->epoch,
 	       info->in_epoch ? "true" : "false", info->cursor);
 	if (info->in_epoch)
-		printf(",\"batches\":%" PRIu64, epoch_batches(run, o));
+		printf(",\"batches\":%" PRIu64, info->batches);
 	printf(",\"epochs_done\":%" PRIu32 ",\"reports_rejected\":%" PRIu64 ",\"samples\":%" PRIu64,
 	       info->epochs_done, info->reports_rejected, o->samples);
 	printf(",\"config\":{\"policy\":\"%s\",\"mode\":\"%s\",\"ratio\":",
-	       policy_name(o->prune.policy), mode_name(o->prune.mode));
+	       ibstore_policy_name(o->prune.policy), ibstore_mode_name(o->prune.mode));
 	cli_json_double(stdout, o->prune.ratio);
 	fputs(",\"delta\":", stdout);
 	cli_json_double(stdout, o->prune.delta);
@@ -286,7 +257,7 @@ static int print_json(const ibstore_run *run, const ibstore_run_opts *o,
 	       ",\"world\":%" PRIu32 ",\"slice\":\"%s\",\"checkpoint_every\":%" PRIu32 "}",
 	       o->prune.epochs, o->prune.seed, o->samples, o->batch_size,
 	       o->drop_last ? "true" : "false", o->rank, o->world,
-	       o->slice == IBSTORE_SLICE_DROP ? "drop" : "pad", o->checkpoint_every);
+	       ibstore_slice_name(o->slice), o->checkpoint_every);
 	fputs(",\"epochs\":[", stdout);
 	if ((rc = each_epoch(run, o, info, json_row)) != 0)
 		return rc;
@@ -401,7 +372,7 @@ int cmd_scores(int argc, char **argv)
 
 	rc = ibstore_run_open(path, NULL, &run);
 	if (rc == 0)
-		rc = ibstore_run_config(run, &opts);
+		rc = ibstore_run_config_get(run, &opts);
 	if (rc == 0)
 		rc = ibstore_run_info_get(run, &info);
 	if (rc != 0) {

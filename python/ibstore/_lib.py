@@ -2,7 +2,12 @@
 
 Every structure below repeats the C declaration field by field, in order and
 with the same types, so that ctypes lays it out exactly as the C compiler
-does.  C enums are ``int`` on the platforms ibstore supports.
+does.  C enums are ``int`` on the platforms ibstore supports.  At load every
+mirror's size is compared with the library's (ibstore_struct_size), so a
+field added on one side only is an ImportError, not silent corruption.  The
+versioned structs (ibstore.h, Conventions: a leading ``size``) are filled by
+the *_init helpers below, which pass ctypes.sizeof as the C macros pass
+sizeof.
 """
 
 import ctypes
@@ -79,6 +84,7 @@ c_enum = ctypes.c_int
 
 class ibstore_info(ctypes.Structure):
     _fields_ = [
+        ("size", c_u32),
         ("format_version", c_u32),
         ("uuid", c_u8 * 16),
         ("created", c_u64),
@@ -130,6 +136,7 @@ class ibstore_verify_stats(ctypes.Structure):
 
 class ibstore_prune_opts(ctypes.Structure):
     _fields_ = [
+        ("size", c_u32),
         ("policy", c_enum),
         ("mode", c_enum),
         ("ratio", c_double),
@@ -164,6 +171,7 @@ class ibstore_plan(ctypes.Structure):
 
 class ibstore_run_opts(ctypes.Structure):
     _fields_ = [
+        ("size", c_u32),
         ("prune", ibstore_prune_opts),
         ("samples", c_u64),
         ("batch_size", c_u32),
@@ -209,6 +217,7 @@ class ibstore_run_info(ctypes.Structure):
         ("epochs_done", c_u32),
         ("reports_rejected", c_u64),
         ("committed", c_u64),
+        ("batches", c_u64),
     ]
 
 
@@ -217,6 +226,7 @@ ON_READ = ctypes.CFUNCTYPE(None, ctypes.c_void_p, c_u32, c_u64, c_u64)
 
 class ibstore_loader_opts(ctypes.Structure):
     _fields_ = [
+        ("size", c_u32),
         ("batch_size", c_u32),
         ("drop_last", c_int),
         ("prefetch", c_u32),
@@ -284,11 +294,12 @@ _PROTOS = {
     "ibstore_strerror": (c_char_p, [c_int]),
     "ibstore_version": (c_char_p, []),
     "ibstore_codec_name": (c_char_p, [c_int]),
+    "ibstore_compress_name": (c_char_p, [c_enum]),
     # dataset
     "ibstore_dataset_open": (c_int, [c_char_p, PH]),
     "ibstore_dataset_close": (None, [H]),
     "ibstore_dataset_errmsg": (c_char_p, [H]),
-    "ibstore_dataset_info": (c_int, [H, P(ibstore_info)]),
+    "ibstore_dataset_info_get_sized": (c_int, [H, P(ibstore_info), c_size]),
     "ibstore_dataset_locate": (c_int, [H, c_u64, P(ibstore_location)]),
     "ibstore_dataset_read": (c_int, [H, c_u64, ctypes.c_void_p, c_size, P(c_size), P(c_i32)]),
     "ibstore_dataset_find_key": (c_int, [H, c_char_p, P(c_u64)]),
@@ -299,18 +310,23 @@ _PROTOS = {
     "ibstore_dataset_verify": (c_int, [H, VERIFY_CB, ctypes.c_void_p, P(ibstore_verify_stats)]),
     "ibstore_dataset_evict": (c_int, [H]),
     # pruning
-    "ibstore_prune_opts_init": (None, [P(ibstore_prune_opts)]),
+    "ibstore_prune_opts_init_sized": (c_int, [P(ibstore_prune_opts), c_size]),
     "ibstore_policy_parse": (c_int, [c_char_p, P(c_enum)]),
     "ibstore_mode_parse": (c_int, [c_char_p, P(c_enum)]),
+    "ibstore_policy_name": (c_char_p, [c_enum]),
+    "ibstore_mode_name": (c_char_p, [c_enum]),
+    "ibstore_slice_parse": (c_int, [c_char_p, P(c_enum)]),
+    "ibstore_slice_name": (c_char_p, [c_enum]),
+    "ibstore_is_padding": (c_int, [ctypes.c_float]),
     "ibstore_prune_opts_check": (c_int, [P(ibstore_prune_opts), c_char_p, c_size]),
     "ibstore_prune_epoch_prunes": (c_int, [P(ibstore_prune_opts), c_u32]),
     "ibstore_prune_initial_score": (ctypes.c_float, [P(ibstore_prune_opts)]),
     # run
-    "ibstore_run_opts_init": (None, [P(ibstore_run_opts)]),
+    "ibstore_run_opts_init_sized": (c_int, [P(ibstore_run_opts), c_size, c_size]),
     "ibstore_run_open": (c_int, [c_char_p, P(ibstore_run_opts), PH]),
     "ibstore_run_close": (None, [H]),
     "ibstore_run_errmsg": (c_char_p, [H]),
-    "ibstore_run_config": (c_int, [H, P(ibstore_run_opts)]),
+    "ibstore_run_config_get_sized": (c_int, [H, P(ibstore_run_opts), c_size, c_size]),
     "ibstore_run_epoch_begin": (c_int, [H, c_u32, P(ibstore_epoch_info)]),
     "ibstore_run_batch": (c_int, [H, c_u64, P(P(c_u64)), P(P(ctypes.c_float)), P(c_size)]),
     "ibstore_run_plan": (P(ibstore_plan), [H]),
@@ -319,12 +335,16 @@ _PROTOS = {
     "ibstore_run_checkpoint": (c_int, [H]),
     "ibstore_run_epoch_end": (c_int, [H, P(ibstore_epoch_io)]),
     "ibstore_run_info_get": (c_int, [H, P(ibstore_run_info)]),
-    "ibstore_run_epoch_stats": (c_int, [H, c_u32, P(ibstore_epoch_stats)]),
+    "ibstore_run_epoch_stats_get": (c_int, [H, c_u32, P(ibstore_epoch_stats)]),
     "ibstore_run_scores": (P(ctypes.c_float), [H, P(c_u64)]),
     # loader
-    "ibstore_loader_opts_init": (None, [P(ibstore_loader_opts)]),
+    "ibstore_loader_opts_init_sized": (c_int, [P(ibstore_loader_opts), c_size]),
     "ibstore_backend_parse": (c_int, [c_char_p, P(c_enum)]),
     "ibstore_order_parse": (c_int, [c_char_p, P(c_enum)]),
+    "ibstore_corrupt_parse": (c_int, [c_char_p, P(c_enum)]),
+    "ibstore_backend_name": (c_char_p, [c_enum]),
+    "ibstore_order_name": (c_char_p, [c_enum]),
+    "ibstore_corrupt_name": (c_char_p, [c_enum]),
     "ibstore_loader_open": (c_int, [H, H, P(ibstore_loader_opts), PH]),
     "ibstore_loader_close": (None, [H]),
     "ibstore_loader_errmsg": (c_char_p, [H]),
@@ -334,6 +354,7 @@ _PROTOS = {
     "ibstore_loader_report": (c_int, [H, P(ibstore_batch), ctypes.c_void_p]),
     "ibstore_loader_epoch_end": (c_int, [H]),
     "ibstore_loader_stats_get": (c_int, [H, P(ibstore_loader_stats)]),
+    "ibstore_struct_size": (c_size, [c_enum]),
 }
 
 for _name, (_res, _args) in _PROTOS.items():
@@ -351,3 +372,53 @@ VERSION = lib.ibstore_version().decode()
 if tuple(int(x) for x in VERSION.split(".")[:2]) != ABI:
     raise LibraryNotFoundError("%s is libibstore %s; this binding mirrors the %d.%d API"
                                % (library_path, VERSION, *ABI))
+
+# Every mirrored struct with its ibstore_struct value (include/ibstore.h);
+# ibstore_writer_opts (2) is not mirrored: the binding does not write datasets.
+STRUCTS = {
+    1: ibstore_info, 3: ibstore_prune_opts, 4: ibstore_run_opts,
+    5: ibstore_loader_opts, 6: ibstore_location, 7: ibstore_problem, 8: ibstore_verify_stats,
+    9: ibstore_plan_stats, 10: ibstore_plan, 11: ibstore_epoch_info, 12: ibstore_epoch_io,
+    13: ibstore_epoch_stats, 14: ibstore_run_info, 15: ibstore_batch, 16: ibstore_loader_stats,
+}
+
+
+def check_struct_sizes(structs=None):
+    """Raises LibraryNotFoundError when a mirror's size differs from the library's:
+    a field added to include/ibstore.h and not here (or the reverse)."""
+    bad = []
+    for which, cls in (structs or STRUCTS).items():
+        theirs, ours = lib.ibstore_struct_size(which), ctypes.sizeof(cls)
+        if theirs != ours:
+            bad.append("%s: %d bytes here, %d in the library" % (cls.__name__, ours, theirs))
+    if bad:
+        raise LibraryNotFoundError("%s does not match this binding's structs (%s): the binding "
+                                   "and the library come from different sources"
+                                   % (library_path, "; ".join(bad)))
+
+
+check_struct_sizes()
+
+
+# The size rule of the versioned structs (ibstore.h, Conventions): the C
+# macros pass sizeof; a binding passes ctypes.sizeof of its mirror.
+def prune_opts_init(o):
+    return lib.ibstore_prune_opts_init_sized(ctypes.byref(o), ctypes.sizeof(o))
+
+
+def run_opts_init(o):
+    return lib.ibstore_run_opts_init_sized(ctypes.byref(o), ctypes.sizeof(o),
+                                           ctypes.sizeof(o.prune))
+
+
+def loader_opts_init(o):
+    return lib.ibstore_loader_opts_init_sized(ctypes.byref(o), ctypes.sizeof(o))
+
+
+def dataset_info_get(h, o):
+    return lib.ibstore_dataset_info_get_sized(h, ctypes.byref(o), ctypes.sizeof(o))
+
+
+def run_config_get(h, o):
+    return lib.ibstore_run_config_get_sized(h, ctypes.byref(o), ctypes.sizeof(o),
+                                            ctypes.sizeof(o.prune))

@@ -51,12 +51,40 @@ EBUFSIZE = -15
 
 NO_LABEL = -(2 ** 31)  # IBSTORE_NO_LABEL
 
-POLICIES = {"infobatch": 0, "random": 1, "none": 2}
-MODES = {"native": 0, "compat": 1}
-SLICES = {"pad": 0, "drop": 1}
-BACKENDS = {"auto": 0, "uring": 1, "pread": 2, "mmap": 3}
-ORDERS = {"random": 0, "locality": 1}
-CORRUPT = {"fail": 0, "skip": 1}
+
+
+def _enum_names(name_fn):
+    """{name: value} of an enum, from the library's *_name call (the enums
+    are dense from 0; a value past the last is "unknown")."""
+    table = {}
+    while True:
+        name = name_fn(len(table)).decode()
+        if name == "unknown":
+            return table
+        table[name] = len(table)
+
+
+POLICIES = _enum_names(lib.ibstore_policy_name)
+MODES = _enum_names(lib.ibstore_mode_name)
+SLICES = _enum_names(lib.ibstore_slice_name)
+BACKENDS = _enum_names(lib.ibstore_backend_name)
+ORDERS = _enum_names(lib.ibstore_order_name)
+CORRUPT = _enum_names(lib.ibstore_corrupt_name)
+
+# IBSTORE_PADDING_WEIGHT: the weight of a padding entry (one that only
+# balances the ranks' slices; its sample's owner is another rank).
+PADDING_WEIGHT = 0.0
+if not lib.ibstore_is_padding(PADDING_WEIGHT) or lib.ibstore_is_padding(1.0):
+    raise _lib.LibraryNotFoundError("%s marks padding otherwise than with weight %r"
+                                    % (_lib.library_path, PADDING_WEIGHT))
+
+
+def is_padding(weights):
+    """ibstore_is_padding: for a weight, True when it marks padding; for an
+    array of weights (a Batch's ``weights``), a boolean array."""
+    if np.ndim(weights) == 0:
+        return bool(lib.ibstore_is_padding(float(weights)))
+    return np.asarray(weights, dtype=np.float32) == np.float32(PADDING_WEIGHT)
 
 
 def _name_of(table, value):
@@ -222,7 +250,7 @@ class Dataset(_Closable):
             raise IbstoreError(rc, msg)
         self._h = h
         i = _lib.ibstore_info()
-        self._check(lib.ibstore_dataset_info(h, ctypes.byref(i)))
+        self._check(_lib.dataset_info_get(h, i))
         self._info = i
 
     @classmethod
@@ -255,6 +283,7 @@ class Dataset(_Closable):
         """The dataset's description (ibstore_info) as a dict."""
         i = self._info
         d = _struct_dict(i)
+        del d["size"]  # the struct's version (ibstore.h, Conventions), not the dataset's
         d["uuid"] = bytes(i.uuid).hex()
         d["codec_count"] = {"none": int(i.codec_count[0]), "lz4": int(i.codec_count[1])}
         return d
@@ -441,7 +470,7 @@ class Run(_Closable):
         optp = None
         if any(v is not None for v in given.values()):
             o = _lib.ibstore_run_opts()
-            lib.ibstore_run_opts_init(ctypes.byref(o))
+            _lib.run_opts_init(o)
             _prune_opts(o.prune, policy, mode, ratio, delta, epochs, seed, ema)
             if samples is not None:
                 o.samples = int(samples)
@@ -502,7 +531,7 @@ class Run(_Closable):
     @property
     def config(self):
         o = _lib.ibstore_run_opts()
-        self._check(lib.ibstore_run_config(self._handle(), ctypes.byref(o)))
+        self._check(_lib.run_config_get(self._handle(), o))
         return _config_dict(o)
 
     @property
@@ -519,7 +548,7 @@ class Run(_Closable):
     def epoch_stats(self, epoch):
         """Statistics of finished epoch ``epoch`` (dict), or None when it has none."""
         s = _lib.ibstore_epoch_stats()
-        rc = lib.ibstore_run_epoch_stats(self._handle(), epoch, ctypes.byref(s))
+        rc = lib.ibstore_run_epoch_stats_get(self._handle(), epoch, ctypes.byref(s))
         if rc == ENOTFOUND:
             return None
         self._check(rc)
@@ -781,7 +810,7 @@ class Loader(_Closable):
         self.run = run
         self.info = None
         o = _lib.ibstore_loader_opts()
-        lib.ibstore_loader_opts_init(ctypes.byref(o))
+        _lib.loader_opts_init(o)
         for name, v in (("batch_size", batch_size), ("prefetch", prefetch),
                         ("queue_depth", queue_depth), ("threads", threads), ("gap", gap),
                         ("max_read", max_read), ("budget", budget)):

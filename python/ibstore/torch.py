@@ -304,7 +304,7 @@ class Loader(core._ClosedOnExit):
             losses = loss.detach().to("cpu", torch.float32).numpy().copy()
             weights = torch.from_numpy(b.weights.copy())
             if self._dist is not None:
-                real = b.weights != 0  # weight-0 padding: its owner reports the sample
+                real = ~core.is_padding(b.weights)  # its owner reports a padded sample
                 ids_all, losses_all = self._gather(b.ids[real].astype(np.int64), losses[real])
             self._loader.report(b, losses)
             if self._dist is not None:

@@ -236,6 +236,43 @@ def test_loader_epochs_prune(synth, tmp_path):
         assert st["io"]["bytes_skipped"] > 0
 
 
+def test_rank_slice_strides_the_plan_and_marks_padding(synth, tmp_path):
+    """Rank r of 3 gets plan positions r, r+3, r+6, ...; the one entry past
+    the plan's end is padding, recognised by ibstore.is_padding; the run
+    reports this rank's batch count."""
+    path, _, _ = synth
+    with ibstore.Dataset(path) as ds:
+        for rank in range(3):
+            with ibstore.Run(tmp_path / ("run%d" % rank), samples=len(ds), epochs=2,
+                             batch_size=64, rank=rank, world=3) as run, \
+                    ibstore.Loader(ds, run, threads=1) as ld:
+                info, ids, w, _, nb = epoch_batches(ld, 0)
+                assert run.info()["batches"] == 0  # after epoch_end
+                assert info.batches == nb == -(-info.samples // 64)
+                plan = np.arange(1000)  # epoch 0 keeps every sample (never seen)
+                assert info.samples == 334
+                pos = np.arange(info.samples) * 3 + rank
+                pad = ibstore.is_padding(w)
+                assert np.array_equal(pad, pos >= 1000)
+                assert [ibstore.is_padding(float(x)) for x in w] == list(pad)
+                assert np.all(w[pad] == ibstore.PADDING_WEIGHT)
+                assert pad.sum() == (1 if rank > 0 else 0)
+                assert len(np.unique(ids[~pad])) == (~pad).sum()
+                assert set(ids[~pad].tolist()) <= set(plan.tolist())
+                info1 = ld.epoch_begin(1)
+                assert run.info()["batches"] == info1.batches > 0
+
+
+def test_enum_tables_come_from_the_library():
+    from ibstore import core
+    assert core.POLICIES == {"infobatch": 0, "random": 1, "none": 2}
+    assert core.MODES == {"native": 0, "compat": 1}
+    assert core.SLICES == {"pad": 0, "drop": 1}
+    assert core.BACKENDS == {"auto": 0, "uring": 1, "pread": 2, "mmap": 3}
+    assert core.ORDERS == {"random": 0, "locality": 1}
+    assert core.CORRUPT == {"fail": 0, "skip": 1}
+
+
 def test_zero_copy_and_lifetimes(synth, tmp_path):
     path, images, _ = synth
     ds = ibstore.Dataset(path)

@@ -55,8 +55,8 @@ int main(int argc, char **argv)
 		return status;
 	}
 	ibstore_info info, rinfo;
-	ibstore_dataset_info(ds, &info);
-	ibstore_dataset_info(ref, &rinfo);
+	ibstore_dataset_info_get(ds, &info);
+	ibstore_dataset_info_get(ref, &rinfo);
 	if (info.samples != rinfo.samples)
 		return wrong("sample count differs", info.samples);
 	size_t cap = rinfo.max_size + 1;

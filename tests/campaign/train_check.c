@@ -49,7 +49,7 @@ int main(int argc, char **argv)
 	if (ibstore_dataset_open(argv[1], &ds))
 		return die(argv[1], ibstore_dataset_errmsg(ds));
 	ibstore_info info;
-	ibstore_dataset_info(ds, &info);
+	ibstore_dataset_info_get(ds, &info);
 	ibstore_run_opts ro;
 	ibstore_run_opts_init(&ro);
 	ro.samples = info.samples;

@@ -33,7 +33,7 @@ static MDB_dbi *dbi_of(ib_catalog *c, int db)
 static void read_everything(ibstore_dataset *ds, const golden *g)
 {
 	ibstore_info info;
-	if (ibstore_dataset_info(ds, &info))
+	if (ibstore_dataset_info_get(ds, &info))
 		return;
 	static uint8_t buf[1 << 16];
 	uint64_t n = info.samples < 4096 ? info.samples : 4096;

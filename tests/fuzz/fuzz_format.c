@@ -124,7 +124,7 @@ static void write_seeds(const char *dir)
 		if (ibstore_dataset_open(path, &ds))
 			abort();
 		ibstore_info info;
-		ibstore_dataset_info(ds, &info);
+		ibstore_dataset_info_get(ds, &info);
 		for (uint64_t id = 0; id < info.samples && id < 4; id++) {
 			ibstore_location loc;
 			ibstore_dataset_locate(ds, id, &loc);

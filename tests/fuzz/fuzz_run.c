@@ -27,12 +27,12 @@ static void drive(ibstore_run *r)
 	ibstore_run_info info;
 	ibstore_run_opts cfg;
 	uint64_t n;
-	if (ibstore_run_info_get(r, &info) || ibstore_run_config(r, &cfg))
+	if (ibstore_run_info_get(r, &info) || ibstore_run_config_get(r, &cfg))
 		abort();
 	ibstore_run_scores(r, &n);
 	for (uint32_t e = 0; e < 3; e++) {
 		ibstore_epoch_stats es;
-		ibstore_run_epoch_stats(r, e, &es);
+		ibstore_run_epoch_stats_get(r, e, &es);
 	}
 	ibstore_epoch_info ei;
 	if (ibstore_run_epoch_begin(r, info.epoch, &ei))

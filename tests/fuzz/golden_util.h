@@ -42,7 +42,7 @@ static inline void golden_load(void)
 			abort();
 		}
 		ibstore_info info;
-		ibstore_dataset_info(ds, &info);
+		ibstore_dataset_info_get(ds, &info);
 		if (info.shards > 4)
 			abort();
 		g->shards = info.shards;

@@ -78,7 +78,7 @@ static int many(const char *dir, uint64_t n)
 	if (rc)
 		return 1;
 	ibstore_info in;
-	ibstore_dataset_info(ds, &in);
+	ibstore_dataset_info_get(ds, &in);
 	CHECK(in.samples == n && in.labels == 1000 && in.fixed_size == 1,
 	      "info: %" PRIu64 " samples, %" PRIu32 " labels, fixed size %" PRIu64, in.samples,
 	      in.labels, in.fixed_size);
@@ -210,7 +210,7 @@ static int big(const char *dir)
 	if (rc)
 		return 1;
 	ibstore_info in;
-	ibstore_dataset_info(ds, &in);
+	ibstore_dataset_info_get(ds, &in);
 	ibstore_location loc;
 	ibstore_dataset_locate(ds, in.samples - 1, &loc);
 	CHECK(loc.offset > UINT32_MAX, "its last record lies at byte %" PRIu64 " of shard %" PRIu32
