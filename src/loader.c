@@ -17,6 +17,7 @@
 
 #include "internal.h"
 #include "loader_int.h"
+#include "run_int.h"
 
 static double now(void)
 {
@@ -183,11 +184,22 @@ static int build_order(ibstore_loader *l)
 	ib_loader_epoch *ep = &l->ep;
 	const ibstore_plan *p = ibstore_run_plan(l->cfg.run);
 	uint64_t n, N = l->cfg.samples;
-	int rc = ib_order_slice(p, &l->cfg.ro, &ep->order, &ep->order_w, &n);
+	const uint64_t *slice_ids;
+	const float *slice_w;
+	int rc = ib_run_slice(l->cfg.run, &slice_ids, &slice_w, &n);
+	if (rc)
+		return ib_fail(l->errmsg, rc, "the run has no slice for epoch %" PRIu32, ep->epoch);
+	/* a copy: the locality order permutes it, the run's slice stays as planned */
+	ep->order = malloc((n ? n : 1) * sizeof *ep->order);
+	ep->order_w = malloc((n ? n : 1) * sizeof *ep->order_w);
 	ep->in_plan = calloc((N + 7) / 8 + 1, 1);
 	ep->pruned_upto = malloc((N + 1) * sizeof *ep->pruned_upto);
-	if (rc || !ep->in_plan || !ep->pruned_upto)
+	if (!ep->order || !ep->order_w || !ep->in_plan || !ep->pruned_upto)
 		return ib_fail(l->errmsg, IBSTORE_ENOMEM, "out of memory");
+	if (n) {
+		memcpy(ep->order, slice_ids, n * sizeof *ep->order);
+		memcpy(ep->order_w, slice_w, n * sizeof *ep->order_w);
+	}
 	uint64_t avg = 40 + l->cfg.about->bytes_stored / (N ? N : 1);
 	if (l->cfg.o.order == IBSTORE_ORDER_LOCALITY &&
 	    ib_order_locality(l->cfg.ro.prune.seed, ep->epoch, avg, ep->order, ep->order_w, n))
@@ -336,12 +348,12 @@ IB_API int ibstore_loader_report(ibstore_loader *l, const ibstore_batch *batch,
 	ib_loader_epoch *ep = &l->ep;
 	if (!ep->slots || batch->epoch != ep->epoch || batch->index >= ep->nbatches)
 		return ib_fail(l->errmsg, IBSTORE_ESTATE, "the batch is not of the current epoch");
-	/* weight-0 entries are padding that balances ranks: the rank that owns
+	/* padding entries (IBSTORE_PADDING_WEIGHT) balance ranks: the rank that owns
 	 * the sample reports its loss, so a padded copy is neither recorded nor
 	 * checked (one rank refusing alone would stall the others' collectives) */
 	size_t keep = 0;
 	for (size_t i = 0; i < batch->n; i++)
-		keep += batch->weights[i] != 0.0f;
+		keep += !ibstore_is_padding(batch->weights[i]);
 	int rc;
 	if (keep == batch->n) {
 		rc = ibstore_run_report(l->cfg.run, batch->ids, losses, batch->n);
@@ -350,7 +362,7 @@ IB_API int ibstore_loader_report(ibstore_loader *l, const ibstore_batch *batch,
 		float *ls = malloc((keep ? keep : 1) * sizeof *ls);
 		rc = ids && ls ? 0 : IBSTORE_ENOMEM;
 		for (size_t i = 0, k = 0; !rc && i < batch->n; i++) {
-			if (batch->weights[i] != 0.0f) {
+			if (!ibstore_is_padding(batch->weights[i])) {
 				ids[k] = batch->ids[i];
 				ls[k++] = losses[i];
 			}

@@ -222,16 +222,11 @@ struct ibstore_loader {
 	ib_loader_counters st;
 };
 
-/* ---- loader_order.c: the slice in emission order (pure) -------------- */
+/* ---- loader_order.c: emission order of the run's slice (pure) -------- */
 
 /* Stable radix sort of records by id (ids < 2^32): id order is file order
  * (the dataset checks this on open).  0 or IBSTORE_ENOMEM. */
 int ib_sort_recs(wrec *r, size_t n);
-/* This rank's slice of the plan (ro's rank, world and slice mode): *len
- * ids and weights in new arrays (the caller frees them, also on failure).
- * 0 or IBSTORE_ENOMEM. */
-int ib_order_slice(const ibstore_plan *p, const ibstore_run_opts *ro, uint64_t **ids,
-		   float **w, uint64_t *len);
 /* Reorders the slice (ids, weights together) for locality: blocks of
  * neighbouring records (about 1 MiB of records of `avg_record` bytes) in
  * random order, then samples shuffled within windows of 16 blocks; a

@@ -29,20 +29,6 @@ int ib_sort_recs(wrec *r, size_t n)
 	return 0;
 }
 
-int ib_order_slice(const ibstore_plan *p, const ibstore_run_opts *ro, uint64_t **ids,
-		   float **w, uint64_t *len)
-{
-	uint64_t n = ibstore_plan_slice_len(p, ro->world, ro->slice);
-	*ids = malloc((n ? n : 1) * sizeof **ids);
-	*w = malloc((n ? n : 1) * sizeof **w);
-	*len = n;
-	if (!*ids || !*w)
-		return IBSTORE_ENOMEM;
-	for (uint64_t i = 0; i < n; i++)
-		ibstore_plan_slice_entry(p, ro->rank, ro->world, ro->slice, i, &(*ids)[i], &(*w)[i]);
-	return 0;
-}
-
 int ib_order_locality(uint64_t seed, uint32_t epoch, uint64_t avg_record, uint64_t *ids,
 		      float *w, uint64_t n)
 {

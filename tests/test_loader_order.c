@@ -63,52 +63,6 @@ static void test_records_sort_by_id_keeping_equal_ids_in_order(void **state)
 	free(r);
 }
 
-static void test_rank_slices_hold_the_plan(void **state)
-{
-	(void)state;
-	enum { N = 1003 };
-	float *scores = malloc(N * sizeof *scores);
-	for (int i = 0; i < N; i++)
-		scores[i] = (float)(i % 17);
-	ibstore_prune_opts po;
-	ibstore_prune_opts_init(&po);
-	po.epochs = 10;
-	ibstore_plan *p;
-	char msg[256];
-	assert_int_equal(ibstore_plan_compute(&po, 1, scores, N, &p, msg, sizeof msg), 0);
-	uint8_t *seen = calloc(N, 1);
-	for (uint32_t world = 1; world <= 3; world++) {
-		memset(seen, 0, N);
-		for (uint32_t rank = 0; rank < world; rank++) {
-			ibstore_run_opts ro;
-			ibstore_run_opts_init(&ro);
-			ro.rank = rank;
-			ro.world = world;
-			ro.slice = IBSTORE_SLICE_PAD;
-			uint64_t *ids, n;
-			float *w;
-			assert_int_equal(ib_order_slice(p, &ro, &ids, &w, &n), 0);
-			assert_true(n * world >= p->len && n * world < p->len + world);
-			for (uint64_t i = 0; i < n; i++) {
-				assert_true(ids[i] < N);
-				if (w[i] != 0.0f) /* weight 0: padding, a copy */
-					seen[ids[i]]++;
-			}
-			free(ids);
-			free(w);
-		}
-		uint64_t kept = 0;
-		for (uint64_t i = 0; i < p->len; i++)
-			assert_int_equal(seen[p->ids[i]], 1);
-		for (int i = 0; i < N; i++)
-			kept += seen[i];
-		assert_int_equal(kept, p->len);
-	}
-	free(seen);
-	ibstore_plan_free(p);
-	free(scores);
-}
-
 static void test_locality_keeps_every_id_with_its_weight(void **state)
 {
 	(void)state;
@@ -229,7 +183,6 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_records_sort_by_id_keeping_equal_ids_in_order),
-		cmocka_unit_test(test_rank_slices_hold_the_plan),
 		cmocka_unit_test(test_locality_keeps_every_id_with_its_weight),
 		cmocka_unit_test(test_locality_emits_whole_blocks_of_neighbours_together),
 		cmocka_unit_test(test_locality_is_a_function_of_seed_and_epoch),

@@ -55,7 +55,7 @@ int cli_one_operand_error(const char *cmd, int given, const char *name)
 
 const char *cli_errmsg(const char *msg, int rc)
 {
-	return msg != NULL && msg[0] != '\0' ? msg : ibstore_strerror(rc);
+	return msg && msg[0] ? msg : ibstore_strerror(rc);
 }
 
 /* Parses leading decimal digits; *end points past them.  0 or -1. */
