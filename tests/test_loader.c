@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "ibstore.h"
 #include "loader_hooks.h"
 
@@ -82,6 +83,11 @@ static size_t payload(uint64_t i, uint8_t *buf)
 	return len;
 }
 
+static int32_t label(uint64_t i)
+{
+	return (int32_t)(i % 10);
+}
+
 static void make_dataset(const char *path, uint32_t align, ibstore_compress c)
 {
 	ibstore_writer_opts o;
@@ -90,22 +96,14 @@ static void make_dataset(const char *path, uint32_t align, ibstore_compress c)
 	o.compress = c;
 	o.shard_size = 1 << 20;
 	o.fsync = 0;
-	ibstore_writer *w;
-	assert_int_equal(ibstore_writer_create(path, &o, &w), 0);
-	uint8_t buf[4096];
-	for (uint64_t i = 0; i < N; i++) {
-		size_t len = payload(i, buf);
-		assert_int_equal(ibstore_writer_add(w, buf, len, (int32_t)(i % 10), NULL, NULL), 0);
-	}
-	assert_int_equal(ibstore_writer_publish(w), 0);
-	ibstore_writer_free(w);
+	fx_make_dataset(path, &(fx_dataset){.samples = N, .max_len = 4096, .payload = payload,
+					    .label = label, .opts = &o});
 }
 
 static int setup(void **state)
 {
 	fixture *f = calloc(1, sizeof *f);
-	snprintf(f->dir, sizeof f->dir, "/tmp/ibstore-loader-XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (fx_mkdtemp(f->dir, sizeof f->dir, "ibstore-loader"))
 		return -1;
 	snprintf(f->ds, sizeof f->ds, "%s/ds", f->dir);
 	make_dataset(f->ds, 8, IBSTORE_COMPRESS_AUTO);
@@ -116,9 +114,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	fixture *f = *state;
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-	int rc = system(cmd);
+	int rc = fx_rmtree(f->dir);
 	free(f);
 	return rc;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "ibstore.h"
 #include "run_int.h"
 
@@ -29,8 +30,7 @@ typedef struct fixture {
 static int setup(void **state)
 {
 	fixture *f = calloc(1, sizeof *f);
-	snprintf(f->dir, sizeof f->dir, "/tmp/ibstore-run-XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (fx_mkdtemp(f->dir, sizeof f->dir, "ibstore-run"))
 		return -1;
 	snprintf(f->path, sizeof f->path, "%s/run.state", f->dir);
 	*state = f;
@@ -40,9 +40,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	fixture *f = *state;
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-	int rc = system(cmd);
+	int rc = fx_rmtree(f->dir);
 	free(f);
 	return rc;
 }
