@@ -24,9 +24,10 @@
  *    rank slices and padding) that the calls below implement.
  *  - Versioned structs.  The structs a caller allocates and that may gain
  *    fields (ibstore_writer_opts, ibstore_prune_opts, ibstore_run_opts,
- *    ibstore_loader_opts, ibstore_info) begin with `uint32_t size`: the
- *    sizeof of the struct as the CALLER was compiled, so a program built
- *    against an older ibstore.h keeps working with a newer library.
+ *    ibstore_loader_opts, ibstore_info, ibstore_run_info) begin with
+ *    `uint32_t size`: the sizeof of the struct as the CALLER was compiled,
+ *    so a program built against an older ibstore.h keeps working with a
+ *    newer library.
  *      Options (input): fill the struct with its *_init() macro, which passes
  *      sizeof and sets `size`, then change the fields you want.  The library
  *      reads the first `size` bytes and takes its defaults for the fields it
@@ -661,6 +662,7 @@ typedef struct ibstore_epoch_stats {
 } ibstore_epoch_stats;
 
 typedef struct ibstore_run_info {
+	uint32_t size;       /* bytes the library wrote: the caller's sizeof */
 	uint32_t epoch;      /* current (or last begun) epoch */
 	int in_epoch;        /* 1 between epoch_begin and epoch_end */
 	uint64_t cursor;     /* batches reported in the current epoch */
@@ -673,8 +675,12 @@ typedef struct ibstore_run_info {
 				epoch (0 when not in one) */
 } ibstore_run_info;
 
-/* The run's progress.  0, or IBSTORE_EINVAL (NULL or not open). */
-int ibstore_run_info_get(const ibstore_run *run, ibstore_run_info *out);
+/* The run's progress.  The macro passes sizeof *out: the library writes
+ * that many bytes (a caller built against an older header gets the fields
+ * it knows).  0, or IBSTORE_EINVAL (NULL, not open, or a size no version
+ * of ibstore_run_info had: the run's message says which). */
+#define ibstore_run_info_get(run, out) ibstore_run_info_get_sized((run), (out), sizeof *(out))
+int ibstore_run_info_get_sized(const ibstore_run *run, ibstore_run_info *out, size_t size);
 /* Statistics of finished epoch `epoch`.  0, or IBSTORE_EINVAL (NULL or not
  * open), IBSTORE_ENOTFOUND (no statistics for it), IBSTORE_EFORMAT (a
  * malformed record), IBSTORE_ECATALOG. */

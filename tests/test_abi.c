@@ -205,6 +205,38 @@ static void test_old_caller_packs_plans_and_trains(void **state)
 		fail_msg("old caller's plan: %d %s", rc, err);
 }
 
+static void test_old_caller_gets_run_info_without_batches(void **state)
+{
+	fixture *f = *state;
+	char err[256] = "";
+	int rc = old_run_create(f->run, N, err);
+	if (rc)
+		fail_msg("old caller's run: %d %s", rc, err);
+	uint64_t got[6] = {0};
+	rc = old_run_info(f->run, got, err); /* -100: its poison was overwritten */
+	if (rc)
+		fail_msg("old caller's run info: %d %s", rc, err);
+
+	ibstore_run *run;
+	assert_int_equal(ibstore_run_open(f->run, NULL, &run), 0);
+	ibstore_run_info ri;
+	memset(&ri, 0xff, sizeof ri);
+	assert_int_equal(ibstore_run_info_get(run, &ri), 0);
+	ibstore_run_close(run);
+	assert_int_equal(ri.size, sizeof ri);
+	assert_true(ri.in_epoch);
+	assert_int_equal(ri.batches, N / 16); /* the field the old caller lacks */
+
+	assert_int_equal(got[0], offsetof(ibstore_run_info, batches)); /* its sizeof */
+	assert_int_equal(got[1], ri.epoch);
+	assert_int_equal(got[2], 1);
+	assert_int_equal(got[3], 2);
+	assert_int_equal(got[4], ri.epochs_done);
+	assert_int_equal(got[5], 2);
+	assert_int_equal(ri.cursor, 2);
+	assert_int_equal(ri.committed, 2);
+}
+
 /* ---- sizes refused --------------------------------------------------- */
 
 /* A caller built against a newer header: one more option after ours. */
@@ -307,7 +339,7 @@ static void test_run_opts_sizes(void **state)
 	ibstore_run_close(run);
 }
 
-static void test_loader_and_info_sizes(void **state)
+static void test_loader_info_and_run_info_sizes(void **state)
 {
 	fixture *f = *state;
 	char err[256];
@@ -356,6 +388,22 @@ static void test_loader_and_info_sizes(void **state)
 	assert_int_equal(ni.i.samples, N);
 	assert_int_equal(ni.field, 0);
 
+	ibstore_run_info ri;
+	assert_int_equal(ibstore_run_info_get_sized(run, &ri, 0), IBSTORE_EINVAL);
+	assert_has(ibstore_run_errmsg(run), "ibstore_run_info.size is 0");
+	assert_int_equal(ibstore_run_info_get_sized(run, &ri, 6), IBSTORE_EINVAL);
+	assert_has(ibstore_run_errmsg(run), "is not the size of any version");
+	struct {
+		ibstore_run_info i;
+		uint64_t field;
+	} nr;
+	memset(&nr, 0xff, sizeof nr);
+	assert_int_equal(ibstore_run_info_get_sized(run, &nr.i, sizeof nr), 0);
+	assert_int_equal(nr.i.size, sizeof nr);
+	assert_int_equal(nr.i.in_epoch, 0);
+	assert_int_equal(nr.i.batches, 0);
+	assert_int_equal(nr.field, 0);
+
 	ibstore_run_close(run);
 	ibstore_dataset_close(ds);
 }
@@ -387,6 +435,7 @@ static void test_struct_sizes_are_reported(void **state)
 	assert_int_equal(ibstore_struct_size(IBSTORE_STRUCT_PRUNE_OPTS), sizeof(ibstore_prune_opts));
 	assert_int_equal(ibstore_struct_size(IBSTORE_STRUCT_RUN_OPTS), sizeof(ibstore_run_opts));
 	assert_int_equal(ibstore_struct_size(IBSTORE_STRUCT_LOADER_OPTS), sizeof(ibstore_loader_opts));
+	assert_int_equal(ibstore_struct_size(IBSTORE_STRUCT_RUN_INFO), sizeof(ibstore_run_info));
 	assert_int_equal(ibstore_struct_size(IBSTORE_STRUCT_LOADER_STATS),
 			 sizeof(ibstore_loader_stats));
 	assert_int_equal(ibstore_struct_size((ibstore_struct)0), 0);
@@ -401,9 +450,11 @@ int main(void)
 		cmocka_unit_test(test_old_run_opts_get_the_default_checkpoint_every),
 		cmocka_unit_test(test_old_loader_opts_get_the_default_read_context),
 		cmocka_unit_test_setup_teardown(test_old_caller_packs_plans_and_trains, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_old_caller_gets_run_info_without_batches, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_writer_opts_sizes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_run_opts_sizes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_loader_and_info_sizes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loader_info_and_run_info_sizes, setup, teardown),
 		cmocka_unit_test(test_prune_opts_sizes),
 		cmocka_unit_test(test_struct_sizes_are_reported),
 	};

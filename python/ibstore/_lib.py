@@ -211,6 +211,7 @@ class ibstore_epoch_stats(ctypes.Structure):
 
 class ibstore_run_info(ctypes.Structure):
     _fields_ = [
+        ("size", c_u32),
         ("epoch", c_u32),
         ("in_epoch", c_int),
         ("cursor", c_u64),
@@ -334,7 +335,7 @@ _PROTOS = {
     "ibstore_run_advance": (c_int, [H, c_u64]),
     "ibstore_run_checkpoint": (c_int, [H]),
     "ibstore_run_epoch_end": (c_int, [H, P(ibstore_epoch_io)]),
-    "ibstore_run_info_get": (c_int, [H, P(ibstore_run_info)]),
+    "ibstore_run_info_get_sized": (c_int, [H, P(ibstore_run_info), c_size]),
     "ibstore_run_epoch_stats_get": (c_int, [H, c_u32, P(ibstore_epoch_stats)]),
     "ibstore_run_scores": (P(ctypes.c_float), [H, P(c_u64)]),
     # loader
@@ -422,3 +423,7 @@ def dataset_info_get(h, o):
 def run_config_get(h, o):
     return lib.ibstore_run_config_get_sized(h, ctypes.byref(o), ctypes.sizeof(o),
                                             ctypes.sizeof(o.prune))
+
+
+def run_info_get(h, o):
+    return lib.ibstore_run_info_get_sized(h, ctypes.byref(o), ctypes.sizeof(o))
