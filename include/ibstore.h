@@ -24,10 +24,10 @@
  *    rank slices and padding) that the calls below implement.
  *  - Versioned structs.  The structs a caller allocates and that may gain
  *    fields (ibstore_writer_opts, ibstore_prune_opts, ibstore_run_opts,
- *    ibstore_loader_opts, ibstore_info, ibstore_run_info) begin with
- *    `uint32_t size`: the sizeof of the struct as the CALLER was compiled,
- *    so a program built against an older ibstore.h keeps working with a
- *    newer library.
+ *    ibstore_loader_opts, ibstore_info, ibstore_run_info,
+ *    ibstore_loader_stats) begin with `uint32_t size`: the sizeof of the
+ *    struct as the CALLER was compiled, so a program built against an older
+ *    ibstore.h keeps working with a newer library.
  *      Options (input): fill the struct with its *_init() macro, which passes
  *      sizeof and sets `size`, then change the fields you want.  The library
  *      reads the first `size` bytes and takes its defaults for the fields it
@@ -864,6 +864,7 @@ int ibstore_loader_report(ibstore_loader *l, const ibstore_batch *batch, const f
 int ibstore_loader_epoch_end(ibstore_loader *l);
 
 typedef struct ibstore_loader_stats {
+	uint32_t size;            /* bytes the library wrote: the caller's sizeof */
 	uint32_t epoch;
 	uint64_t batches;         /* emitted so far this epoch */
 	uint64_t samples;         /* emitted so far */
@@ -885,8 +886,13 @@ typedef struct ibstore_loader_stats {
 	int registered;           /* io_uring registered files+buffers in use */
 } ibstore_loader_stats;
 
-/* Statistics of the current (or last) epoch.  0, or IBSTORE_EINVAL (NULL). */
-int ibstore_loader_stats_get(const ibstore_loader *l, ibstore_loader_stats *out);
+/* Statistics of the current (or last) epoch.  The macro passes sizeof
+ * *out: the library writes that many bytes (a caller built against an older
+ * header gets the fields it knows).  0, or IBSTORE_EINVAL (NULL, or a size
+ * no version of ibstore_loader_stats had: the loader's message says which). */
+#define ibstore_loader_stats_get(l, out) ibstore_loader_stats_get_sized((l), (out), sizeof *(out))
+int ibstore_loader_stats_get_sized(const ibstore_loader *l, ibstore_loader_stats *out,
+				   size_t size);
 
 /* ---------------------------------------------------------------------- */
 /* Struct sizes (for bindings)                                             */

@@ -1474,7 +1474,8 @@ IB_API int ibstore_loader_epoch_end(ibstore_loader *l)
 	return 0;
 }
 
-IB_API int ibstore_loader_stats_get(const ibstore_loader *l, ibstore_loader_stats *out)
+IB_API int ibstore_loader_stats_get_sized(const ibstore_loader *l, ibstore_loader_stats *out,
+					  size_t size)
 {
 	if (!l || !out)
 		return IBSTORE_EINVAL;
@@ -1482,7 +1483,7 @@ IB_API int ibstore_loader_stats_get(const ibstore_loader *l, ibstore_loader_stat
 	pthread_mutex_lock(&m->mu);
 	if (m->slots)
 		fill_io_stats(m);
-	*out = m->st;
+	ibstore_loader_stats st = m->st;
 	pthread_mutex_unlock(&m->mu);
-	return 0;
+	return ib_loader_stats_emit(out, size, &st, m->errmsg, sizeof m->errmsg);
 }

@@ -231,7 +231,7 @@ static void on_read(void *ctx, uint32_t shard, uint64_t offset, uint64_t length)
 }
 
 int old_load_epoch(const char *ds_path, const char *run_path, uint64_t *batches,
-		   uint64_t *nreads, uint64_t *reads_with_ctx, char *err)
+		   uint64_t *nreads, uint64_t *reads_with_ctx, uint64_t stats[3], char *err)
 {
 	ibstore_dataset *ds = NULL;
 	ibstore_run *run = NULL;
@@ -256,6 +256,15 @@ int old_load_epoch(const char *ds_path, const char *run_path, uint64_t *batches,
 	}
 	if (!rc)
 		rc = ibstore_loader_epoch_end(l);
+	POISONED(ibstore_loader_stats) st;
+	FRESH(st);
+	if (!rc)
+		rc = ibstore_loader_stats_get(l, &st.o);
+	if (!rc && (!poison_intact(st.poison) || st.o.size != sizeof st.o))
+		rc = -100;
+	stats[0] = st.o.size;
+	stats[1] = st.o.batches;
+	stats[2] = st.o.samples;
 	snprintf(err, 256, "%s", l ? ibstore_loader_errmsg(l)
 				   : run ? ibstore_run_errmsg(run)
 					 : ds ? ibstore_dataset_errmsg(ds) : "no dataset");

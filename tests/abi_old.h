@@ -8,6 +8,7 @@
  *   ibstore_loader_opts  without on_read_ctx
  *   ibstore_info         without keys
  *   ibstore_run_info     without batches
+ *   ibstore_loader_stats without registered
  * Everything else is as in ibstore.h.  Only tests/abi_old.c includes it (it
  * cannot meet ibstore.h in one translation unit).
  */
@@ -186,5 +187,27 @@ int ibstore_loader_epoch_begin(ibstore_loader *l, uint32_t epoch, ibstore_epoch_
 int ibstore_loader_next(ibstore_loader *l, const ibstore_batch **out);
 void ibstore_loader_release(ibstore_loader *l, const ibstore_batch *batch);
 int ibstore_loader_epoch_end(ibstore_loader *l);
+
+typedef struct ibstore_loader_stats {
+	uint32_t size;
+	uint32_t epoch;
+	uint64_t batches;
+	uint64_t samples;
+	uint64_t kept, pruned;
+	uint64_t bytes_read;
+	uint64_t bytes_skipped;
+	uint64_t read_around;
+	uint64_t requests;
+	uint64_t corrupt_skipped;
+	double io_wait;
+	double seconds;
+	const char *backend;
+	const char *buffers;
+	int direct;
+} ibstore_loader_stats;
+
+#define ibstore_loader_stats_get(l, out) ibstore_loader_stats_get_sized((l), (out), sizeof *(out))
+int ibstore_loader_stats_get_sized(const ibstore_loader *l, ibstore_loader_stats *out,
+				   size_t size);
 
 #endif

@@ -192,13 +192,17 @@ static void test_old_caller_packs_plans_and_trains(void **state)
 	assert_int_equal(batch_size, 16);
 	assert_int_equal(samples, N);
 
-	uint64_t batches = 0, reads = 0, reads_with_ctx = 0;
-	rc = old_load_epoch(f->ds, f->run, &batches, &reads, &reads_with_ctx, err);
+	uint64_t batches = 0, reads = 0, reads_with_ctx = 0, stats[3] = {0};
+	rc = old_load_epoch(f->ds, f->run, &batches, &reads, &reads_with_ctx, stats, err);
 	if (rc)
 		fail_msg("old caller's epoch: %d %s", rc, err);
 	assert_int_equal(batches, N / 16); /* drop_last, no pruning in epoch 0 */
 	assert_true(reads > 0);
 	assert_int_equal(reads_with_ctx, 0); /* on_read_ctx at its default, NULL */
+	/* its sizeof: the same as ours, `registered` sits in its tail padding */
+	assert_int_equal(stats[0], sizeof(ibstore_loader_stats));
+	assert_int_equal(stats[1], N / 16);
+	assert_int_equal(stats[2], N / 16 * 16);
 
 	rc = old_plan(50, err);
 	if (rc)
@@ -371,6 +375,20 @@ static void test_loader_info_and_run_info_sizes(void **state)
 	assert_has(ibstore_loader_errmsg(l), "an option it does not have");
 	ibstore_loader_close(l);
 	assert_int_equal(ibstore_loader_open(ds, run, NULL, &l), 0); /* NULL: defaults */
+	ibstore_loader_stats ls;
+	assert_int_equal(ibstore_loader_stats_get_sized(l, &ls, 0), IBSTORE_EINVAL);
+	assert_has(ibstore_loader_errmsg(l), "ibstore_loader_stats.size is 0");
+	assert_int_equal(ibstore_loader_stats_get_sized(l, &ls, 2), IBSTORE_EINVAL);
+	assert_has(ibstore_loader_errmsg(l), "is not the size of any version");
+	struct {
+		ibstore_loader_stats s;
+		uint64_t field;
+	} ns;
+	memset(&ns, 0xff, sizeof ns);
+	assert_int_equal(ibstore_loader_stats_get_sized(l, &ns.s, sizeof ns), 0);
+	assert_int_equal(ns.s.size, sizeof ns);
+	assert_int_equal(ns.s.batches, 0);
+	assert_int_equal(ns.field, 0);
 	ibstore_loader_close(l);
 
 	ibstore_info in;

@@ -266,6 +266,7 @@ class ibstore_batch(ctypes.Structure):
 
 class ibstore_loader_stats(ctypes.Structure):
     _fields_ = [
+        ("size", c_u32),
         ("epoch", c_u32),
         ("batches", c_u64),
         ("samples", c_u64),
@@ -354,7 +355,7 @@ _PROTOS = {
     "ibstore_loader_release": (None, [H, P(ibstore_batch)]),
     "ibstore_loader_report": (c_int, [H, P(ibstore_batch), ctypes.c_void_p]),
     "ibstore_loader_epoch_end": (c_int, [H]),
-    "ibstore_loader_stats_get": (c_int, [H, P(ibstore_loader_stats)]),
+    "ibstore_loader_stats_get_sized": (c_int, [H, P(ibstore_loader_stats), c_size]),
     "ibstore_struct_size": (c_size, [c_enum]),
 }
 
@@ -427,3 +428,7 @@ def run_config_get(h, o):
 
 def run_info_get(h, o):
     return lib.ibstore_run_info_get_sized(h, ctypes.byref(o), ctypes.sizeof(o))
+
+
+def loader_stats_get(h, o):
+    return lib.ibstore_loader_stats_get_sized(h, ctypes.byref(o), ctypes.sizeof(o))
