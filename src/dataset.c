@@ -325,6 +325,26 @@ static int not_open(const ibstore_dataset *ds)
 	return !ds || !ds->open;
 }
 
+int ib_dataset_is_open(const ibstore_dataset *ds)
+{
+	return !not_open(ds);
+}
+
+const ibstore_info *ib_dataset_about(const ibstore_dataset *ds)
+{
+	return &ds->info;
+}
+
+int ib_dataset_shard_fd(const ibstore_dataset *ds, uint32_t s)
+{
+	return ds->fds[s];
+}
+
+uint64_t ib_dataset_shard_size(const ibstore_dataset *ds, uint32_t s)
+{
+	return ds->shard_tab[s].size;
+}
+
 IB_API int ibstore_dataset_info_get_sized(const ibstore_dataset *ds, ibstore_info *out,
 					  size_t size)
 {

@@ -72,6 +72,20 @@ static inline ib_req *ib_fifo_pop(ib_fifo *q)
 	return r;
 }
 
+/* Forgets every entry; the requests are not the FIFO's to free. */
+static inline void ib_fifo_clear(ib_fifo *q)
+{
+	q->head = 0;
+	q->n = 0;
+}
+
+/* Frees the FIFO's own memory; it is empty and usable again. */
+static inline void ib_fifo_free(ib_fifo *q)
+{
+	free(q->v);
+	*q = (ib_fifo){NULL, 0, 0, 0};
+}
+
 typedef struct ib_io ib_io;
 
 struct ib_io {

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "ibstore.h"
 
 #define NSAMPLES 300
@@ -29,8 +30,7 @@ typedef struct fixture {
 static int setup(void **state)
 {
 	fixture *f = calloc(1, sizeof *f);
-	snprintf(f->dir, sizeof f->dir, "/tmp/ibstore-test-XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (!f || fx_mkdtemp(f->dir, sizeof f->dir, "ibstore-test"))
 		return -1;
 	snprintf(f->path, sizeof f->path, "%s/ds", f->dir);
 	*state = f;
@@ -40,12 +40,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	fixture *f = *state;
-	char cmd[400];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		return -1;
+	int rc = fx_rmtree(f->dir);
 	free(f);
-	return 0;
+	return rc;
 }
 
 /* Sample i: deterministic bytes, compressible when i is even. */
@@ -67,6 +64,11 @@ static int32_t sample_label(uint64_t i)
 	return i % 11 == 0 ? IBSTORE_NO_LABEL : (int32_t)(i % 7);
 }
 
+static void sample_key(uint64_t i, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "class%d/file-%05llu.bin", (int)(i % 7), (unsigned long long)i);
+}
+
 static void build(const char *path, ibstore_compress c, uint32_t align, uint64_t shard_size,
 		  uint64_t n)
 {
@@ -76,24 +78,12 @@ static void build(const char *path, ibstore_compress c, uint32_t align, uint64_t
 	o.alignment = align;
 	o.shard_size = shard_size;
 	o.fsync = 0;
-	ibstore_writer *w;
-	assert_int_equal(ibstore_writer_create(path, &o, &w), 0);
-	uint8_t buf[2048];
-	char key[64];
-	for (uint64_t i = 0; i < n; i++) {
-		size_t len = sample_bytes(i, buf);
-		snprintf(key, sizeof key, "class%d/file-%05llu.bin", (int)(i % 7),
-			 (unsigned long long)i);
-		uint64_t id;
-		assert_int_equal(ibstore_writer_add(w, buf, len, sample_label(i), key, &id), 0);
-		assert_int_equal(id, i);
-	}
+	fx_dataset d = {.samples = n, .max_len = 2048, .payload = sample_bytes,
+			.label = sample_label, .key = sample_key, .opts = &o};
+	ibstore_writer *w = fx_fill(path, &d);
 	assert_int_equal(ibstore_writer_set_class_name(w, 3, "three"), 0);
 	assert_int_equal(ibstore_writer_set_attr(w, "shape", "var"), 0);
-	int rc = ibstore_writer_publish(w);
-	if (rc)
-		fail_msg("publish: %s", ibstore_writer_errmsg(w));
-	ibstore_writer_free(w);
+	fx_publish(w);
 }
 
 static ibstore_dataset *open_ok(const char *path)
@@ -433,17 +423,13 @@ static void test_foreign_paths_are_not_datasets(void **state)
 	open_fails(f->dir, IBSTORE_EFORMAT, "not an ibstore dataset");
 	char p[400];
 	snprintf(p, sizeof p, "%s/plain", f->dir);
-	FILE *fp = fopen(p, "w");
-	fputs("hello", fp);
-	fclose(fp);
+	fx_write_file(p, "hello", 5);
 	open_fails(p, IBSTORE_EFORMAT, "not a directory");
 	snprintf(p, sizeof p, "%s/missing", f->dir);
 	open_fails(p, IBSTORE_ENOTFOUND, "missing");
 	assert_int_equal(mkdir(f->path, 0755), 0);
-	snprintf(p, sizeof p, "%s/MANIFEST", f->path);
-	fp = fopen(p, "w");
-	fputs("this is not a manifest, it is some other text file of a size", fp);
-	fclose(fp);
+	static const char text[] = "this is not a manifest, it is some other text file of a size";
+	fx_write_file(fx_path(f->path, "MANIFEST"), text, sizeof text - 1);
 	open_fails(f->path, IBSTORE_ETRUNCATED, "manifest truncated");
 }
 
@@ -516,9 +502,7 @@ static void test_existing_output_is_never_touched(void **state)
 	assert_int_equal(mkdir(f->path, 0755), 0);
 	char p[400];
 	snprintf(p, sizeof p, "%s/precious", f->path);
-	FILE *fp = fopen(p, "w");
-	fputs("keep me", fp);
-	fclose(fp);
+	fx_write_file(p, "keep me", 7);
 	ibstore_writer *w;
 	assert_int_equal(ibstore_writer_create(f->path, NULL, &w), IBSTORE_EEXIST);
 	assert_non_null(strstr(ibstore_writer_errmsg(w), "already exists"));

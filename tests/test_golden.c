@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "fixture.h"
 #include "ibstore.h"
 
 #define MAX_SAMPLES 64
@@ -277,23 +278,7 @@ static uint8_t *slurp(const expect *e, const char *rel, size_t *len)
 {
 	char path[4200];
 	snprintf(path, sizeof path, "%s/%s", e->dir, rel);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_msg("%s: %s", path, strerror(errno));
-	struct stat st;
-	assert_int_equal(fstat(fd, &st), 0);
-	size_t n = (size_t)st.st_size;
-	uint8_t *buf = malloc(n ? n : 1);
-	assert_non_null(buf);
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = read(fd, buf + got, n - got);
-		assert_true(r > 0);
-		got += (size_t)r;
-	}
-	close(fd);
-	*len = n;
-	return buf;
+	return fx_read_file(path, len);
 }
 
 static void hex_of(const uint8_t *p, size_t n, char *out)

@@ -25,13 +25,10 @@
 #include <zlib.h>
 
 #include "import.h"
+#include "fixture.h"
 
 typedef struct fixture {
-	char dir[64];      /* the temporary directory */
-	char out[128];     /* dataset output path inside it */
-	char err[512];
-	ibstore_writer *w;
-	import_ctx c;
+	fx_import x; /* directory, output path, writer, import context */
 	unsigned long long progress_calls, progress_samples, progress_bytes;
 } fixture;
 
@@ -50,72 +47,34 @@ static void on_progress(void *ctx, unsigned long long samples, unsigned long lon
 	f->progress_bytes = bytes;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int setup(void **state)
 {
 	fixture *f = calloc(1, sizeof(*f));
-	ibstore_writer_opts opts;
-
-	if (f == NULL)
-		return -1;
-	snprintf(f->dir, sizeof(f->dir), "/tmp/ibimport-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	if (!f || fx_import_setup(&f->x, "ibimport", 1)) {
 		free(f);
 		return -1;
 	}
-	snprintf(f->out, sizeof(f->out), "%s/out.ibs", f->dir);
-	ibstore_writer_opts_init(&opts);
-	opts.fsync = 0;
-	if (ibstore_writer_create(f->out, &opts, &f->w) != 0) {
-		ibstore_writer_free(f->w);
-		free(f);
-		return -1;
-	}
-	f->c.w = f->w;
-	f->c.err = f->err;
-	f->c.errlen = sizeof(f->err);
-	f->c.progress = on_progress;
-	f->c.progress_ctx = f;
+	f->x.c.progress = on_progress;
+	f->x.c.progress_ctx = f;
 	*state = f;
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	fixture *f = *state;
-
-	ibstore_writer_free(f->w);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	free(f);
+	fx_import_teardown(state);
 	return 0;
 }
 
 /* Path of `name` inside the temporary directory (static rotating buffers). */
 static const char *tpath(const fixture *f, const char *name)
 {
-	static char bufs[8][256];
-	static unsigned next;
-	char *b = bufs[next++ % 8];
-
-	snprintf(b, sizeof(bufs[0]), "%s/%s", f->dir, name);
-	return b;
+	return fx_path(f->x.dir, name);
 }
 
 static void write_file(const char *path, const void *data, size_t len)
 {
-	FILE *fp = fopen(path, "wb");
-
-	assert_non_null(fp);
-	if (len > 0)
-		assert_int_equal(fwrite(data, 1, len, fp), len);
-	assert_int_equal(fclose(fp), 0);
+	fx_write_file(path, data, len);
 }
 
 static void write_gz(const char *path, const void *data, size_t len)
@@ -132,8 +91,8 @@ static void make_dirs(const fixture *f, const char *rel)
 {
 	char path[256];
 
-	snprintf(path, sizeof(path), "%s/%s", f->dir, rel);
-	for (char *p = path + strlen(f->dir) + 1; *p != '\0'; p++) {
+	snprintf(path, sizeof(path), "%s/%s", f->x.dir, rel);
+	for (char *p = path + strlen(f->x.dir) + 1; *p != '\0'; p++) {
 		if (*p == '/') {
 			*p = '\0';
 			mkdir(path, 0755);
@@ -223,11 +182,11 @@ static void write_idx_pair(const fixture *f, const char *img, int img_gz, const 
 static ibstore_dataset *publish_and_open(fixture *f)
 {
 	ibstore_dataset *ds = NULL;
-	int rc = ibstore_writer_publish(f->w);
+	int rc = ibstore_writer_publish(f->x.w);
 
 	if (rc != 0)
-		fail_msg("publish: %s", ibstore_writer_errmsg(f->w));
-	rc = ibstore_dataset_open(f->out, &ds);
+		fail_msg("publish: %s", ibstore_writer_errmsg(f->x.w));
+	rc = ibstore_dataset_open(f->x.out, &ds);
 	if (rc != 0)
 		fail_msg("open: %s", ibstore_dataset_errmsg(ds));
 	return ds;
@@ -245,15 +204,15 @@ static void expect_failure(fixture *f, int rc, int code, const char *names)
 
 	if (rc != code)
 		fail_msg("expected %s (%d), got %s (%d): %s", ibstore_strerror(code), code,
-			 ibstore_strerror(rc), rc, f->err);
-	if (strstr(f->err, names) == NULL)
-		fail_msg("message does not name \"%s\": %s", names, f->err);
-	ibstore_writer_free(f->w);
-	f->w = NULL;
-	assert_int_equal(stat(f->out, &st), -1);
+			 ibstore_strerror(rc), rc, f->x.err);
+	if (strstr(f->x.err, names) == NULL)
+		fail_msg("message does not name \"%s\": %s", names, f->x.err);
+	ibstore_writer_free(f->x.w);
+	f->x.w = NULL;
+	assert_int_equal(stat(f->x.out, &st), -1);
 	assert_int_equal(errno, ENOENT);
 	/* No hidden temporary directory is left beside the output either. */
-	d = opendir(f->dir);
+	d = opendir(f->x.dir);
 	assert_non_null(d);
 	while ((de = readdir(d)) != NULL)
 		if (de->d_name[0] == '.' && strcmp(de->d_name, ".") != 0 &&
@@ -264,8 +223,8 @@ static void expect_failure(fixture *f, int rc, int code, const char *names)
 
 static void expect_message(const fixture *f, const char *part)
 {
-	if (strstr(f->err, part) == NULL)
-		fail_msg("message lacks \"%s\": %s", part, f->err);
+	if (strstr(f->x.err, part) == NULL)
+		fail_msg("message lacks \"%s\": %s", part, f->x.err);
 }
 
 /* Reads every sample of an IDX-built dataset and checks bytes and label. */
@@ -309,7 +268,7 @@ static void test_idx_raw_round_trips_every_image_and_label(void **state)
 	fixture *f = *state;
 
 	write_idx_pair(f, "img", 0, "lab", 0, 37, 5, 4);
-	assert_int_equal(import_idx(&f->c, tpath(f, "img"), tpath(f, "lab")), 0);
+	assert_int_equal(import_idx(&f->x.c, tpath(f, "img"), tpath(f, "lab")), 0);
 	assert_true(f->progress_calls >= 1);
 	assert_int_equal(f->progress_samples, 37);
 	check_idx_dataset(f, 37, 5, 4);
@@ -320,7 +279,7 @@ static void test_idx_gzip_round_trips_every_image_and_label(void **state)
 	fixture *f = *state;
 
 	write_idx_pair(f, "img.gz", 1, "lab.gz", 1, 50, 7, 3);
-	assert_int_equal(import_idx(&f->c, tpath(f, "img.gz"), tpath(f, "lab.gz")), 0);
+	assert_int_equal(import_idx(&f->x.c, tpath(f, "img.gz"), tpath(f, "lab.gz")), 0);
 	check_idx_dataset(f, 50, 7, 3);
 }
 
@@ -329,7 +288,7 @@ static void test_idx_gzip_and_raw_files_can_be_mixed(void **state)
 	fixture *f = *state;
 
 	write_idx_pair(f, "img.gz", 1, "lab", 0, 12, 2, 9);
-	assert_int_equal(import_idx(&f->c, tpath(f, "img.gz"), tpath(f, "lab")), 0);
+	assert_int_equal(import_idx(&f->x.c, tpath(f, "img.gz"), tpath(f, "lab")), 0);
 	check_idx_dataset(f, 12, 2, 9);
 }
 
@@ -338,7 +297,7 @@ static void test_idx_progress_is_reported_during_long_imports(void **state)
 	fixture *f = *state;
 
 	write_idx_pair(f, "img.gz", 1, "lab.gz", 1, 9000, 2, 2);
-	assert_int_equal(import_idx(&f->c, tpath(f, "img.gz"), tpath(f, "lab.gz")), 0);
+	assert_int_equal(import_idx(&f->x.c, tpath(f, "img.gz"), tpath(f, "lab.gz")), 0);
 	/* At 4096, 8192 and once at the end. */
 	assert_true(f->progress_calls >= 3);
 	assert_int_equal(f->progress_samples, 9000);
@@ -355,7 +314,7 @@ static void test_idx_wrong_magic_is_rejected(void **state)
 
 	write_file(tpath(f, "img"), ib, ilen);
 	write_file(tpath(f, "lab"), lb, llen);
-	expect_failure(f, import_idx(&f->c, tpath(f, "img"), tpath(f, "lab")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "img"), tpath(f, "lab")),
 		       IBSTORE_EFORMAT, tpath(f, "img"));
 	expect_message(f, "0x12345678");
 	free(ib);
@@ -367,7 +326,7 @@ static void test_idx_labels_file_given_as_images_is_rejected(void **state)
 	fixture *f = *state;
 
 	write_idx_pair(f, "img", 0, "lab", 0, 3, 2, 2);
-	expect_failure(f, import_idx(&f->c, tpath(f, "lab"), tpath(f, "img")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "lab"), tpath(f, "img")),
 		       IBSTORE_EFORMAT, tpath(f, "lab"));
 	expect_message(f, "labels");
 }
@@ -381,7 +340,7 @@ static void test_idx_non_byte_element_type_is_rejected(void **state)
 
 	write_file(tpath(f, "img"), ib, ilen);
 	write_file(tpath(f, "lab"), lb, llen);
-	expect_failure(f, import_idx(&f->c, tpath(f, "img"), tpath(f, "lab")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "img"), tpath(f, "lab")),
 		       IBSTORE_EFORMAT, tpath(f, "img"));
 	free(ib);
 	free(lb);
@@ -396,7 +355,7 @@ static void test_idx_zero_dimension_is_rejected(void **state)
 
 	write_file(tpath(f, "img"), ib, ilen);
 	write_file(tpath(f, "lab"), lb, llen);
-	expect_failure(f, import_idx(&f->c, tpath(f, "img"), tpath(f, "lab")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "img"), tpath(f, "lab")),
 		       IBSTORE_EFORMAT, tpath(f, "img"));
 	expect_message(f, "0x28");
 	free(ib);
@@ -417,7 +376,7 @@ static void test_idx_oversized_image_dimensions_are_rejected(void **state)
 	put_be32(hdr + 12, 65536);
 	write_file(tpath(f, "img"), hdr, sizeof(hdr));
 	write_file(tpath(f, "lab"), lb, llen);
-	expect_failure(f, import_idx(&f->c, tpath(f, "img"), tpath(f, "lab")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "img"), tpath(f, "lab")),
 		       IBSTORE_EFORMAT, tpath(f, "img"));
 	expect_message(f, "65536x65536");
 	free(lb);
@@ -432,7 +391,7 @@ static void test_idx_count_mismatch_is_rejected(void **state)
 
 	write_gz(tpath(f, "img.gz"), ib, ilen);
 	write_gz(tpath(f, "lab.gz"), lb, llen);
-	expect_failure(f, import_idx(&f->c, tpath(f, "img.gz"), tpath(f, "lab.gz")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "img.gz"), tpath(f, "lab.gz")),
 		       IBSTORE_EFORMAT, tpath(f, "img.gz"));
 	expect_message(f, "10 images");
 	expect_message(f, "9 labels");
@@ -449,7 +408,7 @@ static void test_idx_truncated_image_file_is_rejected(void **state)
 
 	write_file(tpath(f, "img"), ib, ilen - 1);
 	write_file(tpath(f, "lab"), lb, llen);
-	expect_failure(f, import_idx(&f->c, tpath(f, "img"), tpath(f, "lab")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "img"), tpath(f, "lab")),
 		       IBSTORE_ETRUNCATED, tpath(f, "img"));
 	free(ib);
 	free(lb);
@@ -465,7 +424,7 @@ static void test_idx_truncated_payload_inside_gzip_is_rejected(void **state)
 	/* A well-formed gzip stream whose content is one image short. */
 	write_gz(tpath(f, "img.gz"), ib, ilen - 9);
 	write_file(tpath(f, "lab"), lb, llen);
-	expect_failure(f, import_idx(&f->c, tpath(f, "img.gz"), tpath(f, "lab")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "img.gz"), tpath(f, "lab")),
 		       IBSTORE_ETRUNCATED, tpath(f, "img.gz"));
 	expect_message(f, "image 9");
 	free(ib);
@@ -481,7 +440,7 @@ static void test_idx_truncated_labels_file_is_rejected(void **state)
 
 	write_file(tpath(f, "img"), ib, ilen);
 	write_gz(tpath(f, "lab.gz"), lb, llen - 2);
-	expect_failure(f, import_idx(&f->c, tpath(f, "img"), tpath(f, "lab.gz")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "img"), tpath(f, "lab.gz")),
 		       IBSTORE_ETRUNCATED, tpath(f, "lab.gz"));
 	free(ib);
 	free(lb);
@@ -495,7 +454,7 @@ static void test_idx_truncated_gzip_stream_is_rejected(void **state)
 	write_idx_pair(f, "img.gz", 1, "lab.gz", 1, 200, 8, 8);
 	assert_int_equal(stat(tpath(f, "img.gz"), &st), 0);
 	assert_int_equal(truncate(tpath(f, "img.gz"), st.st_size / 2), 0);
-	expect_failure(f, import_idx(&f->c, tpath(f, "img.gz"), tpath(f, "lab.gz")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "img.gz"), tpath(f, "lab.gz")),
 		       IBSTORE_ETRUNCATED, tpath(f, "img.gz"));
 }
 
@@ -515,7 +474,7 @@ static void test_idx_corrupt_gzip_checksum_is_rejected(void **state)
 	b ^= 0x01;
 	assert_int_equal(pwrite(fd, &b, 1, st.st_size - 8), 1);
 	close(fd);
-	expect_failure(f, import_idx(&f->c, tpath(f, "img.gz"), tpath(f, "lab.gz")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "img.gz"), tpath(f, "lab.gz")),
 		       IBSTORE_EFORMAT, tpath(f, "img.gz"));
 	expect_message(f, "gzip");
 }
@@ -532,7 +491,7 @@ static void test_idx_trailing_garbage_is_rejected(void **state)
 	memcpy(more, ib, ilen);
 	write_file(tpath(f, "img"), more, ilen + 5);
 	write_file(tpath(f, "lab"), lb, llen);
-	expect_failure(f, import_idx(&f->c, tpath(f, "img"), tpath(f, "lab")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "img"), tpath(f, "lab")),
 		       IBSTORE_EFORMAT, tpath(f, "img"));
 	expect_message(f, "trailing");
 	free(ib);
@@ -552,7 +511,7 @@ static void test_idx_trailing_garbage_inside_gzip_is_rejected(void **state)
 	memcpy(more, lb, llen);
 	write_file(tpath(f, "img"), ib, ilen);
 	write_gz(tpath(f, "lab.gz"), more, llen + 1);
-	expect_failure(f, import_idx(&f->c, tpath(f, "img"), tpath(f, "lab.gz")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "img"), tpath(f, "lab.gz")),
 		       IBSTORE_EFORMAT, tpath(f, "lab.gz"));
 	expect_message(f, "trailing");
 	free(ib);
@@ -566,7 +525,7 @@ static void test_idx_empty_file_is_rejected(void **state)
 
 	write_idx_pair(f, "img", 0, "lab", 0, 3, 2, 2);
 	write_file(tpath(f, "empty"), "", 0);
-	expect_failure(f, import_idx(&f->c, tpath(f, "empty"), tpath(f, "lab")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "empty"), tpath(f, "lab")),
 		       IBSTORE_EFORMAT, tpath(f, "empty"));
 	expect_message(f, "no samples");
 }
@@ -576,7 +535,7 @@ static void test_idx_zero_images_is_rejected(void **state)
 	fixture *f = *state;
 
 	write_idx_pair(f, "img", 0, "lab", 0, 0, 28, 28);
-	expect_failure(f, import_idx(&f->c, tpath(f, "img"), tpath(f, "lab")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "img"), tpath(f, "lab")),
 		       IBSTORE_EFORMAT, tpath(f, "img"));
 	expect_message(f, "no samples");
 }
@@ -586,7 +545,7 @@ static void test_idx_missing_file_is_rejected(void **state)
 	fixture *f = *state;
 
 	write_idx_pair(f, "img", 0, "lab", 0, 3, 2, 2);
-	expect_failure(f, import_idx(&f->c, tpath(f, "img"), tpath(f, "nope")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "img"), tpath(f, "nope")),
 		       IBSTORE_ENOTFOUND, tpath(f, "nope"));
 }
 
@@ -596,7 +555,7 @@ static void test_idx_directory_as_input_is_rejected(void **state)
 
 	write_idx_pair(f, "img", 0, "lab", 0, 3, 2, 2);
 	make_dirs(f, "adir");
-	expect_failure(f, import_idx(&f->c, tpath(f, "adir"), tpath(f, "lab")),
+	expect_failure(f, import_idx(&f->x.c, tpath(f, "adir"), tpath(f, "lab")),
 		       IBSTORE_EIO, tpath(f, "adir"));
 }
 
@@ -656,7 +615,7 @@ static void test_folder_round_trips_classes_keys_and_bytes(void **state)
 	}
 	put_named_file(f, "in/README.txt"); /* not in a class: ignored */
 
-	assert_int_equal(import_folder(&f->c, tpath(f, "in")), 0);
+	assert_int_equal(import_folder(&f->x.c, tpath(f, "in")), 0);
 	assert_int_equal(f->progress_samples, 7);
 	ds = publish_and_open(f);
 	assert_int_equal(ibstore_dataset_info_get(ds, &info), 0);
@@ -696,7 +655,7 @@ static void test_folder_hidden_entries_are_ignored(void **state)
 	put_named_file(f, "in/cat/.git/config");
 	put_named_file(f, "in/cat/1.jpg");
 
-	assert_int_equal(import_folder(&f->c, tpath(f, "in")), 0);
+	assert_int_equal(import_folder(&f->x.c, tpath(f, "in")), 0);
 	ds = publish_and_open(f);
 	assert_int_equal(ibstore_dataset_info_get(ds, &info), 0);
 	assert_int_equal(info.samples, 1);
@@ -726,7 +685,7 @@ static void test_folder_follows_file_symlinks_but_not_directory_symlinks(void **
 	assert_int_equal(symlink("..", tpath(f, "in/cat/loop")), 0);
 	assert_int_equal(symlink("cat", tpath(f, "in/alias")), 0);
 
-	assert_int_equal(import_folder(&f->c, tpath(f, "in")), 0);
+	assert_int_equal(import_folder(&f->x.c, tpath(f, "in")), 0);
 	ds = publish_and_open(f);
 	assert_int_equal(ibstore_dataset_info_get(ds, &info), 0);
 	assert_int_equal(info.samples, 2);
@@ -744,7 +703,7 @@ static void test_folder_empty_directory_is_rejected(void **state)
 	fixture *f = *state;
 
 	make_dirs(f, "in");
-	expect_failure(f, import_folder(&f->c, tpath(f, "in")), IBSTORE_EFORMAT,
+	expect_failure(f, import_folder(&f->x.c, tpath(f, "in")), IBSTORE_EFORMAT,
 		       tpath(f, "in"));
 	expect_message(f, "no samples found");
 }
@@ -758,7 +717,7 @@ static void test_folder_without_class_directories_is_rejected(void **state)
 	put_named_file(f, "in/2.jpg");
 	make_dirs(f, "in/.hidden");
 	put_named_file(f, "in/.hidden/3.jpg");
-	expect_failure(f, import_folder(&f->c, tpath(f, "in")), IBSTORE_EFORMAT,
+	expect_failure(f, import_folder(&f->x.c, tpath(f, "in")), IBSTORE_EFORMAT,
 		       tpath(f, "in"));
 	expect_message(f, "no samples found");
 }
@@ -770,7 +729,7 @@ static void test_folder_with_only_empty_classes_is_rejected(void **state)
 	make_dirs(f, "in/cat/deep");
 	make_dirs(f, "in/dog");
 	put_named_file(f, "in/dog/.hidden.jpg");
-	expect_failure(f, import_folder(&f->c, tpath(f, "in")), IBSTORE_EFORMAT,
+	expect_failure(f, import_folder(&f->x.c, tpath(f, "in")), IBSTORE_EFORMAT,
 		       tpath(f, "in"));
 	expect_message(f, "no samples found");
 }
@@ -779,7 +738,7 @@ static void test_folder_missing_directory_is_rejected(void **state)
 {
 	fixture *f = *state;
 
-	expect_failure(f, import_folder(&f->c, tpath(f, "nope")), IBSTORE_ENOTFOUND,
+	expect_failure(f, import_folder(&f->x.c, tpath(f, "nope")), IBSTORE_ENOTFOUND,
 		       tpath(f, "nope"));
 }
 
@@ -788,7 +747,7 @@ static void test_folder_regular_file_as_input_is_rejected(void **state)
 	fixture *f = *state;
 
 	write_file(tpath(f, "file"), "x", 1);
-	expect_failure(f, import_folder(&f->c, tpath(f, "file")), IBSTORE_EIO,
+	expect_failure(f, import_folder(&f->x.c, tpath(f, "file")), IBSTORE_EIO,
 		       tpath(f, "file"));
 }
 
@@ -799,7 +758,7 @@ static void test_folder_dangling_symlink_is_rejected(void **state)
 	make_dirs(f, "in/cat");
 	put_named_file(f, "in/cat/1.jpg");
 	assert_int_equal(symlink("gone.jpg", tpath(f, "in/cat/2.jpg")), 0);
-	expect_failure(f, import_folder(&f->c, tpath(f, "in")), IBSTORE_EIO, "cat/2.jpg");
+	expect_failure(f, import_folder(&f->x.c, tpath(f, "in")), IBSTORE_EIO, "cat/2.jpg");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -874,7 +833,7 @@ static void test_cifar10_batches_round_trip_with_detected_variant(void **state)
 	paths[1] = tpath(f, "data_batch_2.bin");
 	write_cifar(paths[0], 10, 0, 12);
 	write_cifar(paths[1], 10, 12, 7);
-	assert_int_equal(import_cifar(&f->c, paths, 2, 0), 0);
+	assert_int_equal(import_cifar(&f->x.c, paths, 2, 0), 0);
 	assert_int_equal(f->progress_samples, 19);
 	check_cifar_dataset(f, 10, 19);
 }
@@ -886,7 +845,7 @@ static void test_cifar100_uses_the_fine_label(void **state)
 
 	paths[0] = tpath(f, "train.bin");
 	write_cifar(paths[0], 100, 0, 130);
-	assert_int_equal(import_cifar(&f->c, paths, 1, 0), 0);
+	assert_int_equal(import_cifar(&f->x.c, paths, 1, 0), 0);
 	check_cifar_dataset(f, 100, 130);
 }
 
@@ -897,7 +856,7 @@ static void test_cifar_explicit_variant_is_used(void **state)
 
 	paths[0] = tpath(f, "test_batch.bin");
 	write_cifar(paths[0], 10, 0, 5);
-	assert_int_equal(import_cifar(&f->c, paths, 1, 10), 0);
+	assert_int_equal(import_cifar(&f->x.c, paths, 1, 10), 0);
 	check_cifar_dataset(f, 10, 5);
 }
 
@@ -909,7 +868,7 @@ static void test_cifar_size_fitting_no_variant_is_rejected(void **state)
 
 	paths[0] = tpath(f, "odd.bin");
 	write_file(paths[0], junk, sizeof(junk));
-	expect_failure(f, import_cifar(&f->c, paths, 1, 0), IBSTORE_EFORMAT, paths[0]);
+	expect_failure(f, import_cifar(&f->x.c, paths, 1, 0), IBSTORE_EFORMAT, paths[0]);
 	expect_message(f, "explicitly");
 }
 
@@ -923,7 +882,7 @@ static void test_cifar_truncated_file_with_explicit_variant_is_rejected(void **s
 	write_cifar(paths[0], 10, 0, 3);
 	write_cifar(paths[1], 10, 0, 3);
 	assert_int_equal(truncate(paths[1], 3073 * 3 - 100), 0);
-	expect_failure(f, import_cifar(&f->c, paths, 2, 10), IBSTORE_ETRUNCATED, paths[1]);
+	expect_failure(f, import_cifar(&f->x.c, paths, 2, 10), IBSTORE_ETRUNCATED, paths[1]);
 }
 
 static void test_cifar_files_of_different_variants_are_rejected(void **state)
@@ -935,7 +894,7 @@ static void test_cifar_files_of_different_variants_are_rejected(void **state)
 	paths[1] = tpath(f, "hundred.bin");
 	write_cifar(paths[0], 10, 0, 2);
 	write_cifar(paths[1], 100, 0, 2);
-	expect_failure(f, import_cifar(&f->c, paths, 2, 0), IBSTORE_EFORMAT, paths[1]);
+	expect_failure(f, import_cifar(&f->x.c, paths, 2, 0), IBSTORE_EFORMAT, paths[1]);
 	expect_message(f, "explicitly");
 }
 
@@ -950,7 +909,7 @@ static void test_cifar_ambiguous_size_asks_for_the_variant(void **state)
 	paths[0] = tpath(f, "both.bin");
 	write_file(paths[0], b, len);
 	free(b);
-	expect_failure(f, import_cifar(&f->c, paths, 1, 0), IBSTORE_EFORMAT, paths[0]);
+	expect_failure(f, import_cifar(&f->x.c, paths, 1, 0), IBSTORE_EFORMAT, paths[0]);
 	expect_message(f, "explicitly");
 }
 
@@ -967,7 +926,7 @@ static void test_cifar10_label_out_of_range_is_rejected(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(pwrite(fd, &bad, 1, 3073 * 4), 1);
 	close(fd);
-	expect_failure(f, import_cifar(&f->c, paths, 1, 10), IBSTORE_EFORMAT, paths[0]);
+	expect_failure(f, import_cifar(&f->x.c, paths, 1, 10), IBSTORE_EFORMAT, paths[0]);
 	expect_message(f, "record 4");
 }
 
@@ -985,7 +944,7 @@ static void test_cifar100_labels_out_of_range_are_rejected(void **state)
 	bad = 100; /* fine label of record 2 */
 	assert_int_equal(pwrite(fd, &bad, 1, 3074 * 2 + 1), 1);
 	close(fd);
-	expect_failure(f, import_cifar(&f->c, paths, 1, 100), IBSTORE_EFORMAT, paths[0]);
+	expect_failure(f, import_cifar(&f->x.c, paths, 1, 100), IBSTORE_EFORMAT, paths[0]);
 	expect_message(f, "record 2");
 	expect_message(f, "fine");
 }
@@ -1003,7 +962,7 @@ static void test_cifar100_coarse_label_out_of_range_is_rejected(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(pwrite(fd, &bad, 1, 3074 * 5), 1);
 	close(fd);
-	expect_failure(f, import_cifar(&f->c, paths, 1, 100), IBSTORE_EFORMAT, paths[0]);
+	expect_failure(f, import_cifar(&f->x.c, paths, 1, 100), IBSTORE_EFORMAT, paths[0]);
 	expect_message(f, "record 5");
 	expect_message(f, "coarse");
 }
@@ -1015,7 +974,7 @@ static void test_cifar_empty_file_is_rejected(void **state)
 
 	paths[0] = tpath(f, "empty.bin");
 	write_file(paths[0], "", 0);
-	expect_failure(f, import_cifar(&f->c, paths, 1, 0), IBSTORE_EFORMAT, paths[0]);
+	expect_failure(f, import_cifar(&f->x.c, paths, 1, 0), IBSTORE_EFORMAT, paths[0]);
 	expect_message(f, "no samples");
 }
 
@@ -1025,11 +984,11 @@ static void test_cifar_missing_or_directory_input_is_rejected(void **state)
 	const char *paths[1];
 
 	paths[0] = tpath(f, "nope.bin");
-	assert_int_equal(import_cifar(&f->c, paths, 1, 10), IBSTORE_ENOTFOUND);
+	assert_int_equal(import_cifar(&f->x.c, paths, 1, 10), IBSTORE_ENOTFOUND);
 	expect_message(f, paths[0]);
 	make_dirs(f, "adir");
 	paths[0] = tpath(f, "adir");
-	expect_failure(f, import_cifar(&f->c, paths, 1, 10), IBSTORE_EIO, paths[0]);
+	expect_failure(f, import_cifar(&f->x.c, paths, 1, 10), IBSTORE_EIO, paths[0]);
 }
 
 int main(void)

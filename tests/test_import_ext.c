@@ -24,24 +24,13 @@
 #include <unistd.h>
 
 #include "import.h"
+#include "fixture.h"
 
 typedef struct fixture {
-	char dir[64];
-	char out[128];
-	char err[512];
-	ibstore_writer *w;
-	import_ctx c;
+	fx_import x; /* directory, output path, writer, import context */
 	int warnings;
 	unsigned long long total;
 } fixture;
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static void on_warn(void *ctx, const char *msg)
 {
@@ -61,30 +50,13 @@ static void on_total(void *ctx, unsigned long long total)
 static int setup_jobs(void **state, int jobs)
 {
 	fixture *f = calloc(1, sizeof(*f));
-	ibstore_writer_opts opts;
-
-	if (f == NULL)
-		return -1;
-	snprintf(f->dir, sizeof(f->dir), "/tmp/ibimportext-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	if (!f || fx_import_setup(&f->x, "ibimportext", jobs)) {
 		free(f);
 		return -1;
 	}
-	snprintf(f->out, sizeof(f->out), "%s/out.ibs", f->dir);
-	ibstore_writer_opts_init(&opts);
-	opts.fsync = 0;
-	opts.jobs = jobs;
-	if (ibstore_writer_create(f->out, &opts, &f->w) != 0) {
-		ibstore_writer_free(f->w);
-		free(f);
-		return -1;
-	}
-	f->c.w = f->w;
-	f->c.err = f->err;
-	f->c.errlen = sizeof(f->err);
-	f->c.progress_ctx = f;
-	f->c.warn = on_warn;
-	f->c.total = on_total;
+	f->x.c.progress_ctx = f;
+	f->x.c.warn = on_warn;
+	f->x.c.total = on_total;
 	*state = f;
 	return 0;
 }
@@ -101,22 +73,13 @@ static int setup2(void **state)
 
 static int teardown(void **state)
 {
-	fixture *f = *state;
-
-	ibstore_writer_free(f->w);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	free(f);
+	fx_import_teardown(state);
 	return 0;
 }
 
 static const char *tpath(const fixture *f, const char *name)
 {
-	static char bufs[4][256];
-	static unsigned next;
-	char *b = bufs[next++ % 4];
-
-	snprintf(b, sizeof(bufs[0]), "%s/%s", f->dir, name);
-	return b;
+	return fx_path(f->x.dir, name);
 }
 
 /* ---- a tiny tar writer ------------------------------------------------------ */
@@ -179,11 +142,7 @@ static void tb_end(tarbuf *t)
 
 static void tb_save(tarbuf *t, const char *path)
 {
-	FILE *fp = fopen(path, "wb");
-
-	assert_non_null(fp);
-	assert_int_equal(fwrite(t->p, 1, t->len, fp), t->len);
-	assert_int_equal(fclose(fp), 0);
+	fx_write_file(path, t->p, t->len);
 	free(t->p);
 	memset(t, 0, sizeof(*t));
 }
@@ -192,7 +151,7 @@ static int run_tar(fixture *f, const char *path, const import_tar_opts *o)
 {
 	const char *paths[] = { path };
 
-	return import_tar(&f->c, paths, 1, o);
+	return import_tar(&f->x.c, paths, 1, o);
 }
 
 static void publish_and_check_sample(fixture *f, const char *key, const void *data, size_t n,
@@ -204,8 +163,8 @@ static void publish_and_check_sample(fixture *f, const char *key, const void *da
 	size_t size;
 	int32_t got_label;
 
-	assert_int_equal(ibstore_writer_publish(f->w), 0);
-	assert_int_equal(ibstore_dataset_open(f->out, &ds), 0);
+	assert_int_equal(ibstore_writer_publish(f->x.w), 0);
+	assert_int_equal(ibstore_dataset_open(f->x.out, &ds), 0);
 	assert_int_equal(ibstore_dataset_find_key(ds, key, &id), 0);
 	assert_int_equal(ibstore_dataset_read(ds, id, buf, sizeof buf, &size, &got_label), 0);
 	assert_int_equal(size, n);
@@ -266,7 +225,7 @@ static void test_tar_directories_links_and_hidden_files_are_skipped(void **state
 	tb_end(&t);
 	tb_save(&t, tpath(f, "d.tar"));
 	assert_int_equal(run_tar(f, tpath(f, "d.tar"), NULL), 0);
-	assert_int_equal(ibstore_writer_count(f->w), 1);
+	assert_int_equal(ibstore_writer_count(f->x.w), 1);
 	publish_and_check_sample(f, "d/001", "img", 3, IBSTORE_NO_LABEL);
 }
 
@@ -280,7 +239,7 @@ static void test_tar_bad_checksum_names_member_and_offset(void **state)
 	tb_end(&t);
 	tb_save(&t, tpath(f, "c.tar"));
 	assert_int_equal(run_tar(f, tpath(f, "c.tar"), NULL), IBSTORE_ECORRUPT);
-	assert_non_null(strstr(f->err, "member 'b.jpg' at offset 1024: header checksum mismatch"));
+	assert_non_null(strstr(f->x.err, "member 'b.jpg' at offset 1024: header checksum mismatch"));
 }
 
 static void test_tar_truncated_header_is_reported(void **state)
@@ -292,7 +251,7 @@ static void test_tar_truncated_header_is_reported(void **state)
 	tb_put(&t, "partial", 7);
 	tb_save(&t, tpath(f, "t.tar"));
 	assert_int_equal(run_tar(f, tpath(f, "t.tar"), NULL), IBSTORE_ETRUNCATED);
-	assert_non_null(strstr(f->err, "truncated header at offset 1024"));
+	assert_non_null(strstr(f->x.err, "truncated header at offset 1024"));
 }
 
 static void test_tar_dotdot_component_is_refused(void **state)
@@ -304,7 +263,7 @@ static void test_tar_dotdot_component_is_refused(void **state)
 	tb_end(&t);
 	tb_save(&t, tpath(f, "e.tar"));
 	assert_int_equal(run_tar(f, tpath(f, "e.tar"), NULL), IBSTORE_EFORMAT);
-	assert_non_null(strstr(f->err, "'..'"));
+	assert_non_null(strstr(f->x.err, "'..'"));
 }
 
 static void test_tar_is_streamed_from_a_fifo(void **state)
@@ -358,13 +317,10 @@ static void test_tar_payload_option_and_label_extension(void **state)
 static int run_jsonl(fixture *f, const char *text, import_jsonl_opts *o)
 {
 	const char *path = tpath(f, "in.jsonl");
-	FILE *fp = fopen(path, "wb");
 	const char *paths[] = { path };
 
-	assert_non_null(fp);
-	fputs(text, fp);
-	assert_int_equal(fclose(fp), 0);
-	return import_jsonl(&f->c, paths, 1, o);
+	fx_write_file(path, text, strlen(text));
+	return import_jsonl(&f->x.c, paths, 1, o);
 }
 
 static void test_jsonl_valid_lines_are_accepted(void **state)
@@ -382,7 +338,7 @@ static void test_jsonl_valid_lines_are_accepted(void **state)
 		strcat(text, "\n");
 	}
 	assert_int_equal(run_jsonl(f, text, NULL), 0);
-	assert_int_equal(ibstore_writer_count(f->w), sizeof(lines) / sizeof(lines[0]));
+	assert_int_equal(ibstore_writer_count(f->x.w), sizeof(lines) / sizeof(lines[0]));
 }
 
 static void test_jsonl_each_malformed_line_is_rejected_with_its_number(void **state)
@@ -399,24 +355,23 @@ static void test_jsonl_each_malformed_line_is_rejected_with_its_number(void **st
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(text, sizeof text, "{\"ok\": 1}\n%s\n", bad[i]);
-		f->err[0] = '\0';
+		f->x.err[0] = '\0';
 		assert_int_equal(run_jsonl(f, text, &o), IBSTORE_EFORMAT);
-		if (strstr(f->err, "in.jsonl:2: column") == NULL)
-			fail_msg("line '%s' gave '%s'", bad[i], f->err);
+		if (strstr(f->x.err, "in.jsonl:2: column") == NULL)
+			fail_msg("line '%s' gave '%s'", bad[i], f->x.err);
 	}
 }
 
 static void test_jsonl_nesting_is_bounded(void **state)
 {
 	fixture *f = *state;
-	char *text = malloc(2 * 600 + 2);
+	char text[2 * 600 + 2];
 
 	memset(text, '[', 600);
 	memset(text + 600, ']', 600);
 	strcpy(text + 1200, "\n");
 	assert_int_equal(run_jsonl(f, text, NULL), IBSTORE_EFORMAT);
-	assert_non_null(strstr(f->err, "nesting"));
-	free(text);
+	assert_non_null(strstr(f->x.err, "nesting"));
 }
 
 static void test_jsonl_skip_bad_counts_and_warns(void **state)
@@ -427,7 +382,7 @@ static void test_jsonl_skip_bad_counts_and_warns(void **state)
 	assert_int_equal(run_jsonl(f, "{\"t\":\"a\"}\n{bad\n\n{\"u\":1}\n{\"t\":[1]}\n", &o), 0);
 	assert_int_equal(o.skipped, 2);
 	assert_int_equal(f->warnings, 2);
-	assert_int_equal(ibstore_writer_count(f->w), 2);
+	assert_int_equal(ibstore_writer_count(f->x.w), 2);
 }
 
 static void test_jsonl_escaped_field_names_match(void **state)
@@ -441,8 +396,8 @@ static void test_jsonl_escaped_field_names_match(void **state)
 	size_t n;
 	int32_t label;
 
-	assert_int_equal(ibstore_writer_publish(f->w), 0);
-	assert_int_equal(ibstore_dataset_open(f->out, &ds), 0);
+	assert_int_equal(ibstore_writer_publish(f->x.w), 0);
+	assert_int_equal(ibstore_dataset_open(f->x.out, &ds), 0);
 	assert_int_equal(ibstore_dataset_read(ds, 0, buf, sizeof buf, &n, &label), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(buf[0], 'v');
@@ -487,14 +442,10 @@ static uint8_t *pack_with(const char *dir, int jobs, size_t *len)
 	assert_int_equal(ibstore_writer_publish(w), 0);
 	ibstore_writer_free(w);
 	snprintf(shard, sizeof shard, "%s/shard-000000.ibr", out);
-	FILE *fp = fopen(shard, "rb");
-	assert_non_null(fp);
-	fseek(fp, 0, SEEK_END);
-	*len = (size_t)ftell(fp) - 64;
-	fseek(fp, 64, SEEK_SET);
-	uint8_t *p = malloc(*len);
-	assert_int_equal(fread(p, 1, *len, fp), *len);
-	fclose(fp);
+	uint8_t *p = fx_read_file(shard, len);
+	assert_true(*len > 64); /* past the shard header */
+	*len -= 64;
+	memmove(p, p + 64, *len);
 	return p;
 }
 
@@ -502,9 +453,9 @@ static void test_writer_jobs_write_identical_bytes(void **state)
 {
 	fixture *f = *state;
 	size_t l1, l2, l4;
-	uint8_t *a = pack_with(f->dir, 1, &l1);
-	uint8_t *b = pack_with(f->dir, 2, &l2);
-	uint8_t *c = pack_with(f->dir, 4, &l4);
+	uint8_t *a = pack_with(f->x.dir, 1, &l1);
+	uint8_t *b = pack_with(f->x.dir, 2, &l2);
+	uint8_t *c = pack_with(f->x.dir, 4, &l4);
 
 	assert_int_equal(l1, l2);
 	assert_int_equal(l1, l4);
@@ -520,13 +471,13 @@ static void test_writer_jobs_duplicate_key_fails_synchronously(void **state)
 	fixture *f = *state;
 	uint64_t id;
 
-	assert_int_equal(ibstore_writer_add(f->w, "a", 1, 0, "k", &id), 0);
+	assert_int_equal(ibstore_writer_add(f->x.w, "a", 1, 0, "k", &id), 0);
 	assert_int_equal(id, 0);
-	assert_int_equal(ibstore_writer_add(f->w, "b", 1, 0, "k", &id), IBSTORE_EEXIST);
-	assert_non_null(strstr(ibstore_writer_errmsg(f->w), "duplicate key 'k'"));
-	assert_int_equal(ibstore_writer_add(f->w, "c", 1, 0, "k2", &id), 0);
+	assert_int_equal(ibstore_writer_add(f->x.w, "b", 1, 0, "k", &id), IBSTORE_EEXIST);
+	assert_non_null(strstr(ibstore_writer_errmsg(f->x.w), "duplicate key 'k'"));
+	assert_int_equal(ibstore_writer_add(f->x.w, "c", 1, 0, "k2", &id), 0);
 	assert_int_equal(id, 1);
-	assert_int_equal(ibstore_writer_add(f->w, NULL, 5, 0, NULL, NULL), IBSTORE_EINVAL);
+	assert_int_equal(ibstore_writer_add(f->x.w, NULL, 5, 0, NULL, NULL), IBSTORE_EINVAL);
 	publish_and_check_sample(f, "k2", "c", 1, 0);
 }
 
@@ -538,7 +489,7 @@ static void test_writer_jobs_sample_fitting_only_compressed_is_added(void **stat
 	ibstore_writer *w = NULL;
 	static uint8_t zeros[8192], noise[8192];
 
-	snprintf(out, sizeof out, "%s/small.ibs", f->dir);
+	snprintf(out, sizeof out, "%s/small.ibs", f->x.dir);
 	ibstore_writer_opts_init(&o);
 	o.fsync = 0;
 	o.jobs = 3;
@@ -591,10 +542,61 @@ static void test_writer_jobs_free_without_publish_leaves_nothing(void **state)
 	static uint8_t buf[100000];
 
 	for (int i = 0; i < 50; i++)
-		assert_int_equal(ibstore_writer_add(f->w, buf, sizeof buf, 0, NULL, NULL), 0);
-	ibstore_writer_free(f->w);
-	f->w = NULL;
-	assert_int_equal(access(f->out, F_OK), -1);
+		assert_int_equal(ibstore_writer_add(f->x.w, buf, sizeof buf, 0, NULL, NULL), 0);
+	ibstore_writer_free(f->x.w);
+	f->x.w = NULL;
+	assert_int_equal(access(f->x.out, F_OK), -1);
+}
+
+/* ---- import_util.c ----------------------------------------------------------- */
+
+static void test_label_text_is_a_32_bit_integer_other_than_no_label(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		int ok;
+		int32_t label;
+	} cases[] = {
+		{"7", 1, 7},
+		{" -3\r\n", 1, -3},
+		{"+12", 1, 12},
+		{"2147483647", 1, INT32_MAX},
+		{"-2147483647", 1, -INT32_MAX},
+		{"-2147483648", 0, 0}, /* IBSTORE_NO_LABEL */
+		{"2147483648", 0, 0},
+		{"99999999999999999999", 0, 0},
+		{"", 0, 0},
+		{" ", 0, 0},
+		{"-", 0, 0},
+		{"1.0", 0, 0},
+		{"1 2", 0, 0},
+		{"0x10", 0, 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int32_t label = 12345;
+		int rc = import_parse_label(cases[i].text, strlen(cases[i].text), &label);
+		if (cases[i].ok && (rc || label != cases[i].label))
+			fail_msg("'%s': rc %d, label %d", cases[i].text, rc, (int)label);
+		if (!cases[i].ok && (rc != -1 || label != 12345))
+			fail_msg("'%s' was accepted as %d", cases[i].text, (int)label);
+	}
+}
+
+static void test_key_buffer_grows_to_the_key(void **state)
+{
+	fixture *f = *state;
+	import_keybuf k = {0};
+	assert_string_equal(import_key(&f->x.c, &k, "%s.%s", "a", "b"), "a.b");
+	char long_stem[3000];
+	memset(long_stem, 's', sizeof long_stem - 1);
+	long_stem[sizeof long_stem - 1] = '\0';
+	const char *key = import_key(&f->x.c, &k, "%s:%d", long_stem, 42);
+	assert_non_null(key);
+	assert_int_equal(strlen(key), sizeof long_stem - 1 + 3);
+	assert_string_equal(key + sizeof long_stem - 1, ":42");
+	assert_true(k.cap >= strlen(key) + 1);
+	free(k.s);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -622,6 +624,8 @@ int main(void)
 		T(test_writer_jobs_sample_fitting_only_compressed_is_added),
 		T(test_writer_jobs_out_of_range_is_refused),
 		T2(test_writer_jobs_free_without_publish_leaves_nothing),
+		cmocka_unit_test(test_label_text_is_a_32_bit_integer_other_than_no_label),
+		T(test_key_buffer_grows_to_the_key),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "ibstore.h"
 #include "loader_hooks.h"
 
@@ -72,6 +73,11 @@ static size_t payload(uint64_t i, uint8_t *buf)
 	return len;
 }
 
+static int32_t label_of(uint64_t i)
+{
+	return (int32_t)(i % 7);
+}
+
 static void *watchdog(void *arg)
 {
 	fixture *f = arg;
@@ -102,27 +108,21 @@ static int setup(void **state)
 	fixture *f = calloc(1, sizeof *f);
 	if (!f)
 		return -1;
-	snprintf(f->dir, sizeof f->dir, "/tmp/ibstore-stress-XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (fx_mkdtemp(f->dir, sizeof f->dir, "ibstore-stress"))
 		return -1;
 	snprintf(f->ds, sizeof f->ds, "%s/ds", f->dir);
 	f->truth = malloc((size_t)SAMPLES * SAMPLE_MAX);
+	if (!f->truth)
+		return -1;
+	for (uint64_t i = 0; i < SAMPLES; i++)
+		f->truth_len[i] = payload(i, f->truth + i * SAMPLE_MAX);
 	ibstore_writer_opts o;
 	ibstore_writer_opts_init(&o);
 	o.shard_size = 128 << 10; /* several shards */
 	o.fsync = 0;
-	ibstore_writer *w;
-	if (!f->truth || ibstore_writer_create(f->ds, &o, &w))
-		return -1;
-	for (uint64_t i = 0; i < SAMPLES; i++) {
-		uint8_t *b = f->truth + i * SAMPLE_MAX;
-		f->truth_len[i] = payload(i, b);
-		if (ibstore_writer_add(w, b, f->truth_len[i], (int32_t)(i % 7), NULL, NULL))
-			return -1;
-	}
-	if (ibstore_writer_publish(w))
-		return -1;
-	ibstore_writer_free(w);
+	fx_dataset d = {.samples = SAMPLES, .max_len = SAMPLE_MAX, .payload = payload,
+			.label = label_of, .opts = &o};
+	fx_make_dataset(f->ds, &d);
 	uint64_t total = env_u64("IBSTORE_STRESS_CYCLES", 10000);
 	f->cycles = (total + NBACKENDS * NTHREADS - 1) / (NBACKENDS * NTHREADS);
 	f->seed = env_u64("IBSTORE_STRESS_SEED", 1);
@@ -137,9 +137,7 @@ static int teardown(void **state)
 	fixture *f = *state;
 	atomic_store(&f->stop, 1);
 	pthread_join(f->dog, NULL);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-	int rc = system(cmd);
+	int rc = fx_rmtree(f->dir);
 	free(f->truth);
 	free(f);
 	return rc;

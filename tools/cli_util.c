@@ -12,27 +12,30 @@
 #include <time.h>
 #include <unistd.h>
 
+/* "ibstore CMD: MESSAGE\n" on stderr. */
+static void say(const char *cmd, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "ibstore %s: ", cmd);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
-
-	fprintf(stderr, "ibstore %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(cmd, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nTry 'ibstore %s --help' for more information.\n", cmd);
+	fprintf(stderr, "Try 'ibstore %s --help' for more information.\n", cmd);
 	return CLI_EXIT_USAGE;
 }
 
 int cli_fail(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
-
-	fprintf(stderr, "ibstore %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(cmd, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return CLI_EXIT_FAIL;
 }
 
@@ -43,12 +46,78 @@ int cli_getopt_error(const char *cmd)
 	return CLI_EXIT_USAGE;
 }
 
+int cli_one_operand_error(const char *cmd, int given, const char *name)
+{
+	if (given == 0)
+		return cli_usage_error(cmd, "missing %s", name);
+	return cli_usage_error(cmd, "expected exactly one %s", name);
+}
+
 const char *cli_errmsg(const char *msg, int rc)
 {
-	return msg != NULL && msg[0] != '\0' ? msg : ibstore_strerror(rc);
+	return msg && msg[0] ? msg : ibstore_strerror(rc);
 }
 
 /* Parses leading decimal digits; *end points past them.  0 or -1. */
+int cli_parse_prune_opt(const char *cmd, int opt, const char *arg, ibstore_prune_opts *p)
+{
+	switch (opt) {
+	case CLI_OPT_EPOCHS:
+		if (cli_parse_u32(arg, &p->epochs) || p->epochs == 0)
+			return cli_usage_error(cmd, "--epochs: '%s' is not a count > 0", arg);
+		return 0;
+	case CLI_OPT_RATIO:
+		if (cli_parse_double(arg, &p->ratio) || !(p->ratio >= 0.0 && p->ratio < 1.0))
+			return cli_usage_error(cmd, "--ratio: '%s' is not a number in [0, 1)", arg);
+		return 0;
+	case CLI_OPT_DELTA:
+		if (cli_parse_double(arg, &p->delta) || !(p->delta >= 0.0 && p->delta <= 1.0))
+			return cli_usage_error(cmd, "--delta: '%s' is not a number in [0, 1]", arg);
+		return 0;
+	case CLI_OPT_SEED:
+		if (cli_parse_u64(arg, &p->seed))
+			return cli_usage_error(cmd, "--seed: '%s' is not an unsigned integer", arg);
+		return 0;
+	case CLI_OPT_MODE:
+		if (ibstore_mode_parse(arg, &p->mode))
+			return cli_usage_error(cmd, "--mode: '%s' is not native or compat", arg);
+		return 0;
+	case CLI_OPT_POLICY:
+		if (ibstore_policy_parse(arg, &p->policy))
+			return cli_usage_error(cmd, "--policy: '%s' is not infobatch, random or none",
+					       arg);
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+int cli_open_dataset(const char *cmd, const char *path, ibstore_dataset **ds,
+		     ibstore_info *info)
+{
+	int rc = ibstore_dataset_open(path, ds);
+	if (!rc && info)
+		rc = ibstore_dataset_info_get(*ds, info);
+	if (rc)
+		return cli_fail(cmd, "%s", cli_errmsg(*ds ? ibstore_dataset_errmsg(*ds) : NULL, rc));
+	return 0;
+}
+
+int cli_write_all(int fd, const void *buf, size_t n)
+{
+	const unsigned char *p = buf;
+	while (n > 0) {
+		ssize_t k = write(fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
 static int parse_digits(const char *s, uint64_t *out, const char **end)
 {
 	uint64_t v = 0;
@@ -73,7 +142,7 @@ int cli_parse_u64(const char *s, uint64_t *out)
 	const char *end;
 	uint64_t v;
 
-	if (s == NULL || parse_digits(s, &v, &end) != 0 || *end != '\0')
+	if (!s || parse_digits(s, &v, &end) || *end != '\0')
 		return -1;
 	*out = v;
 	return 0;
@@ -83,7 +152,7 @@ int cli_parse_u32(const char *s, uint32_t *out)
 {
 	uint64_t v;
 
-	if (cli_parse_u64(s, &v) != 0 || v > UINT32_MAX)
+	if (cli_parse_u64(s, &v) || v > UINT32_MAX)
 		return -1;
 	*out = (uint32_t)v;
 	return 0;
@@ -91,16 +160,14 @@ int cli_parse_u32(const char *s, uint32_t *out)
 
 int cli_parse_double(const char *s, double *out)
 {
-	char *end;
-	double v;
-
 	/* strtod would skip leading space and accept "inf", "nan" and hex */
-	if (s == NULL || !(*s == '-' || *s == '+' || *s == '.' || (*s >= '0' && *s <= '9')))
+	if (!s || !(*s == '-' || *s == '+' || *s == '.' || (*s >= '0' && *s <= '9')))
 		return -1;
-	if (strpbrk(s, "xXnNiI") != NULL)
+	if (strpbrk(s, "xXnNiI"))
 		return -1;
 	errno = 0;
-	v = strtod(s, &end);
+	char *end;
+	double v = strtod(s, &end);
 	if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v))
 		return -1;
 	*out = v;
@@ -113,7 +180,7 @@ int cli_parse_size(const char *s, uint64_t *out)
 	uint64_t v;
 	unsigned shift = 0;
 
-	if (s == NULL || parse_digits(s, &v, &end) != 0)
+	if (!s || parse_digits(s, &v, &end))
 		return -1;
 	switch (*end) {
 	case '\0':
@@ -129,7 +196,7 @@ int cli_parse_size(const char *s, uint64_t *out)
 	default:
 		return -1;
 	}
-	if (shift != 0) {
+	if (shift) {
 		const char *rest = end + 1;
 
 		if (strcmp(rest, "") != 0 && strcmp(rest, "B") != 0 &&
@@ -147,7 +214,7 @@ int cli_parse_size(const char *s, uint64_t *out)
 static size_t utf8_len(const unsigned char *s)
 {
 	unsigned char c = s[0];
-	size_t n, i;
+	size_t n;
 	uint32_t cp;
 
 	if (c < 0x80)
@@ -164,7 +231,7 @@ static size_t utf8_len(const unsigned char *s)
 	} else {
 		return 0;
 	}
-	for (i = 1; i < n; i++) {
+	for (size_t i = 1; i < n; i++) {
 		if ((s[i] & 0xc0) != 0x80)
 			return 0; /* also stops at the terminating NUL */
 		cp = (cp << 6) | (s[i] & 0x3f);
@@ -180,7 +247,7 @@ void cli_json_string(FILE *f, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 
-	if (s == NULL) {
+	if (!s) {
 		fputs("null", f);
 		return;
 	}
@@ -300,14 +367,12 @@ static void progress_print(cli_progress *p, double now)
 void cli_progress_update(cli_progress *p, unsigned long long samples,
 			 unsigned long long bytes)
 {
-	double now, every;
-
 	p->samples = samples;
 	p->bytes = bytes;
 	if (!p->enabled)
 		return;
-	now = cli_now();
-	every = p->tty ? 0.2 : 5.0;
+	double now = cli_now();
+	double every = p->tty ? 0.2 : 5.0;
 	if (now - p->last < every)
 		return;
 	p->last = now;

@@ -7,9 +7,12 @@
 #ifndef IBSTORE_CLI_UTIL_H
 #define IBSTORE_CLI_UTIL_H
 
+#include <getopt.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "ibstore.h"
 
 /* Exit codes of every subcommand. */
 enum {
@@ -58,6 +61,12 @@ int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf
 int cli_getopt_error(const char *cmd);
 
 /*
+ * For a command that takes one operand NAME but was given `given`: reports
+ * "missing NAME" or "expected exactly one NAME"; returns CLI_EXIT_USAGE.
+ */
+int cli_one_operand_error(const char *cmd, int given, const char *name);
+
+/*
  * The message to show for a failed library call: `msg` (a handle's errmsg,
  * may be NULL) when it says something, else ibstore_strerror(rc).
  */
@@ -84,7 +93,52 @@ int cli_parse_double(const char *s, double *out);
  */
 int cli_parse_size(const char *s, uint64_t *out);
 
+/*
+ * The pruning options that `plan` and `bench` share: --epochs, --ratio,
+ * --delta, --seed, --mode and --policy.  A command puts CLI_PRUNE_LONGOPTS
+ * in its getopt_long() table (its own option codes stay below
+ * CLI_OPT_PRUNE_FIRST) and hands the codes it does not know to
+ * cli_parse_prune_opt().
+ */
+enum {
+	CLI_OPT_PRUNE_FIRST = 1000,
+	CLI_OPT_EPOCHS = CLI_OPT_PRUNE_FIRST,
+	CLI_OPT_RATIO,
+	CLI_OPT_DELTA,
+	CLI_OPT_SEED,
+	CLI_OPT_MODE,
+	CLI_OPT_POLICY,
+};
+
+#define CLI_PRUNE_LONGOPTS                                                                 \
+	{"epochs", required_argument, NULL, CLI_OPT_EPOCHS},                               \
+	{"ratio", required_argument, NULL, CLI_OPT_RATIO},                                 \
+	{"delta", required_argument, NULL, CLI_OPT_DELTA},                                 \
+	{"seed", required_argument, NULL, CLI_OPT_SEED},                                   \
+	{"mode", required_argument, NULL, CLI_OPT_MODE},                                   \
+	{"policy", required_argument, NULL, CLI_OPT_POLICY}
+
+/*
+ * Parses the value of pruning option `opt` into *p: 0, CLI_EXIT_USAGE after
+ * a message naming `cmd`, or -1 when `opt` is not a pruning option.
+ */
+int cli_parse_prune_opt(const char *cmd, int opt, const char *arg, ibstore_prune_opts *p);
+
+/* ---- datasets ---- */
+
+/*
+ * Opens the dataset at `path` and, when `info` is not NULL, reads its
+ * information.  0, or CLI_EXIT_FAIL after "ibstore CMD: MESSAGE" (*ds may
+ * then be set: ibstore_dataset_close() it as usual).
+ */
+int cli_open_dataset(const char *cmd, const char *path, ibstore_dataset **ds,
+		     ibstore_info *info);
+
 /* ---- output ---- */
+
+/* Writes all n bytes to fd (write(2) loop, retried on EINTR).  0 or -errno. */
+int cli_write_all(int fd, const void *buf, size_t n);
+
 
 /*
  * Writes `s` as a JSON string literal (with the quotes), or `null` when s

@@ -103,12 +103,7 @@ typedef struct bench_args {
 } bench_args;
 
 enum {
-	OPT_EPOCHS = 256,
-	OPT_RATIO,
-	OPT_DELTA,
-	OPT_POLICY,
-	OPT_MODE,
-	OPT_BATCH,
+	OPT_BATCH = 256,
 	OPT_BACKEND,
 	OPT_DIRECT,
 	OPT_COLD,
@@ -120,7 +115,6 @@ enum {
 	OPT_BUDGET,
 	OPT_NO_VERIFY,
 	OPT_CHECKPOINT_EVERY,
-	OPT_SEED,
 	OPT_RUN,
 	OPT_JSON,
 	OPT_DIGEST,
@@ -129,7 +123,7 @@ enum {
 /* Parses a count > 0 (u32) for option `name`; 0, or the exit status. */
 static int parse_count(const char *name, const char *s, uint32_t *out)
 {
-	if (cli_parse_u32(s, out) != 0 || *out == 0)
+	if (cli_parse_u32(s, out) || *out == 0)
 		return cli_usage_error(CMD, "--%s: '%s' is not a count > 0", name, s);
 	return 0;
 }
@@ -138,11 +132,7 @@ static int parse_count(const char *name, const char *s, uint32_t *out)
 static int parse_args(int argc, char **argv, bench_args *a)
 {
 	static const struct option longopts[] = {
-		{"epochs", required_argument, NULL, OPT_EPOCHS},
-		{"ratio", required_argument, NULL, OPT_RATIO},
-		{"delta", required_argument, NULL, OPT_DELTA},
-		{"policy", required_argument, NULL, OPT_POLICY},
-		{"mode", required_argument, NULL, OPT_MODE},
+		CLI_PRUNE_LONGOPTS,
 		{"batch", required_argument, NULL, OPT_BATCH},
 		{"backend", required_argument, NULL, OPT_BACKEND},
 		{"direct", no_argument, NULL, OPT_DIRECT},
@@ -155,7 +145,6 @@ static int parse_args(int argc, char **argv, bench_args *a)
 		{"budget", required_argument, NULL, OPT_BUDGET},
 		{"no-verify", no_argument, NULL, OPT_NO_VERIFY},
 		{"checkpoint-every", required_argument, NULL, OPT_CHECKPOINT_EVERY},
-		{"seed", required_argument, NULL, OPT_SEED},
 		{"run", required_argument, NULL, OPT_RUN},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"digest", no_argument, NULL, OPT_DIGEST},
@@ -173,41 +162,12 @@ static int parse_args(int argc, char **argv, bench_args *a)
 	a->ro.batch_size = 256;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
-		case OPT_EPOCHS:
-			if ((rc = parse_count("epochs", optarg, &p->epochs)) != 0)
-				return rc;
-			break;
-		case OPT_RATIO:
-			if (cli_parse_double(optarg, &p->ratio) != 0 ||
-			    !(p->ratio >= 0.0 && p->ratio < 1.0))
-				return cli_usage_error(CMD,
-						       "--ratio: '%s' is not a number in [0, 1)",
-						       optarg);
-			break;
-		case OPT_DELTA:
-			if (cli_parse_double(optarg, &p->delta) != 0 ||
-			    !(p->delta >= 0.0 && p->delta <= 1.0))
-				return cli_usage_error(CMD,
-						       "--delta: '%s' is not a number in [0, 1]",
-						       optarg);
-			break;
-		case OPT_POLICY:
-			if (ibstore_policy_parse(optarg, &p->policy) != 0)
-				return cli_usage_error(
-					CMD, "--policy: '%s' is not infobatch, random or none",
-					optarg);
-			break;
-		case OPT_MODE:
-			if (ibstore_mode_parse(optarg, &p->mode) != 0)
-				return cli_usage_error(CMD, "--mode: '%s' is not native or compat",
-						       optarg);
-			break;
 		case OPT_BATCH:
-			if ((rc = parse_count("batch", optarg, &a->ro.batch_size)) != 0)
+			if ((rc = parse_count("batch", optarg, &a->ro.batch_size)))
 				return rc;
 			break;
 		case OPT_BACKEND:
-			if (ibstore_backend_parse(optarg, &a->lo.backend) != 0)
+			if (ibstore_backend_parse(optarg, &a->lo.backend))
 				return cli_usage_error(CMD,
 						       "--backend: '%s' is not auto, uring, pread or mmap",
 						       optarg);
@@ -215,45 +175,39 @@ static int parse_args(int argc, char **argv, bench_args *a)
 		case OPT_DIRECT: a->lo.direct = 1; break;
 		case OPT_COLD: a->cold = 1; break;
 		case OPT_ORDER:
-			if (ibstore_order_parse(optarg, &a->lo.order) != 0)
+			if (ibstore_order_parse(optarg, &a->lo.order))
 				return cli_usage_error(CMD, "--order: '%s' is not random or locality",
 						       optarg);
 			break;
 		case OPT_THREADS:
-			if (cli_parse_u32(optarg, &a->lo.threads) != 0 || a->lo.threads > 64)
+			if (cli_parse_u32(optarg, &a->lo.threads) || a->lo.threads > 64)
 				return cli_usage_error(CMD, "--threads: '%s' is not a count in 0..64",
 						       optarg);
 			break;
 		case OPT_GAP:
-			if (cli_parse_size(optarg, &a->lo.gap) != 0)
+			if (cli_parse_size(optarg, &a->lo.gap))
 				return cli_usage_error(CMD, "--gap: '%s' is not a byte size", optarg);
 			break;
 		case OPT_PREFETCH:
-			if ((rc = parse_count("prefetch", optarg, &a->lo.prefetch)) != 0)
+			if ((rc = parse_count("prefetch", optarg, &a->lo.prefetch)))
 				return rc;
 			break;
 		case OPT_QUEUE_DEPTH:
-			if (cli_parse_u32(optarg, &a->lo.queue_depth) != 0 ||
+			if (cli_parse_u32(optarg, &a->lo.queue_depth) ||
 			    a->lo.queue_depth == 0 || a->lo.queue_depth > 4096)
 				return cli_usage_error(
 					CMD, "--queue-depth: '%s' is not a count in 1..4096", optarg);
 			break;
 		case OPT_BUDGET:
-			if (cli_parse_size(optarg, &a->lo.budget) != 0 || a->lo.budget == 0)
+			if (cli_parse_size(optarg, &a->lo.budget) || a->lo.budget == 0)
 				return cli_usage_error(CMD, "--budget: '%s' is not a byte size > 0",
 						       optarg);
 			break;
 		case OPT_NO_VERIFY: a->lo.verify = 0; break;
 		case OPT_CHECKPOINT_EVERY:
-			if (cli_parse_u32(optarg, &a->ro.checkpoint_every) != 0)
+			if (cli_parse_u32(optarg, &a->ro.checkpoint_every))
 				return cli_usage_error(CMD, "--checkpoint-every: '%s' is not a "
 						       "count (0: at epoch ends only)", optarg);
-			break;
-		case OPT_SEED:
-			if (cli_parse_u64(optarg, &p->seed) != 0)
-				return cli_usage_error(CMD,
-						       "--seed: '%s' is not an unsigned integer",
-						       optarg);
 			break;
 		case OPT_RUN:
 			if (optarg[0] == '\0')
@@ -263,7 +217,13 @@ static int parse_args(int argc, char **argv, bench_args *a)
 		case OPT_JSON: a->json = 1; break;
 		case OPT_DIGEST: a->digest = 1; break;
 		case 'h': cmd_bench_usage(stdout); return -1;
-		default: return cli_getopt_error(CMD);
+		default:
+			rc = cli_parse_prune_opt(CMD, opt, optarg, p);
+			if (rc < 0)
+				return cli_getopt_error(CMD);
+			if (rc)
+				return rc;
+			break;
 		}
 	}
 	if (optind >= argc)
@@ -271,7 +231,7 @@ static int parse_args(int argc, char **argv, bench_args *a)
 	if (optind + 1 < argc)
 		return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind + 1]);
 	a->dataset = argv[optind];
-	if (ibstore_prune_opts_check(p, msg, sizeof(msg)) != 0)
+	if (ibstore_prune_opts_check(p, msg, sizeof(msg)))
 		return cli_usage_error(CMD, "%s", msg);
 	return 0;
 }
@@ -301,7 +261,7 @@ static int evict(ibstore_dataset *ds)
 {
 	int rc = ibstore_dataset_evict(ds);
 
-	if (rc != 0)
+	if (rc)
 		return cli_fail(CMD, "evicting the dataset: %s",
 				cli_errmsg(ibstore_dataset_errmsg(ds), rc));
 	if (geteuid() == 0) {
@@ -331,14 +291,13 @@ typedef struct temp_run {
 static int temp_run_make(temp_run *t)
 {
 	const char *tmp = getenv("TMPDIR");
-	int n;
 
-	if (tmp == NULL || tmp[0] == '\0')
+	if (!tmp || tmp[0] == '\0')
 		tmp = "/tmp";
-	n = snprintf(t->dir, sizeof(t->dir), "%s/ibstore-bench.XXXXXX", tmp);
+	int n = snprintf(t->dir, sizeof(t->dir), "%s/ibstore-bench.XXXXXX", tmp);
 	if (n < 0 || (size_t)n >= sizeof(t->dir))
 		return cli_fail(CMD, "$TMPDIR is too long");
-	if (mkdtemp(t->dir) == NULL)
+	if (!mkdtemp(t->dir))
 		return cli_fail(CMD, "cannot create a temporary directory in %s: %s", tmp,
 				strerror(errno));
 	snprintf(t->path, sizeof(t->path), "%s/run", t->dir);
@@ -459,24 +418,22 @@ static void digest_batch(uint64_t *d, const ibstore_batch *b)
 static int run_epoch(ibstore_loader *l, uint32_t epoch, float *losses, uint32_t cap,
 		     epoch_row *r, uint64_t *digest)
 {
-	ibstore_loader_stats st;
 	const ibstore_batch *b;
-	double t0, t1;
-	int rc;
 
 	memset(r, 0, sizeof(*r));
 	r->epoch = epoch;
-	t0 = cli_now();
-	if ((rc = ibstore_loader_epoch_begin(l, epoch, NULL)) != 0)
+	double t0 = cli_now();
+	int rc;
+	if ((rc = ibstore_loader_epoch_begin(l, epoch, NULL)))
 		return cli_fail(CMD, "epoch %" PRIu32 ": %s", epoch,
 				cli_errmsg(ibstore_loader_errmsg(l), rc));
 	for (;;) {
 		size_t i;
 
-		if ((rc = ibstore_loader_next(l, &b)) != 0)
+		if ((rc = ibstore_loader_next(l, &b)))
 			return cli_fail(CMD, "epoch %" PRIu32 ": %s", epoch,
 					cli_errmsg(ibstore_loader_errmsg(l), rc));
-		if (b == NULL)
+		if (!b)
 			break;
 		if (b->n > cap) {
 			ibstore_loader_release(l, b);
@@ -487,24 +444,25 @@ static int run_epoch(ibstore_loader *l, uint32_t epoch, float *losses, uint32_t 
 			losses[i] = synthetic_loss(b->ids[i], epoch);
 		r->samples += b->n;
 		r->data_bytes += b->data_size;
-		if (digest != NULL)
+		if (digest)
 			digest_batch(digest, b);
 		rc = ibstore_loader_report(l, b, losses);
 		ibstore_loader_release(l, b);
-		if (rc != 0)
+		if (rc)
 			return cli_fail(CMD, "epoch %" PRIu32 ": reporting losses: %s", epoch,
 					cli_errmsg(ibstore_loader_errmsg(l), rc));
 		if (interrupted)
 			return cli_fail(CMD, "interrupted in epoch %" PRIu32, epoch);
 	}
 	/* The statistics are the epoch's own until epoch_end drains it. */
-	if ((rc = ibstore_loader_stats_get(l, &st)) != 0)
+	ibstore_loader_stats st;
+	if ((rc = ibstore_loader_stats_get(l, &st)))
 		return cli_fail(CMD, "epoch %" PRIu32 ": statistics: %s", epoch,
 				cli_errmsg(ibstore_loader_errmsg(l), rc));
-	if ((rc = ibstore_loader_epoch_end(l)) != 0)
+	if ((rc = ibstore_loader_epoch_end(l)))
 		return cli_fail(CMD, "epoch %" PRIu32 ": %s", epoch,
 				cli_errmsg(ibstore_loader_errmsg(l), rc));
-	t1 = cli_now();
+	double t1 = cli_now();
 	r->kept = st.kept;
 	r->pruned = st.pruned;
 	r->bytes_read = st.bytes_read;
@@ -521,7 +479,7 @@ static uint32_t first_epoch(const ibstore_run *run)
 {
 	ibstore_run_info ri;
 
-	if (ibstore_run_info_get(run, &ri) != 0)
+	if (ibstore_run_info_get(run, &ri))
 		return 0;
 	if (ri.in_epoch)
 		return ri.epoch;
@@ -531,11 +489,9 @@ static uint32_t first_epoch(const ibstore_run *run)
 /* Decode threads as the loader resolves 0 (cores - 1, at least 1). */
 static uint32_t resolved_threads(uint32_t t)
 {
-	long n;
-
-	if (t != 0)
+	if (t)
 		return t;
-	n = sysconf(_SC_NPROCESSORS_ONLN);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n > 1 ? (uint32_t)(n - 1) : 1;
 }
 
@@ -543,67 +499,58 @@ int cmd_bench(int argc, char **argv)
 {
 	char progname[] = "ibstore " CMD;
 	bench_args a;
-	temp_run tmp;
 	ibstore_dataset *ds = NULL;
 	ibstore_run *run = NULL;
 	ibstore_loader *l = NULL;
-	ibstore_info info;
-	ibstore_loader_stats st;
 	float *losses = NULL;
 	const char *run_path;
-	uint32_t e, e0;
 	uint64_t digest_all = 0;
 	uint64_t tot_samples = 0, tot_pruned = 0, tot_plan = 0, tot_skipped = 0, tot_bytes = 0;
 	uint32_t pruning_epochs = 0;
 	double tot_seconds = 0;
-	FILE *meta;
 	char human[32];
-	int rc, status = CLI_EXIT_FAIL;
+	int status = CLI_EXIT_FAIL;
 
 	memset(&a, 0, sizeof(a));
+	temp_run tmp;
 	memset(&tmp, 0, sizeof(tmp));
 	argv[0] = progname;
-	rc = parse_args(argc, argv, &a);
-	if (rc != 0)
+	int rc = parse_args(argc, argv, &a);
+	if (rc)
 		return rc < 0 ? CLI_EXIT_OK : rc;
-	meta = a.json ? stderr : stdout;
+	FILE *meta = a.json ? stderr : stdout;
 
-	rc = ibstore_dataset_open(a.dataset, &ds);
-	if (rc != 0) {
-		cli_fail(CMD, "%s: %s", a.dataset, cli_errmsg(ibstore_dataset_errmsg(ds), rc));
+	ibstore_info info;
+	if (cli_open_dataset(CMD, a.dataset, &ds, &info))
 		goto out;
-	}
-	if ((rc = ibstore_dataset_info_get(ds, &info)) != 0) {
-		cli_fail(CMD, "%s: %s", a.dataset, cli_errmsg(ibstore_dataset_errmsg(ds), rc));
-		goto out;
-	}
 	a.ro.samples = info.samples;
 
-	if (a.run != NULL) {
+	if (a.run) {
 		run_path = a.run;
 	} else {
-		if (temp_run_make(&tmp) != 0)
+		if (temp_run_make(&tmp))
 			goto out;
 		run_path = tmp.path;
 	}
 	catch_signals();
 	rc = ibstore_run_open(run_path, &a.ro, &run);
-	if (rc != 0) {
+	if (rc) {
 		cli_fail(CMD, "%s: %s", run_path, cli_errmsg(ibstore_run_errmsg(run), rc));
 		goto out;
 	}
 	losses = malloc((size_t)a.ro.batch_size * sizeof(*losses));
-	if (losses == NULL) {
+	if (!losses) {
 		cli_fail(CMD, "out of memory for a batch of %" PRIu32 " losses", a.ro.batch_size);
 		goto out;
 	}
 	rc = ibstore_loader_open(ds, run, &a.lo, &l);
-	if (rc != 0) {
+	if (rc) {
 		cli_fail(CMD, "%s: opening the loader: %s", a.dataset,
 			 cli_errmsg(ibstore_loader_errmsg(l), rc));
 		goto out;
 	}
-	if ((rc = ibstore_loader_stats_get(l, &st)) != 0) {
+	ibstore_loader_stats st;
+	if ((rc = ibstore_loader_stats_get(l, &st))) {
 		cli_fail(CMD, "loader statistics: %s", cli_errmsg(ibstore_loader_errmsg(l), rc));
 		goto out;
 	}
@@ -611,14 +558,14 @@ int cmd_bench(int argc, char **argv)
 	if (!a.json)
 		print_table_head();
 
-	e0 = first_epoch(run);
-	for (e = e0; e < a.ro.prune.epochs; e++) {
+	uint32_t e0 = first_epoch(run);
+	for (uint32_t e = e0; e < a.ro.prune.epochs; e++) {
 		epoch_row r;
 		uint64_t digest = 0;
 
-		if (a.cold && evict(ds) != 0)
+		if (a.cold && evict(ds))
 			goto out;
-		if (run_epoch(l, e, losses, a.ro.batch_size, &r, a.digest ? &digest : NULL) != 0)
+		if (run_epoch(l, e, losses, a.ro.batch_size, &r, a.digest ? &digest : NULL))
 			goto out;
 		print_row(&a, &r);
 		if (a.digest) {

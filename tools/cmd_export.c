@@ -58,19 +58,18 @@ static int safe_component(const char *s)
 static int open_output(const char *dir)
 {
 	struct stat st;
-	int fd;
 
-	if (mkdir(dir, 0755) != 0) {
+	if (mkdir(dir, 0755)) {
 		if (errno != EEXIST) {
 			cli_fail(CMD, "cannot create %s: %s", dir, strerror(errno));
 			return -1;
 		}
-		if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
 			cli_fail(CMD, "%s exists and is not a directory", dir);
 			return -1;
 		}
 	}
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
 		cli_fail(CMD, "cannot open %s: %s", dir, strerror(errno));
 		return -1;
@@ -79,14 +78,14 @@ static int open_output(const char *dir)
 	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
 	struct dirent *de;
 
-	if (d == NULL) {
+	if (!d) {
 		cli_fail(CMD, "cannot read %s: %s", dir, strerror(errno));
 		if (dup_fd >= 0)
 			close(dup_fd);
 		close(fd);
 		return -1;
 	}
-	while ((de = readdir(d)) != NULL) {
+	while ((de = readdir(d))) {
 		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
 			cli_fail(CMD, "%s is not empty; refusing to export into it", dir);
 			closedir(d);
@@ -96,21 +95,6 @@ static int open_output(const char *dir)
 	}
 	closedir(d);
 	return fd;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = write(fd, p, n);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
 }
 
 int cmd_export(int argc, char **argv)
@@ -148,21 +132,16 @@ int cmd_export(int argc, char **argv)
 		return cli_usage_error(CMD, "needs DATASET DIR");
 	dir = argv[optind + 1];
 
-	rc = ibstore_dataset_open(argv[optind], &ds);
-	if (rc == 0)
-		rc = ibstore_dataset_info_get(ds, &info);
-	if (rc != 0) {
-		cli_fail(CMD, "%s", cli_errmsg(ds != NULL ? ibstore_dataset_errmsg(ds) : NULL, rc));
+	if (cli_open_dataset(CMD, argv[optind], &ds, &info))
 		goto done;
-	}
 	ext = ibstore_dataset_attr(ds, "ext");
-	if (ext != NULL && (ext[0] == '\0' || strchr(ext, '/') != NULL)) {
+	if (ext && (ext[0] == '\0' || strchr(ext, '/'))) {
 		cli_fail(CMD, "%s: recorded extension '%s' is not usable in a file name",
 			 argv[optind], ext);
 		goto done;
 	}
 	buf = malloc(info.max_size > 0 ? info.max_size : 1);
-	if (buf == NULL) {
+	if (!buf) {
 		cli_fail(CMD, "out of memory for a %" PRIu64 "-byte sample", info.max_size);
 		goto done;
 	}
@@ -179,16 +158,16 @@ int cmd_export(int argc, char **argv)
 		size_t size;
 
 		rc = ibstore_dataset_locate(ds, id, &loc);
-		if (rc == 0)
+		if (!rc)
 			rc = ibstore_dataset_key(ds, id, &key);
-		if (rc == 0)
+		if (!rc)
 			rc = ibstore_dataset_read(ds, id, buf, info.max_size, &size, NULL);
-		if (rc != 0) {
+		if (rc) {
 			cli_fail(CMD, "%s", cli_errmsg(ibstore_dataset_errmsg(ds), rc));
 			goto done;
 		}
 		cls = loc.label == IBSTORE_NO_LABEL ? NULL : ibstore_dataset_class_name(ds, loc.label);
-		if (cls == NULL) {
+		if (!cls) {
 			if (loc.label == IBSTORE_NO_LABEL)
 				snprintf(label_name, sizeof label_name, NO_LABEL_DIR);
 			else
@@ -200,7 +179,7 @@ int cmd_export(int argc, char **argv)
 				 id, cls);
 			goto done;
 		}
-		if (key != NULL) {
+		if (key) {
 			const char *slash = strrchr(key, '/');
 
 			name = slash ? slash + 1 : key;
@@ -218,7 +197,7 @@ int cmd_export(int argc, char **argv)
 		if (need > path_cap) {
 			char *p = realloc(path, need);
 
-			if (p == NULL) {
+			if (!p) {
 				cli_fail(CMD, "out of memory");
 				goto done;
 			}
@@ -228,7 +207,7 @@ int cmd_export(int argc, char **argv)
 		int add_ext = ext != NULL && strchr(name, '.') == NULL;
 
 		snprintf(path, need, "%s/%s%s%s", cls, name, add_ext ? "." : "", add_ext ? ext : "");
-		if (mkdirat(dirfd, cls, 0755) != 0 && errno != EEXIST) {
+		if (mkdirat(dirfd, cls, 0755) && errno != EEXIST) {
 			cli_fail(CMD, "cannot create %s/%s: %s", dir, cls, strerror(errno));
 			goto done;
 		}
@@ -244,11 +223,11 @@ int cmd_export(int argc, char **argv)
 				cli_fail(CMD, "cannot create %s/%s: %s", dir, path, strerror(errno));
 			goto done;
 		}
-		int wrc = write_all(fd, buf, size);
+		int wrc = cli_write_all(fd, buf, size);
 
-		if (close(fd) != 0 && wrc == 0)
+		if (close(fd) && wrc == 0)
 			wrc = -errno;
-		if (wrc != 0) {
+		if (wrc) {
 			cli_fail(CMD, "cannot write %s/%s: %s", dir, path, strerror(-wrc));
 			goto done;
 		}

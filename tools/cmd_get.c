@@ -40,20 +40,19 @@ static const char *base_name(const char *path)
 {
 	const char *slash = strrchr(path, '/');
 
-	return slash != NULL ? slash + 1 : path;
+	return slash ? slash + 1 : path;
 }
 
 static int print_json(ibstore_dataset *ds, const ibstore_location *loc)
 {
-	const char *key = NULL, *shard_path, *class_name = NULL;
+	const char *key = NULL, *class_name = NULL;
 	char shard_name[32];
-	int rc;
 
-	rc = ibstore_dataset_key(ds, loc->id, &key);
-	if (rc != 0)
+	int rc = ibstore_dataset_key(ds, loc->id, &key);
+	if (rc)
 		return rc;
-	shard_path = ibstore_dataset_shard_path(ds, loc->shard);
-	if (shard_path == NULL) {
+	const char *shard_path = ibstore_dataset_shard_path(ds, loc->shard);
+	if (!shard_path) {
 		snprintf(shard_name, sizeof(shard_name), "shard-%06" PRIu32 ".ibr", loc->shard);
 		shard_path = shard_name;
 	}
@@ -77,30 +76,14 @@ static int print_json(ibstore_dataset *ds, const ibstore_location *loc)
 	return 0;
 }
 
-static int write_all(int fd, const unsigned char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = write(fd, p, n);
-
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 /* Writes buf to path via path.tmp and rename(), so path is whole or absent. */
 static int write_file(const char *path, const void *buf, size_t len)
 {
 	size_t plen = strlen(path);
 	char *tmp = malloc(plen + sizeof(".tmp"));
-	int fd = -1, saved;
+	int fd = -1;
 
-	if (tmp == NULL)
+	if (!tmp)
 		return cli_fail(CMD, "out of memory");
 	memcpy(tmp, path, plen);
 	memcpy(tmp + plen, ".tmp", sizeof(".tmp"));
@@ -110,19 +93,19 @@ static int write_file(const char *path, const void *buf, size_t len)
 		cli_fail(CMD, "%s: %s", tmp, strerror(errno));
 		goto fail_free;
 	}
-	if (write_all(fd, buf, len) != 0) {
-		saved = errno;
+	int saved;
+	if ((saved = -cli_write_all(fd, buf, len))) {
 		cli_fail(CMD, "%s: %s", tmp, strerror(saved));
 		goto fail;
 	}
-	if (close(fd) != 0) {
+	if (close(fd)) {
 		fd = -1;
 		saved = errno;
 		cli_fail(CMD, "%s: %s", tmp, strerror(saved));
 		goto fail;
 	}
 	fd = -1;
-	if (rename(tmp, path) != 0) {
+	if (rename(tmp, path)) {
 		saved = errno;
 		cli_fail(CMD, "cannot rename %s to %s: %s", tmp, path, strerror(saved));
 		goto fail;
@@ -144,9 +127,7 @@ fail_free:
  */
 static const char *negative_id(int argc, char **argv)
 {
-	int i;
-
-	for (i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 
 		if (strcmp(a, "--") == 0)
@@ -181,7 +162,7 @@ int cmd_get(int argc, char **argv)
 	size_t size = 0;
 
 	neg = negative_id(argc, argv);
-	if (neg != NULL)
+	if (neg)
 		return cli_usage_error(CMD, "bad sample id '%s' (ids are not negative)", neg);
 	argv[0] = progname;
 	while ((opt = getopt_long(argc, argv, "k:o:h", longopts, NULL)) != -1) {
@@ -207,31 +188,27 @@ int cmd_get(int argc, char **argv)
 	npos = argc - optind;
 	if (npos == 0)
 		return cli_usage_error(CMD, "missing DATASET");
-	if (key != NULL && npos != 1)
+	if (key && npos != 1)
 		return cli_usage_error(CMD, "give either an ID or --key, not both");
-	if (key == NULL && npos != 2)
+	if (!key && npos != 2)
 		return cli_usage_error(CMD, npos == 1 ? "missing ID (or --key KEY)"
 						      : "too many arguments");
-	if (json && output != NULL)
+	if (json && output)
 		return cli_usage_error(CMD, "--json and --output do not go together");
-	if (key == NULL && cli_parse_u64(argv[optind + 1], &id) != 0)
+	if (!key && cli_parse_u64(argv[optind + 1], &id))
 		return cli_usage_error(CMD, "bad sample id '%s' (a decimal number)",
 				       argv[optind + 1]);
 	path = argv[optind];
 
-	rc = ibstore_dataset_open(path, &ds);
-	if (rc != 0) {
-		status = cli_fail(CMD, "%s",
-				  cli_errmsg(ds != NULL ? ibstore_dataset_errmsg(ds) : NULL, rc));
+	if (cli_open_dataset(CMD, path, &ds, NULL))
 		goto done;
-	}
-	if (key != NULL) {
+	if (key) {
 		rc = ibstore_dataset_find_key(ds, key, &id);
 		if (rc == IBSTORE_ENOTFOUND) {
 			status = cli_fail(CMD, "%s: no sample has key '%s'", path, key);
 			goto done;
 		}
-		if (rc != 0)
+		if (rc)
 			goto fail_lib;
 	}
 	rc = ibstore_dataset_locate(ds, id, &loc);
@@ -245,31 +222,31 @@ int cmd_get(int argc, char **argv)
 			status = cli_fail(CMD, "%s: no sample %" PRIu64, path, id);
 		goto done;
 	}
-	if (rc != 0)
+	if (rc)
 		goto fail_lib;
 
 	if (json) {
 		rc = print_json(ds, &loc);
-		if (rc != 0)
+		if (rc)
 			goto fail_lib;
 		status = CLI_EXIT_OK;
 		goto done;
 	}
 
 	buf = malloc(loc.size > 0 ? loc.size : 1);
-	if (buf == NULL) {
+	if (!buf) {
 		status = cli_fail(CMD, "out of memory for a sample of %" PRIu32 " bytes", loc.size);
 		goto done;
 	}
 	rc = ibstore_dataset_read(ds, id, buf, loc.size, &size, NULL);
-	if (rc != 0)
+	if (rc)
 		goto fail_lib;
 
-	if (output != NULL) {
+	if (output) {
 		status = write_file(output, buf, size);
 		goto done;
 	}
-	if (fwrite(buf, 1, size, stdout) != size || fflush(stdout) != 0) {
+	if (fwrite(buf, 1, size, stdout) != size || fflush(stdout)) {
 		status = cli_fail(CMD, "error writing to standard output: %s", strerror(errno));
 		goto done;
 	}

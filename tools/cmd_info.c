@@ -33,9 +33,9 @@ void cmd_info_usage(FILE *f)
 static void format_uuid(const uint8_t u[16], char out[37])
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t i, o = 0;
+	size_t o = 0;
 
-	for (i = 0; i < 16; i++) {
+	for (size_t i = 0; i < 16; i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10)
 			out[o++] = '-';
 		out[o++] = hex[u[i] >> 4];
@@ -49,7 +49,7 @@ static void format_time(uint64_t t, char *out, size_t len)
 	time_t tt = (time_t)t;
 	struct tm tm;
 
-	if ((uint64_t)tt != t || gmtime_r(&tt, &tm) == NULL ||
+	if ((uint64_t)tt != t || !gmtime_r(&tt, &tm) ||
 	    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
 		snprintf(out, len, "@%" PRIu64, t);
 }
@@ -57,10 +57,10 @@ static void format_time(uint64_t t, char *out, size_t len)
 /* Number of labels 0..labels-1 that have a recorded name. */
 static uint32_t named_classes(ibstore_dataset *ds, uint32_t labels)
 {
-	uint32_t i, n = 0;
+	uint32_t n = 0;
 
-	for (i = 0; i < labels && i <= INT32_MAX; i++)
-		if (ibstore_dataset_class_name(ds, (int32_t)i) != NULL)
+	for (uint32_t i = 0; i < labels && i <= INT32_MAX; i++)
+		if (ibstore_dataset_class_name(ds, (int32_t)i))
 			n++;
 	return n;
 }
@@ -70,7 +70,6 @@ static void print_json(ibstore_dataset *ds, const ibstore_info *in, const char *
 {
 	static const char *const attrs[] = { "source", "shape", "ext" };
 	uint32_t i;
-	size_t a;
 
 	printf("{\"samples\":%" PRIu64 ",\"shards\":%" PRIu32, in->samples, in->shards);
 	printf(",\"bytes_stored\":%" PRIu64 ",\"bytes_raw\":%" PRIu64
@@ -82,13 +81,13 @@ static void print_json(ibstore_dataset *ds, const ibstore_info *in, const char *
 	printf(",\"codecs\":{\"%s\":%" PRIu64 ",\"%s\":%" PRIu64 "}",
 	       ibstore_codec_name(IBSTORE_CODEC_NONE), in->codec_count[0],
 	       ibstore_codec_name(IBSTORE_CODEC_LZ4), in->codec_count[1]);
-	if (in->fixed_size != 0)
+	if (in->fixed_size)
 		printf(",\"fixed_size\":%" PRIu64, in->fixed_size);
 	else
 		fputs(",\"fixed_size\":null", stdout);
 	printf(",\"max_size\":%" PRIu64 ",\"keys\":%" PRIu64, in->max_size, in->keys);
 	printf(",\"created\":\"%s\",\"created_unix\":%" PRIu64, created, in->created);
-	for (a = 0; a < sizeof(attrs) / sizeof(attrs[0]); a++) {
+	for (size_t a = 0; a < sizeof(attrs) / sizeof(attrs[0]); a++) {
 		printf(",\"%s\":", attrs[a]);
 		cli_json_string(stdout, ibstore_dataset_attr(ds, attrs[a]));
 	}
@@ -109,8 +108,7 @@ static void print_text(const char *path, ibstore_dataset *ds, const ibstore_info
 {
 	static const char *const attrs[] = { "source", "shape", "ext" };
 	char h1[32];
-	uint32_t i, shown = 0, named;
-	size_t a;
+	uint32_t shown = 0;
 
 	printf("dataset         %s\n", path);
 	printf("format version  %" PRIu32 "\n", in->format_version);
@@ -128,26 +126,26 @@ static void print_text(const char *path, ibstore_dataset *ds, const ibstore_info
 	printf("codecs          %s %" PRIu64 ", %s %" PRIu64 "\n",
 	       ibstore_codec_name(IBSTORE_CODEC_NONE), in->codec_count[0],
 	       ibstore_codec_name(IBSTORE_CODEC_LZ4), in->codec_count[1]);
-	if (in->fixed_size != 0)
+	if (in->fixed_size)
 		printf("sample size     %" PRIu64 " (fixed)\n", in->fixed_size);
 	else
 		printf("sample size     varies, max %" PRIu64 "\n", in->max_size);
 	printf("labels          %" PRIu32 "\n", in->labels);
 	printf("keys            %" PRIu64 "\n", in->keys);
-	for (a = 0; a < sizeof(attrs) / sizeof(attrs[0]); a++) {
+	for (size_t a = 0; a < sizeof(attrs) / sizeof(attrs[0]); a++) {
 		const char *v = ibstore_dataset_attr(ds, attrs[a]);
 
-		if (v != NULL)
+		if (v)
 			printf("%-15s %s\n", attrs[a], v);
 	}
-	named = named_classes(ds, in->labels);
+	uint32_t named = named_classes(ds, in->labels);
 	if (named == 0)
 		return;
 	printf("classes        ");
-	for (i = 0; i < in->labels && i <= INT32_MAX && shown < TEXT_CLASSES; i++) {
+	for (uint32_t i = 0; i < in->labels && i <= INT32_MAX && shown < TEXT_CLASSES; i++) {
 		const char *name = ibstore_dataset_class_name(ds, (int32_t)i);
 
-		if (name == NULL)
+		if (!name)
 			continue;
 		printf("%s %" PRIu32 "=%s", shown == 0 ? "" : ",", i, name);
 		shown++;
@@ -168,7 +166,7 @@ int cmd_info(int argc, char **argv)
 	ibstore_dataset *ds = NULL;
 	ibstore_info info;
 	char uuid[37], created[64];
-	int json = 0, opt, rc, status = CLI_EXIT_FAIL;
+	int json = 0, opt, status = CLI_EXIT_FAIL;
 	const char *path;
 
 	argv[0] = progname;
@@ -185,18 +183,11 @@ int cmd_info(int argc, char **argv)
 		}
 	}
 	if (argc - optind != 1)
-		return cli_usage_error(CMD, argc - optind == 0 ? "missing DATASET"
-							       : "expected exactly one DATASET");
+		return cli_one_operand_error(CMD, argc - optind, "DATASET");
 	path = argv[optind];
 
-	rc = ibstore_dataset_open(path, &ds);
-	if (rc == 0)
-		rc = ibstore_dataset_info_get(ds, &info);
-	if (rc != 0) {
-		status = cli_fail(CMD, "%s",
-				  cli_errmsg(ds != NULL ? ibstore_dataset_errmsg(ds) : NULL, rc));
+	if (cli_open_dataset(CMD, path, &ds, &info))
 		goto done;
-	}
 	format_uuid(info.uuid, uuid);
 	format_time(info.created, created, sizeof(created));
 	if (json)

@@ -143,9 +143,8 @@ static unsigned long long input_bytes(char **paths, int n)
 {
 	unsigned long long sum = 0;
 	struct stat st;
-	int i;
 
-	for (i = 0; i < n; i++)
+	for (int i = 0; i < n; i++)
 		if (stat(paths[i], &st) == 0 && S_ISREG(st.st_mode))
 			sum += (unsigned long long)st.st_size;
 	return sum;
@@ -157,14 +156,13 @@ static long count_shards(const char *path, char *err, size_t errlen)
 	ibstore_dataset *ds = NULL;
 	ibstore_info info;
 	long shards = -1;
-	int rc;
 
-	rc = ibstore_dataset_open(path, &ds);
-	if (rc == 0)
+	int rc = ibstore_dataset_open(path, &ds);
+	if (!rc)
 		rc = ibstore_dataset_info_get(ds, &info);
-	if (rc != 0) {
+	if (rc) {
 		snprintf(err, errlen, "%s",
-			 cli_errmsg(ds != NULL ? ibstore_dataset_errmsg(ds) : NULL, rc));
+			 cli_errmsg(ds ? ibstore_dataset_errmsg(ds) : NULL, rc));
 		goto out;
 	}
 	shards = (long)info.shards;
@@ -230,7 +228,7 @@ int cmd_pack(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case OPT_FROM:
-			if (parse_source(optarg, &src) != 0)
+			if (parse_source(optarg, &src))
 				return cli_usage_error(CMD, "unknown source '%s' (idx, folder, cifar, tar or jsonl)",
 						       optarg);
 			break;
@@ -247,24 +245,24 @@ int cmd_pack(int argc, char **argv)
 						       optarg);
 			break;
 		case OPT_SHARD_SIZE:
-			if (cli_parse_size(optarg, &v) != 0 || v == 0)
+			if (cli_parse_size(optarg, &v) || v == 0)
 				return cli_usage_error(CMD, "bad --shard-size '%s' (e.g. 256M, 1G, 65536)",
 						       optarg);
 			opts.shard_size = v;
 			break;
 		case OPT_COMPRESS:
-			if (ibstore_compress_parse(optarg, &opts.compress) != 0)
+			if (ibstore_compress_parse(optarg, &opts.compress))
 				return cli_usage_error(CMD,
 						       "bad --compress '%s' (none, lz4, lz4hc or auto)",
 						       optarg);
 			break;
 		case OPT_LEVEL:
-			if (cli_parse_u64(optarg, &v) != 0 || v < 1 || v > 12)
+			if (cli_parse_u64(optarg, &v) || v < 1 || v > 12)
 				return cli_usage_error(CMD, "bad --level '%s' (1..12)", optarg);
 			opts.lz4hc_level = (int)v;
 			break;
 		case OPT_ALIGN:
-			if (cli_parse_u64(optarg, &v) != 0 || v < 1 || v > 4096 || (v & (v - 1)) != 0)
+			if (cli_parse_u64(optarg, &v) || v < 1 || v > 4096 || (v & (v - 1)))
 				return cli_usage_error(CMD,
 						       "bad --align '%s' (a power of two 1..4096)",
 						       optarg);
@@ -276,7 +274,7 @@ int cmd_pack(int argc, char **argv)
 			break;
 		case OPT_LABEL_EXT:
 			tar_given = 1;
-			if (optarg[0] == '\0' || strchr(optarg, '/') != NULL)
+			if (optarg[0] == '\0' || strchr(optarg, '/'))
 				return cli_usage_error(CMD, "bad --label-ext '%s'", optarg);
 			tar_opts.label_ext = optarg;
 			break;
@@ -307,7 +305,7 @@ int cmd_pack(int argc, char **argv)
 			opts.fsync = 0;
 			break;
 		case OPT_JOBS:
-			if (cli_parse_u64(optarg, &v) != 0 || v < 1 || v > 256)
+			if (cli_parse_u64(optarg, &v) || v < 1 || v > 256)
 				return cli_usage_error(CMD, "bad --jobs '%s' (1..256)", optarg);
 			opts.jobs = (int)v;
 			break;
@@ -356,9 +354,9 @@ int cmd_pack(int argc, char **argv)
 	out = argv[argc - 1];
 
 	rc = ibstore_writer_create(out, &opts, &w);
-	if (rc != 0) {
+	if (rc) {
 		status = cli_fail(CMD, "%s",
-				  cli_errmsg(w != NULL ? ibstore_writer_errmsg(w) : NULL, rc));
+				  cli_errmsg(w ? ibstore_writer_errmsg(w) : NULL, rc));
 		goto done;
 	}
 
@@ -398,7 +396,7 @@ int cmd_pack(int argc, char **argv)
 	if (jsonl_opts.skipped > 0)
 		fprintf(stderr, "ibstore " CMD ": skipped %llu bad line%s\n", jsonl_opts.skipped,
 			jsonl_opts.skipped == 1 ? "" : "s");
-	if (rc != 0) {
+	if (rc) {
 		/* The importer's message names the input; fall back to the writer's. */
 		const char *msg = err[0] != '\0' ? err : ibstore_writer_errmsg(w);
 
@@ -407,7 +405,7 @@ int cmd_pack(int argc, char **argv)
 	}
 
 	rc = ibstore_writer_publish(w);
-	if (rc != 0) {
+	if (rc) {
 		status = cli_fail(CMD, "%s", cli_errmsg(ibstore_writer_errmsg(w), rc));
 		goto done;
 	}

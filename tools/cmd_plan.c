@@ -62,12 +62,6 @@ typedef struct plan_args {
 enum {
 	OPT_SCORES = 256,
 	OPT_EPOCH,
-	OPT_EPOCHS,
-	OPT_RATIO,
-	OPT_DELTA,
-	OPT_SEED,
-	OPT_MODE,
-	OPT_POLICY,
 	OPT_RANK,
 	OPT_WORLD,
 	OPT_PAD,
@@ -81,12 +75,7 @@ static int parse_args(int argc, char **argv, plan_args *a)
 	static const struct option longopts[] = {
 		{"scores", required_argument, NULL, OPT_SCORES},
 		{"epoch", required_argument, NULL, OPT_EPOCH},
-		{"epochs", required_argument, NULL, OPT_EPOCHS},
-		{"ratio", required_argument, NULL, OPT_RATIO},
-		{"delta", required_argument, NULL, OPT_DELTA},
-		{"seed", required_argument, NULL, OPT_SEED},
-		{"mode", required_argument, NULL, OPT_MODE},
-		{"policy", required_argument, NULL, OPT_POLICY},
+		CLI_PRUNE_LONGOPTS,
 		{"rank", required_argument, NULL, OPT_RANK},
 		{"world", required_argument, NULL, OPT_WORLD},
 		{"pad", no_argument, NULL, OPT_PAD},
@@ -95,7 +84,7 @@ static int parse_args(int argc, char **argv, plan_args *a)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	int opt, have_epoch = 0, have_epochs = 0, pad = 0, drop = 0;
+	int opt, rc, have_epoch = 0, have_epochs = 0, pad = 0, drop = 0;
 	char msg[256];
 
 	ibstore_prune_opts_init(&a->prune);
@@ -106,55 +95,18 @@ static int parse_args(int argc, char **argv, plan_args *a)
 		switch (opt) {
 		case OPT_SCORES: a->scores = optarg; break;
 		case OPT_EPOCH:
-			if (cli_parse_u32(optarg, &a->epoch) != 0)
+			if (cli_parse_u32(optarg, &a->epoch))
 				return cli_usage_error(CMD, "--epoch: '%s' is not an epoch number",
 						       optarg);
 			have_epoch = 1;
 			break;
-		case OPT_EPOCHS:
-			if (cli_parse_u32(optarg, &a->prune.epochs) != 0 || a->prune.epochs == 0)
-				return cli_usage_error(CMD, "--epochs: '%s' is not a count > 0",
-						       optarg);
-			have_epochs = 1;
-			break;
-		case OPT_RATIO:
-			if (cli_parse_double(optarg, &a->prune.ratio) != 0 ||
-			    !(a->prune.ratio >= 0.0 && a->prune.ratio < 1.0))
-				return cli_usage_error(CMD,
-						       "--ratio: '%s' is not a number in [0, 1)",
-						       optarg);
-			break;
-		case OPT_DELTA:
-			if (cli_parse_double(optarg, &a->prune.delta) != 0 ||
-			    !(a->prune.delta >= 0.0 && a->prune.delta <= 1.0))
-				return cli_usage_error(CMD,
-						       "--delta: '%s' is not a number in [0, 1]",
-						       optarg);
-			break;
-		case OPT_SEED:
-			if (cli_parse_u64(optarg, &a->prune.seed) != 0)
-				return cli_usage_error(CMD,
-						       "--seed: '%s' is not an unsigned integer",
-						       optarg);
-			break;
-		case OPT_MODE:
-			if (ibstore_mode_parse(optarg, &a->prune.mode) != 0)
-				return cli_usage_error(CMD, "--mode: '%s' is not native or compat",
-						       optarg);
-			break;
-		case OPT_POLICY:
-			if (ibstore_policy_parse(optarg, &a->prune.policy) != 0)
-				return cli_usage_error(
-					CMD, "--policy: '%s' is not infobatch, random or none",
-					optarg);
-			break;
 		case OPT_RANK:
-			if (cli_parse_u32(optarg, &a->rank) != 0)
+			if (cli_parse_u32(optarg, &a->rank))
 				return cli_usage_error(CMD, "--rank: '%s' is not a rank number",
 						       optarg);
 			break;
 		case OPT_WORLD:
-			if (cli_parse_u32(optarg, &a->world) != 0 || a->world == 0)
+			if (cli_parse_u32(optarg, &a->world) || a->world == 0)
 				return cli_usage_error(CMD, "--world: '%s' is not a count > 0",
 						       optarg);
 			break;
@@ -162,12 +114,19 @@ static int parse_args(int argc, char **argv, plan_args *a)
 		case OPT_DROP: drop = 1; break;
 		case OPT_JSON: a->json = 1; break;
 		case 'h': cmd_plan_usage(stdout); return -1;
-		default: return cli_getopt_error(CMD);
+		default:
+			rc = cli_parse_prune_opt(CMD, opt, optarg, &a->prune);
+			if (rc < 0)
+				return cli_getopt_error(CMD);
+			if (rc)
+				return rc;
+			have_epochs |= opt == CLI_OPT_EPOCHS;
+			break;
 		}
 	}
 	if (optind < argc)
 		return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
-	if (a->scores == NULL)
+	if (!a->scores)
 		return cli_usage_error(CMD, "--scores FILE is required");
 	if (!have_epoch)
 		return cli_usage_error(CMD, "--epoch E is required");
@@ -179,7 +138,7 @@ static int parse_args(int argc, char **argv, plan_args *a)
 		return cli_usage_error(CMD, "--rank %" PRIu32 " is not below --world %" PRIu32,
 				       a->rank, a->world);
 	a->slice = drop ? IBSTORE_SLICE_DROP : IBSTORE_SLICE_PAD;
-	if (ibstore_prune_opts_check(&a->prune, msg, sizeof(msg)) != 0)
+	if (ibstore_prune_opts_check(&a->prune, msg, sizeof(msg)))
 		return cli_usage_error(CMD, "%s", msg);
 	return 0;
 }
@@ -191,14 +150,13 @@ static int parse_args(int argc, char **argv, plan_args *a)
 static int read_scores(const char *path, float **out, uint64_t *n)
 {
 	FILE *f = fopen(path, "rb");
-	struct stat st;
 	unsigned char *b = NULL;
 	float *s = NULL;
-	uint64_t i, count;
 
-	if (f == NULL)
+	if (!f)
 		return cli_fail(CMD, "%s: %s", path, strerror(errno));
-	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+	struct stat st;
+	if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
 		fclose(f);
 		return cli_fail(CMD, "%s: not a regular file", path);
 	}
@@ -207,14 +165,14 @@ static int read_scores(const char *path, float **out, uint64_t *n)
 		return cli_fail(CMD, "%s: %jd bytes is not a whole number of float32 scores", path,
 				(intmax_t)st.st_size);
 	}
-	count = (uint64_t)st.st_size / 4;
+	uint64_t count = (uint64_t)st.st_size / 4;
 	if (count > SIZE_MAX / 4) {
 		fclose(f);
 		return cli_fail(CMD, "%s: too large", path);
 	}
 	b = malloc(count ? (size_t)count * 4 : 1);
 	s = malloc(count ? (size_t)count * sizeof(*s) : sizeof(*s));
-	if (b == NULL || s == NULL) {
+	if (!b || !s) {
 		fclose(f);
 		free(b);
 		free(s);
@@ -227,7 +185,7 @@ static int read_scores(const char *path, float **out, uint64_t *n)
 		return cli_fail(CMD, "%s: short read", path);
 	}
 	fclose(f);
-	for (i = 0; i < count; i++) {
+	for (uint64_t i = 0; i < count; i++) {
 		const unsigned char *p = b + 4 * i;
 		uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
 			     (uint32_t)p[3] << 24;
@@ -271,18 +229,16 @@ typedef struct weight_cache {
 static const char *weight_text(weight_cache *c, float w, size_t *len)
 {
 	uint32_t bits;
-	unsigned i, slot;
-	int n;
 
 	memcpy(&bits, &w, sizeof(bits));
-	for (i = 0; i < c->used; i++) {
+	for (unsigned i = 0; i < c->used; i++) {
 		if (c->bits[i] == bits) {
 			*len = c->len[i];
 			return c->text[i];
 		}
 	}
-	slot = c->used < 4 ? c->used++ : 3;
-	n = snprintf(c->text[slot], sizeof(c->text[slot]), "%.9g", (double)w);
+	unsigned slot = c->used < 4 ? c->used++ : 3;
+	int n = snprintf(c->text[slot], sizeof(c->text[slot]), "%.9g", (double)w);
 	c->bits[slot] = bits;
 	c->len[slot] = n > 0 ? (size_t)n : 0;
 	*len = c->len[slot];
@@ -298,7 +254,7 @@ static char *put_u64(char *p, uint64_t v)
 	do {
 		tmp[n++] = (char)('0' + v % 10);
 		v /= 10;
-	} while (v != 0);
+	} while (v);
 	while (n > 0)
 		*p++ = tmp[--n];
 	return p;
@@ -309,14 +265,14 @@ static void print_slice(const plan_args *a, const ibstore_plan *p, uint64_t len)
 	static char line[64 * 1024];
 	weight_cache cache = {.used = 0};
 	char *o = line;
-	uint64_t i, id;
+	uint64_t id;
 	float w;
 
-	for (i = 0; i < len; i++) {
+	for (uint64_t i = 0; i < len; i++) {
 		const char *wt;
 		size_t wl;
 
-		if (ibstore_plan_slice_entry(p, a->rank, a->world, a->slice, i, &id, &w) != 0)
+		if (ibstore_plan_slice_entry(p, a->rank, a->world, a->slice, i, &id, &w))
 			break; /* cannot happen: i < slice length, rank < world */
 		if ((size_t)(o - line) > sizeof(line) - 64) {
 			fwrite(line, 1, (size_t)(o - line), stdout);
@@ -340,18 +296,17 @@ int cmd_plan(int argc, char **argv)
 	float *scores = NULL;
 	uint64_t n = 0, slice;
 	char msg[256] = "";
-	int rc;
 
 	memset(&a, 0, sizeof(a));
 	argv[0] = progname;
-	rc = parse_args(argc, argv, &a);
-	if (rc != 0)
+	int rc = parse_args(argc, argv, &a);
+	if (rc)
 		return rc < 0 ? CLI_EXIT_OK : rc;
-	if ((rc = read_scores(a.scores, &scores, &n)) != 0)
+	if ((rc = read_scores(a.scores, &scores, &n)))
 		return rc;
 	rc = ibstore_plan_compute(&a.prune, a.epoch, scores, n, &plan, msg, sizeof(msg));
 	free(scores);
-	if (rc != 0)
+	if (rc)
 		return cli_fail(CMD, "%s: %s", a.scores, cli_errmsg(msg, rc));
 	slice = ibstore_plan_slice_len(plan, a.world, a.slice);
 	setvbuf(stdout, NULL, _IOFBF, OUT_BUF);

@@ -51,7 +51,7 @@ typedef struct score_summary {
 
 static void summarize(const float *s, uint64_t n, score_summary *h)
 {
-	double sum = 0, width;
+	double sum = 0;
 	uint64_t i;
 
 	memset(h, 0, sizeof(*h));
@@ -75,7 +75,7 @@ static void summarize(const float *s, uint64_t n, score_summary *h)
 	}
 	h->mean = sum / (double)h->seen;
 	h->bins = h->min < h->max ? HIST_BINS : 1;
-	width = (h->max - h->min) / h->bins;
+	double width = (h->max - h->min) / h->bins;
 	for (i = 0; i < n; i++) {
 		unsigned b = 0;
 
@@ -110,16 +110,16 @@ static int each_epoch(const ibstore_run *run, const ibstore_run_opts *o,
 		      const ibstore_run_info *info, stats_fn row)
 {
 	ibstore_epoch_stats es;
-	uint32_t e, found = 0;
+	uint32_t found = 0;
 	int rc;
 
 	/* the state keeps no index of finished epochs: probe each, stop once
 	 * as many were found as were finished */
-	for (e = 0; e < o->prune.epochs && found < info->epochs_done; e++) {
+	for (uint32_t e = 0; e < o->prune.epochs && found < info->epochs_done; e++) {
 		rc = ibstore_run_epoch_stats_get(run, e, &es);
 		if (rc == IBSTORE_ENOTFOUND)
 			continue;
-		if (rc != 0)
+		if (rc)
 			return rc;
 		row(&es, found == 0);
 		found++;
@@ -178,8 +178,6 @@ static void print_histogram(const score_summary *h)
 static int print_text(const char *path, const ibstore_run *run, const ibstore_run_opts *o,
 		      const ibstore_run_info *info, const score_summary *h)
 {
-	int rc;
-
 	printf("run state       %s\n", path);
 	printf("policy          %s\n", ibstore_policy_name(o->prune.policy));
 	printf("mode            %s\n", ibstore_mode_name(o->prune.mode));
@@ -203,13 +201,14 @@ static int print_text(const char *path, const ibstore_run *run, const ibstore_ru
 	else
 		printf("epoch           %" PRIu32 ", finished\n", info->epoch);
 	printf("epochs done     %" PRIu32 "\n", info->epochs_done);
-	if (info->reports_rejected != 0)
+	if (info->reports_rejected)
 		printf("rejected        %" PRIu64 " loss reports (non-finite or unknown id)\n",
 		       info->reports_rejected);
 	putchar('\n');
 	if (info->epochs_done == 0)
 		printf("no finished epochs\n");
-	if ((rc = each_epoch(run, o, info, text_row)) != 0)
+	int rc;
+	if ((rc = each_epoch(run, o, info, text_row)))
 		return rc;
 	putchar('\n');
 	print_histogram(h);
@@ -236,9 +235,6 @@ static void json_row(const ibstore_epoch_stats *es, int first)
 static int print_json(const ibstore_run *run, const ibstore_run_opts *o,
 		      const ibstore_run_info *info, const score_summary *h)
 {
-	unsigned b;
-	int rc;
-
 	printf("{\"epoch\":%" PRIu32 ",\"in_epoch\":%s,\"cursor\":%" PRIu64, info->epoch,
 	       info->in_epoch ? "true" : "false", info->cursor);
 	if (info->in_epoch)
@@ -259,7 +255,8 @@ static int print_json(const ibstore_run *run, const ibstore_run_opts *o,
 	       o->drop_last ? "true" : "false", o->rank, o->world,
 	       ibstore_slice_name(o->slice), o->checkpoint_every);
 	fputs(",\"epochs\":[", stdout);
-	if ((rc = each_epoch(run, o, info, json_row)) != 0)
+	int rc;
+	if ((rc = each_epoch(run, o, info, json_row)))
 		return rc;
 	printf("],\"scores\":{\"seen\":%" PRIu64 ",\"unseen\":%" PRIu64 ",\"mean\":", h->seen,
 	       h->unseen);
@@ -269,7 +266,7 @@ static int print_json(const ibstore_run *run, const ibstore_run_opts *o,
 	fputs(",\"max\":", stdout);
 	cli_json_double(stdout, h->max);
 	fputs(",\"histogram\":[", stdout);
-	for (b = 0; b < h->bins; b++) {
+	for (unsigned b = 0; b < h->bins; b++) {
 		printf("%s{\"lo\":", b ? "," : "");
 		cli_json_double(stdout, bin_lo(h, b));
 		fputs(",\"hi\":", stdout);
@@ -289,22 +286,19 @@ static int export_scores(const char *path, const float *s, uint64_t n)
 	char *tmp = malloc(plen + 5);
 	unsigned char buf[4096];
 	size_t fill = 0;
-	uint64_t i;
-	FILE *f;
-	int ok;
 
-	if (tmp == NULL)
+	if (!tmp)
 		return cli_fail(CMD, "out of memory");
 	memcpy(tmp, path, plen);
 	memcpy(tmp + plen, ".tmp", 5);
-	f = fopen(tmp, "wb");
-	if (f == NULL) {
+	FILE *f = fopen(tmp, "wb");
+	if (!f) {
 		cli_fail(CMD, "%s: %s", tmp, strerror(errno));
 		free(tmp);
 		return CLI_EXIT_FAIL;
 	}
-	ok = 1;
-	for (i = 0; i < n && ok; i++) {
+	int ok = 1;
+	for (uint64_t i = 0; i < n && ok; i++) {
 		uint32_t u;
 
 		memcpy(&u, &s[i], sizeof(u));
@@ -320,9 +314,9 @@ static int export_scores(const char *path, const float *s, uint64_t n)
 	if (ok && fill > 0)
 		ok = fwrite(buf, 1, fill, f) == fill;
 	ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-	if (fclose(f) != 0)
+	if (fclose(f))
 		ok = 0;
-	if (!ok || rename(tmp, path) != 0) {
+	if (!ok || rename(tmp, path)) {
 		cli_fail(CMD, "%s: %s", ok ? path : tmp, strerror(errno));
 		unlink(tmp);
 		free(tmp);
@@ -366,31 +360,30 @@ int cmd_scores(int argc, char **argv)
 		}
 	}
 	if (argc - optind != 1)
-		return cli_usage_error(CMD, argc - optind == 0 ? "missing RUN" :
-								 "expected exactly one RUN");
+		return cli_one_operand_error(CMD, argc - optind, "RUN");
 	path = argv[optind];
 
 	rc = ibstore_run_open(path, NULL, &run);
-	if (rc == 0)
+	if (!rc)
 		rc = ibstore_run_config_get(run, &opts);
-	if (rc == 0)
+	if (!rc)
 		rc = ibstore_run_info_get(run, &info);
-	if (rc != 0) {
+	if (rc) {
 		status = cli_fail(CMD, "%s",
-				  cli_errmsg(run != NULL ? ibstore_run_errmsg(run) : NULL, rc));
+				  cli_errmsg(run ? ibstore_run_errmsg(run) : NULL, rc));
 		goto done;
 	}
 	scores = ibstore_run_scores(run, &n);
 	h = malloc(sizeof(*h));
-	if (scores == NULL || h == NULL) {
+	if (!scores || !h) {
 		status = cli_fail(CMD, "%s: cannot read the scores", path);
 		goto done;
 	}
 	summarize(scores, n, h);
-	if (export_path != NULL && export_scores(export_path, scores, n) != 0)
+	if (export_path && export_scores(export_path, scores, n))
 		goto done;
 	rc = json ? print_json(run, &opts, &info, h) : print_text(path, run, &opts, &info, h);
-	if (rc != 0) {
+	if (rc) {
 		fflush(stdout);
 		status = cli_fail(CMD, "%s: epoch statistics: %s", path,
 				  cli_errmsg(ibstore_run_errmsg(run), rc));

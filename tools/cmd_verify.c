@@ -39,7 +39,7 @@ static const char *base_name(const char *path)
 {
 	const char *slash = strrchr(path, '/');
 
-	return slash != NULL ? slash + 1 : path;
+	return slash ? slash + 1 : path;
 }
 
 /*
@@ -51,7 +51,6 @@ static const char *skip_location(const char *msg, const char *shard, uint64_t of
 {
 	size_t n = strlen(shard);
 	char off[40];
-	size_t m;
 
 	if (shard[0] == '\0' || strncmp(msg, shard, n) != 0)
 		return msg;
@@ -60,7 +59,7 @@ static const char *skip_location(const char *msg, const char *shard, uint64_t of
 	if (offset == UINT64_MAX)
 		return msg;
 	snprintf(off, sizeof(off), " offset %" PRIu64 ": ", offset);
-	m = strlen(off);
+	size_t m = strlen(off);
 	if (strncmp(msg + n, off, m) == 0)
 		return msg + n + m;
 	return msg;
@@ -70,7 +69,6 @@ static int on_problem(const ibstore_problem *p, void *arg)
 {
 	verify_ctx *v = arg;
 	char shard[32] = "";
-	const char *msg;
 
 	v->problems++;
 	if (v->quiet)
@@ -79,7 +77,7 @@ static int on_problem(const ibstore_problem *p, void *arg)
 	if (p->shard != UINT32_MAX) {
 		const char *path = ibstore_dataset_shard_path(v->ds, p->shard);
 
-		if (path != NULL)
+		if (path)
 			snprintf(shard, sizeof(shard), "%s", base_name(path));
 		else
 			snprintf(shard, sizeof(shard), "shard-%06" PRIu32 ".ibr", p->shard);
@@ -89,7 +87,7 @@ static int on_problem(const ibstore_problem *p, void *arg)
 		printf(" offset %" PRIu64, p->offset);
 	if (p->id != UINT64_MAX)
 		printf(" sample %" PRIu64, p->id);
-	msg = skip_location(cli_errmsg(p->message, p->code), shard, p->offset);
+	const char *msg = skip_location(cli_errmsg(p->message, p->code), shard, p->offset);
 	printf(": %s\n", msg);
 	/* One line at a time, so a watcher (or a pipe to head) sees it now. */
 	fflush(stdout);
@@ -124,18 +122,13 @@ int cmd_verify(int argc, char **argv)
 		}
 	}
 	if (argc - optind != 1)
-		return cli_usage_error(CMD, argc - optind == 0 ? "missing DATASET"
-							       : "expected exactly one DATASET");
+		return cli_one_operand_error(CMD, argc - optind, "DATASET");
 
-	rc = ibstore_dataset_open(argv[optind], &v.ds);
-	if (rc != 0) {
-		status = cli_fail(CMD, "%s",
-				  cli_errmsg(v.ds != NULL ? ibstore_dataset_errmsg(v.ds) : NULL, rc));
+	if (cli_open_dataset(CMD, argv[optind], &v.ds, NULL))
 		goto done;
-	}
 
 	rc = ibstore_dataset_verify(v.ds, on_problem, &v, &stats);
-	if (rc != 0 && rc != IBSTORE_ECORRUPT) {
+	if (rc && rc != IBSTORE_ECORRUPT) {
 		/* Verification itself failed (I/O error, ...): not a verdict. */
 		status = cli_fail(CMD, "%s", cli_errmsg(ibstore_dataset_errmsg(v.ds), rc));
 		goto done;
@@ -143,7 +136,7 @@ int cmd_verify(int argc, char **argv)
 	if (!v.quiet) {
 		fprintf(stderr, "%" PRIu64 " records checked, %" PRIu64 " bad", stats.records_checked,
 			stats.records_bad);
-		if (stats.shards_bad != 0)
+		if (stats.shards_bad)
 			fprintf(stderr, ", %" PRIu64 " shard%s with a bad digest", stats.shards_bad,
 				stats.shards_bad == 1 ? "" : "s");
 		fputc('\n', stderr);

@@ -31,14 +31,12 @@ static const command commands[] = {
 
 static void usage(FILE *f)
 {
-	size_t i;
-
 	fputs("Usage: ibstore <command> [options]\n"
 	      "       ibstore help <command>\n"
 	      "       ibstore --help | --version\n"
 	      "\n"
 	      "Commands:\n", f);
-	for (i = 0; i < NCOMMANDS; i++)
+	for (size_t i = 0; i < NCOMMANDS; i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
 	fputs("\n"
 	      "Run 'ibstore <command> --help' for a command's options.\n"
@@ -48,9 +46,7 @@ static void usage(FILE *f)
 
 static const command *find_command(const char *name)
 {
-	size_t i;
-
-	for (i = 0; i < NCOMMANDS; i++)
+	for (size_t i = 0; i < NCOMMANDS; i++)
 		if (strcmp(commands[i].name, name) == 0)
 			return &commands[i];
 	return NULL;
@@ -58,8 +54,6 @@ static const command *find_command(const char *name)
 
 static int help(int argc, char **argv)
 {
-	const command *c;
-
 	if (argc < 2) {
 		usage(stdout);
 		return CLI_EXIT_OK;
@@ -69,8 +63,8 @@ static int help(int argc, char **argv)
 		usage(stderr);
 		return CLI_EXIT_USAGE;
 	}
-	c = find_command(argv[1]);
-	if (c == NULL) {
+	const command *c = find_command(argv[1]);
+	if (!c) {
 		fprintf(stderr, "ibstore help: unknown command '%s'\n", argv[1]);
 		usage(stderr);
 		return CLI_EXIT_USAGE;
@@ -81,9 +75,6 @@ static int help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	const command *c;
-	int rc;
-
 	if (argc < 2) {
 		usage(stderr);
 		return CLI_EXIT_USAGE;
@@ -98,8 +89,8 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "help") == 0)
 		return help(argc - 1, argv + 1);
 
-	c = find_command(argv[1]);
-	if (c == NULL) {
+	const command *c = find_command(argv[1]);
+	if (!c) {
 		if (argv[1][0] == '-')
 			fprintf(stderr, "ibstore: unknown option '%s'\n", argv[1]);
 		else
@@ -107,10 +98,10 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return CLI_EXIT_USAGE;
 	}
-	rc = c->run(argc - 1, argv + 1);
+	int rc = c->run(argc - 1, argv + 1);
 
 	/* Output that could not be written is a failure, not a success. */
-	if ((fflush(stdout) != 0 || ferror(stdout)) && rc == CLI_EXIT_OK) {
+	if ((fflush(stdout) || ferror(stdout)) && rc == CLI_EXIT_OK) {
 		fprintf(stderr, "ibstore %s: error writing to standard output\n", c->name);
 		rc = CLI_EXIT_FAIL;
 	}

@@ -8,6 +8,8 @@
 #define IBSTORE_IMPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
 
 #include "ibstore.h"
 
@@ -107,9 +109,51 @@ typedef struct import_jsonl_opts {
  */
 int import_jsonl(import_ctx *c, const char *const *paths, int npaths, import_jsonl_opts *o);
 
+/* ---- import_util.c: what the importers share ---------------------------- */
+
 /* Formats a message into c->err (when there is room) and returns `code`:
  * the one way importers report a failure. */
 int import_fail(import_ctx *c, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Opens NAME for reading, relative to the directory `dirfd` shown as `dir`
+ * (AT_FDCWD and NULL for a plain path), and fstat()s it into *st.  A
+ * directory is refused ("is a directory, not WHAT"), with `regular` also
+ * anything but a regular file.  The descriptor, or a negative IBSTORE_E*
+ * code after a message naming DIR/NAME: IBSTORE_ENOTFOUND when it does not
+ * exist, else IBSTORE_EIO.
+ */
+int import_open(import_ctx *c, int dirfd, const char *dir, const char *name, const char *what,
+		int regular, struct stat *st);
+
+/* Reads exactly len bytes unless the file ends first (*got < len); 0, or
+ * IBSTORE_EIO after "DIR/NAME: read failed" (dir may be NULL). */
+int import_read_full(import_ctx *c, int fd, void *buf, size_t len, size_t *got,
+		     const char *dir, const char *name);
+
+/* A label from its decimal text ("7", "-3", "+12", spaces and line ends
+ * around it allowed): 0, or -1 when it is not an integer in 32 bits other
+ * than INT32_MIN (IBSTORE_NO_LABEL). */
+int import_parse_label(const void *text, size_t n, int32_t *out);
+
+/* A key buffer that grows to what is formatted into it; free(s) at the end. */
+typedef struct import_keybuf {
+	char *s;
+	size_t cap;
+} import_keybuf;
+
+/* Formats a key into k: the key, or NULL after "out of memory". */
+const char *import_key(import_ctx *c, import_keybuf *k, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Tells c->total (when set) the summed size of the regular files among
+ * paths (the others, pipes for example, count 0). */
+void import_total_of_files(import_ctx *c, const char *const *paths, int npaths);
+
+/* Calls c->progress (when set) with samples and input bytes done when
+ * `tick` is a multiple of `every`; every <= 1 reports now (the last call). */
+void import_progress(import_ctx *c, unsigned long long tick, unsigned every,
+		     unsigned long long samples, unsigned long long bytes);
 
 #endif

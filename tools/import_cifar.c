@@ -34,31 +34,16 @@ static unsigned record_size(int variant)
 static int open_batch(import_ctx *c, const char *path, int *fd_out, uint64_t *size_out)
 {
 	struct stat st;
-	int fd, rc;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = import_open(c, AT_FDCWD, NULL, path, "a CIFAR batch file", 1, &st);
 	if (fd < 0)
-		return import_fail(c, errno == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO,
-			    "%s: cannot open: %s", path, strerror(errno));
-	if (fstat(fd, &st) != 0) {
-		rc = import_fail(c, IBSTORE_EIO, "%s: cannot stat: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = import_fail(c, IBSTORE_EIO, "%s: %s, expected a CIFAR batch file", path,
-			  S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
-		goto fail;
-	}
+		return fd;
 	if (st.st_size == 0) {
-		rc = import_fail(c, IBSTORE_EFORMAT, "%s: empty file, no samples", path);
-		goto fail;
+		close(fd);
+		return import_fail(c, IBSTORE_EFORMAT, "%s: empty file, no samples", path);
 	}
 	*fd_out = fd;
 	*size_out = (uint64_t)st.st_size;
 	return 0;
-fail:
-	close(fd);
-	return rc;
 }
 
 /* Which variants a file of `size` bytes could be (VARIANT_* bits). */
@@ -84,10 +69,10 @@ static int check_sizes(import_ctx *c, const char *const *paths, int npaths,
 		unsigned m;
 		int fd, rc;
 
-		if (paths[i] == NULL)
+		if (!paths[i])
 			return import_fail(c, IBSTORE_EINVAL, "import_cifar: path %d is missing", i);
 		rc = open_batch(c, paths[i], &fd, &size);
-		if (rc != 0)
+		if (rc)
 			return rc;
 		close(fd);
 		if (*variant != 0) {
@@ -148,28 +133,6 @@ static int check_label(import_ctx *c, const char *path, unsigned long long rec,
 	return 0;
 }
 
-/* Reads exactly len bytes unless the file ends first (*got < len). */
-static int read_full(import_ctx *c, const char *path, int fd, unsigned char *buf,
-		     size_t len, size_t *got)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = read(fd, buf + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return import_fail(c, IBSTORE_EIO, "%s: read failed: %s", path,
-				    strerror(errno));
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	*got = done;
-	return 0;
-}
-
 typedef struct cifar_run {
 	import_ctx *c;
 	int variant;
@@ -181,25 +144,25 @@ static int import_batch(cifar_run *r, const char *path)
 {
 	import_ctx *c = r->c;
 	unsigned rs = record_size(r->variant);
-	unsigned long long nrec, rec = 0;
+	unsigned long long rec = 0;
 	uint64_t size;
-	int fd, rc;
+	int fd;
 
-	rc = open_batch(c, path, &fd, &size);
-	if (rc != 0)
+	int rc = open_batch(c, path, &fd, &size);
+	if (rc)
 		return rc;
 	if (size % rs != 0) {
 		rc = import_fail(c, IBSTORE_ETRUNCATED, "%s: size changed to %llu during import",
 			  path, (unsigned long long)size);
 		goto fail;
 	}
-	nrec = size / rs;
+	unsigned long long nrec = size / rs;
 	while (rec < nrec) {
 		unsigned long long k = nrec - rec < CIFAR_CHUNK ? nrec - rec : CIFAR_CHUNK;
 		size_t want = (size_t)k * rs, got = 0;
 
-		rc = read_full(c, path, fd, r->buf, want, &got);
-		if (rc != 0)
+		rc = import_read_full(c, fd, r->buf, want, &got, NULL, path);
+		if (rc)
 			goto fail;
 		if (got < want) {
 			rc = import_fail(c, IBSTORE_ETRUNCATED,
@@ -212,19 +175,18 @@ static int import_batch(cifar_run *r, const char *path)
 			int32_t label = r->variant == 10 ? p[0] : p[1];
 
 			rc = check_label(c, path, rec, p, r->variant);
-			if (rc != 0)
+			if (rc)
 				goto fail;
 			rc = ibstore_writer_add(c->w, p + (rs - CIFAR_PIXELS), CIFAR_PIXELS,
 						label, NULL, NULL);
-			if (rc != 0) {
+			if (rc) {
 				rc = import_fail(c, rc, "%s: record %llu: %s", path, rec,
 					  ibstore_writer_errmsg(c->w));
 				goto fail;
 			}
 			r->samples++;
 			r->bytes_in += rs;
-			if (c->progress != NULL && r->samples % CIFAR_PROGRESS_EVERY == 0)
-				c->progress(c->progress_ctx, r->samples, r->bytes_in);
+			import_progress(c, r->samples, CIFAR_PROGRESS_EVERY, r->samples, r->bytes_in);
 		}
 	}
 fail:
@@ -235,39 +197,37 @@ fail:
 int import_cifar(import_ctx *c, const char *const *paths, int npaths, int variant)
 {
 	cifar_run r = { .c = c };
-	int rc;
 
-	if (c == NULL || c->w == NULL)
+	if (!c || !c->w)
 		return IBSTORE_EINVAL;
-	if (paths == NULL || npaths <= 0)
+	if (!paths || npaths <= 0)
 		return import_fail(c, IBSTORE_EFORMAT, "import_cifar: no input files, no samples");
-	if (variant != 0 && variant != 10 && variant != 100)
+	if (variant && variant != 10 && variant != 100)
 		return import_fail(c, IBSTORE_EINVAL,
 			    "import_cifar: variant %d: must be 10, 100 or 0 (detect)",
 			    variant);
 
-	rc = check_sizes(c, paths, npaths, &variant);
-	if (rc != 0)
+	int rc = check_sizes(c, paths, npaths, &variant);
+	if (rc)
 		return rc;
 	r.variant = variant;
 	r.buf = malloc((size_t)CIFAR_CHUNK * record_size(variant));
-	if (r.buf == NULL)
+	if (!r.buf)
 		return import_fail(c, IBSTORE_ENOMEM, "import_cifar: out of memory");
 
 	rc = ibstore_writer_set_attr(c->w, "source", variant == 10 ? "cifar10" : "cifar100");
-	if (rc == 0)
+	if (!rc)
 		rc = ibstore_writer_set_attr(c->w, "shape", "3x32x32");
-	if (rc != 0) {
+	if (rc) {
 		rc = import_fail(c, rc, "%s: %s", paths[0], ibstore_writer_errmsg(c->w));
 		goto fail;
 	}
 	for (int i = 0; i < npaths; i++) {
 		rc = import_batch(&r, paths[i]);
-		if (rc != 0)
+		if (rc)
 			goto fail;
 	}
-	if (c->progress != NULL)
-		c->progress(c->progress_ctx, r.samples, r.bytes_in);
+	import_progress(c, 0, 1, r.samples, r.bytes_in);
 fail:
 	free(r.buf);
 	return rc;

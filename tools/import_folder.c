@@ -66,13 +66,13 @@ static void strvec_free(strvec *sv)
 /* Takes ownership of `s` (even on failure). */
 static int strvec_push(strvec *sv, char *s)
 {
-	if (s == NULL)
+	if (!s)
 		return IBSTORE_ENOMEM;
 	if (sv->n == sv->cap) {
 		size_t cap = sv->cap ? sv->cap * 2 : 64;
 		char **v = realloc(sv->v, cap * sizeof(*v));
 
-		if (v == NULL) {
+		if (!v) {
 			free(s);
 			return IBSTORE_ENOMEM;
 		}
@@ -99,7 +99,7 @@ static char *join(const char *a, const char *b)
 	size_t la = strlen(a), lb = strlen(b);
 	char *s = malloc(la + lb + 2);
 
-	if (s == NULL)
+	if (!s)
 		return NULL;
 	memcpy(s, a, la);
 	s[la] = '/';
@@ -116,14 +116,14 @@ static int list_dir(folder_run *r, const char *rel, strvec *files, strvec *subdi
 {
 	DIR *d = NULL;
 	struct dirent *de;
-	int fd, rc = 0;
+	int rc = 0;
 
-	fd = openat(r->rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(r->rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return import_fail(r->c, errno_code(errno), "%s/%s: cannot open directory: %s",
 			    r->dir, rel, strerror(errno));
 	d = fdopendir(fd);
-	if (d == NULL) {
+	if (!d) {
 		rc = import_fail(r->c, IBSTORE_EIO, "%s/%s: cannot read directory: %s", r->dir,
 			  rel, strerror(errno));
 		close(fd);
@@ -134,21 +134,21 @@ static int list_dir(folder_run *r, const char *rel, strvec *files, strvec *subdi
 
 		errno = 0;
 		de = readdir(d);
-		if (de == NULL) {
-			if (errno != 0)
+		if (!de) {
+			if (errno)
 				rc = import_fail(r->c, IBSTORE_EIO, "%s/%s: cannot read directory: %s",
 					  r->dir, rel, strerror(errno));
 			break;
 		}
 		if (de->d_name[0] == '.')
 			continue;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW)) {
 			rc = import_fail(r->c, IBSTORE_EIO, "%s/%s/%s: cannot stat: %s", r->dir, rel,
 				  de->d_name, strerror(errno));
 			break;
 		}
 		if (S_ISLNK(st.st_mode)) {
-			if (fstatat(dirfd(d), de->d_name, &st, 0) != 0) {
+			if (fstatat(dirfd(d), de->d_name, &st, 0)) {
 				rc = import_fail(r->c, IBSTORE_EIO,
 					  "%s/%s/%s: cannot follow symbolic link: %s", r->dir,
 					  rel, de->d_name, strerror(errno));
@@ -158,7 +158,7 @@ static int list_dir(folder_run *r, const char *rel, strvec *files, strvec *subdi
 				continue; /* links to directories are never followed */
 		} else if (S_ISDIR(st.st_mode)) {
 			rc = strvec_push(subdirs, strdup(de->d_name));
-			if (rc != 0)
+			if (rc)
 				break;
 			continue;
 		}
@@ -166,7 +166,7 @@ static int list_dir(folder_run *r, const char *rel, strvec *files, strvec *subdi
 			continue;
 		r->total += (unsigned long long)st.st_size;
 		rc = strvec_push(files, join(rel, de->d_name));
-		if (rc != 0)
+		if (rc)
 			break;
 	}
 	closedir(d);
@@ -184,7 +184,7 @@ static int walk(folder_run *r, const char *rel, strvec *files)
 	for (size_t i = 0; rc == 0 && i < subdirs.n; i++) {
 		char *child = join(rel, subdirs.v[i]);
 
-		if (child == NULL) {
+		if (!child) {
 			rc = import_fail(r->c, IBSTORE_ENOMEM, "%s/%s: out of memory", r->dir, rel);
 			break;
 		}
@@ -199,34 +199,24 @@ static int walk(folder_run *r, const char *rel, strvec *files)
 static int read_file(folder_run *r, const char *rel, size_t *len)
 {
 	struct stat st;
-	size_t size, done = 0;
-	int fd, rc = 0;
+	size_t done = 0;
+	int rc = 0;
 
-	fd = openat(r->rootfd, rel, O_RDONLY | O_CLOEXEC);
+	int fd = import_open(r->c, r->rootfd, r->dir, rel, "the file listed", 1, &st);
 	if (fd < 0)
-		return import_fail(r->c, errno_code(errno), "%s/%s: cannot open: %s", r->dir, rel,
-			    strerror(errno));
-	if (fstat(fd, &st) != 0) {
-		rc = import_fail(r->c, IBSTORE_EIO, "%s/%s: cannot stat: %s", r->dir, rel,
-			  strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = import_fail(r->c, IBSTORE_EIO, "%s/%s: no longer a regular file", r->dir, rel);
-		goto fail;
-	}
+		return fd;
 	if ((unsigned long long)st.st_size > FOLDER_MAX_SAMPLE) {
 		rc = import_fail(r->c, IBSTORE_ETOOBIG,
 			  "%s/%s: %llu bytes exceeds the sample limit of 4 GiB - 1", r->dir,
 			  rel, (unsigned long long)st.st_size);
 		goto fail;
 	}
-	size = (size_t)st.st_size;
-	if (size > r->bufcap || r->buf == NULL) {
+	size_t size = (size_t)st.st_size;
+	if (size > r->bufcap || !r->buf) {
 		size_t cap = size > 4096 ? size : 4096;
 		unsigned char *b = realloc(r->buf, cap);
 
-		if (b == NULL) {
+		if (!b) {
 			rc = import_fail(r->c, IBSTORE_ENOMEM, "%s/%s: out of memory for %zu bytes",
 				  r->dir, rel, size);
 			goto fail;
@@ -234,23 +224,14 @@ static int read_file(folder_run *r, const char *rel, size_t *len)
 		r->buf = b;
 		r->bufcap = cap;
 	}
-	while (done < size) {
-		ssize_t n = read(fd, r->buf + done, size - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = import_fail(r->c, IBSTORE_EIO, "%s/%s: read failed: %s", r->dir, rel,
-				  strerror(errno));
-			goto fail;
-		}
-		if (n == 0) {
-			rc = import_fail(r->c, IBSTORE_EIO,
-				  "%s/%s: file shrank while being read (%zu of %zu bytes)",
-				  r->dir, rel, done, size);
-			goto fail;
-		}
-		done += (size_t)n;
+	rc = import_read_full(r->c, fd, r->buf, size, &done, r->dir, rel);
+	if (rc)
+		goto fail;
+	if (done < size) {
+		rc = import_fail(r->c, IBSTORE_EIO,
+				 "%s/%s: file shrank while being read (%zu of %zu bytes)", r->dir,
+				 rel, done, size);
+		goto fail;
 	}
 	*len = size;
 fail:
@@ -261,26 +242,23 @@ fail:
 /* Adds the (already listed) files of class `label`. */
 static int add_class(folder_run *r, int32_t label, const char *name, strvec *files)
 {
-	int rc;
-
-	rc = ibstore_writer_set_class_name(r->c->w, label, name);
-	if (rc != 0)
+	int rc = ibstore_writer_set_class_name(r->c->w, label, name);
+	if (rc)
 		return import_fail(r->c, rc, "%s/%s: %s", r->dir, name, ibstore_writer_errmsg(r->c->w));
 	strvec_sort(files);
 	for (size_t i = 0; i < files->n; i++) {
 		size_t len = 0;
 
 		rc = read_file(r, files->v[i], &len);
-		if (rc != 0)
+		if (rc)
 			return rc;
 		rc = ibstore_writer_add(r->c->w, r->buf, len, label, files->v[i], NULL);
-		if (rc != 0)
+		if (rc)
 			return import_fail(r->c, rc, "%s/%s: %s", r->dir, files->v[i],
 				    ibstore_writer_errmsg(r->c->w));
 		r->samples++;
 		r->bytes_in += len;
-		if (r->c->progress != NULL && r->samples % FOLDER_PROGRESS_EVERY == 0)
-			r->c->progress(r->c->progress_ctx, r->samples, r->bytes_in);
+		import_progress(r->c, r->samples, FOLDER_PROGRESS_EVERY, r->samples, r->bytes_in);
 	}
 	return 0;
 }
@@ -290,11 +268,10 @@ int import_folder(import_ctx *c, const char *dir)
 	folder_run r = { .c = c, .dir = dir, .rootfd = -1 };
 	strvec classes = { 0 }, top_files = { 0 };
 	strvec *per_class = NULL;
-	int rc;
 
-	if (c == NULL || c->w == NULL)
+	if (!c || !c->w)
 		return IBSTORE_EINVAL;
-	if (dir == NULL)
+	if (!dir)
 		return import_fail(c, IBSTORE_EINVAL, "import_folder: missing directory");
 
 	r.rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -302,8 +279,8 @@ int import_folder(import_ctx *c, const char *dir)
 		return import_fail(c, errno_code(errno), "%s: cannot open directory: %s", dir,
 			    strerror(errno));
 
-	rc = list_dir(&r, ".", &top_files, &classes);
-	if (rc != 0)
+	int rc = list_dir(&r, ".", &top_files, &classes);
+	if (rc)
 		goto fail;
 	r.total = 0; /* files directly in DIR are not samples */
 	if (classes.n == 0) {
@@ -320,27 +297,27 @@ int import_folder(import_ctx *c, const char *dir)
 	strvec_sort(&classes);
 
 	rc = ibstore_writer_set_attr(c->w, "source", "folder");
-	if (rc != 0) {
+	if (rc) {
 		rc = import_fail(c, rc, "%s: %s", dir, ibstore_writer_errmsg(c->w));
 		goto fail;
 	}
 	/* Every class is listed first, so the total size is known up front. */
 	per_class = calloc(classes.n, sizeof(*per_class));
-	if (per_class == NULL) {
+	if (!per_class) {
 		rc = import_fail(c, IBSTORE_ENOMEM, "%s: out of memory", dir);
 		goto fail;
 	}
 	for (size_t k = 0; k < classes.n; k++) {
 		rc = walk(&r, classes.v[k], &per_class[k]);
-		if (rc != 0)
+		if (rc)
 			goto fail;
 	}
-	if (c->total != NULL)
+	if (c->total)
 		c->total(c->progress_ctx, r.total);
 	for (size_t k = 0; k < classes.n; k++) {
 		rc = add_class(&r, (int32_t)k, classes.v[k], &per_class[k]);
 		strvec_free(&per_class[k]);
-		if (rc != 0)
+		if (rc)
 			goto fail;
 	}
 	if (r.samples == 0) {
@@ -349,8 +326,7 @@ int import_folder(import_ctx *c, const char *dir)
 			  dir, classes.n, classes.n == 1 ? "y" : "ies");
 		goto fail;
 	}
-	if (c->progress != NULL)
-		c->progress(c->progress_ctx, r.samples, r.bytes_in);
+	import_progress(c, 0, 1, r.samples, r.bytes_in);
 
 fail:
 	for (size_t k = 0; per_class != NULL && k < classes.n; k++)

@@ -47,10 +47,10 @@ static int gz_status(import_ctx *c, idx_file *f)
 {
 	int errnum = Z_OK;
 	const char *msg = gzerror(f->gz, &errnum);
-	const char *sep;
 
 	/* zlib prefixes "<fd:N>: " (from gzdopen); we name the path ourselves. */
-	if (msg[0] == '<' && (sep = strstr(msg, ": ")) != NULL)
+	const char *sep;
+	if (msg[0] == '<' && (sep = strstr(msg, ": ")))
 		msg = sep + 2;
 	switch (errnum) {
 	case Z_OK:
@@ -88,7 +88,7 @@ static int read_full(import_ctx *c, idx_file *f, void *buf, size_t len, size_t *
 		if (n <= 0) {
 			int rc = gz_status(c, f);
 
-			if (rc != 0)
+			if (rc)
 				return rc;
 			break;
 		}
@@ -104,37 +104,26 @@ static int idx_open(import_ctx *c, idx_file *f, const char *path, unsigned ndims
 {
 	unsigned char hdr[4 + 4 * IDX_MAX_DIMS];
 	size_t hdrlen = 4 + 4 * (size_t)ndims;
-	struct stat st;
 	size_t got = 0;
-	uint32_t magic;
-	int fd, rc;
+	char kind[32];
 
 	f->path = path;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(kind, sizeof kind, "an IDX %s file", what);
+	struct stat st;
+	int fd = import_open(c, AT_FDCWD, NULL, path, kind, 0, &st);
 	if (fd < 0)
-		return import_fail(c, errno == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO,
-			    "%s: cannot open: %s", path, strerror(errno));
-	if (fstat(fd, &st) != 0) {
-		rc = import_fail(c, IBSTORE_EIO, "%s: cannot stat: %s", path, strerror(errno));
-		close(fd);
-		return rc;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		close(fd);
-		return import_fail(c, IBSTORE_EIO, "%s: is a directory, expected an IDX %s file",
-			    path, what);
-	}
+		return fd;
 	f->is_reg = S_ISREG(st.st_mode);
 	f->st_size = (uint64_t)st.st_size;
 	f->gz = gzdopen(fd, "rb");
-	if (f->gz == NULL) {
+	if (!f->gz) {
 		close(fd);
 		return import_fail(c, IBSTORE_ENOMEM, "%s: out of memory opening gzip reader", path);
 	}
 	gzbuffer(f->gz, 128u << 10);
 
-	rc = read_full(c, f, hdr, hdrlen, &got);
-	if (rc != 0)
+	int rc = read_full(c, f, hdr, hdrlen, &got);
+	if (rc)
 		return rc;
 	if (got == 0)
 		return import_fail(c, IBSTORE_EFORMAT, "%s: empty file, no samples", path);
@@ -142,8 +131,8 @@ static int idx_open(import_ctx *c, idx_file *f, const char *path, unsigned ndims
 		return import_fail(c, IBSTORE_ETRUNCATED,
 			    "%s: truncated IDX header (%zu of %zu bytes)", path, got, hdrlen);
 
-	magic = be32(hdr);
-	if (hdr[0] != 0 || hdr[1] != 0)
+	uint32_t magic = be32(hdr);
+	if (hdr[0] || hdr[1])
 		return import_fail(c, IBSTORE_EFORMAT,
 			    "%s: not an IDX file (magic 0x%08x, expected 0x%08x)", path,
 			    (unsigned)magic, IDX_UBYTE << 8 | ndims);
@@ -203,9 +192,9 @@ static int check_at_end(import_ctx *c, idx_file *f, const char *what)
 	size_t got = 0;
 	int rc = read_full(c, f, &extra, 1, &got);
 
-	if (rc != 0)
+	if (rc)
 		return rc;
-	if (got != 0)
+	if (got)
 		return import_fail(c, IBSTORE_EFORMAT,
 			    "%s: trailing data after %u %s (file is longer than its header "
 			    "says)", f->path, f->dims[0], what);
@@ -223,24 +212,23 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 {
 	idx_file img = { 0 }, lab = { 0 };
 	unsigned char *pixels = NULL, *labels = NULL;
-	size_t got = 0, image_bytes;
-	uint32_t n, nlab = 0;
+	size_t got = 0;
+	uint32_t nlab = 0;
 	char shape[32];
-	int rc;
 
-	if (c == NULL || c->w == NULL)
+	if (!c || !c->w)
 		return IBSTORE_EINVAL;
-	if (images_path == NULL || labels_path == NULL)
+	if (!images_path || !labels_path)
 		return import_fail(c, IBSTORE_EINVAL, "import_idx: missing images or labels path");
 
-	rc = idx_open(c, &img, images_path, 3, "images");
-	if (rc != 0)
+	int rc = idx_open(c, &img, images_path, 3, "images");
+	if (rc)
 		goto fail;
 	rc = idx_open(c, &lab, labels_path, 1, "labels");
-	if (rc != 0)
+	if (rc)
 		goto fail;
 
-	n = img.dims[0];
+	uint32_t n = img.dims[0];
 	if (n == 0) {
 		rc = import_fail(c, IBSTORE_EFORMAT, "%s: header says 0 images, no samples",
 			  images_path);
@@ -265,17 +253,17 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 			  images_path, n, labels_path, lab.dims[0]);
 		goto fail;
 	}
-	image_bytes = (size_t)img.dims[1] * img.dims[2];
+	size_t image_bytes = (size_t)img.dims[1] * img.dims[2];
 	rc = check_raw_size(c, &img, (uint64_t)n * image_bytes, "images");
-	if (rc != 0)
+	if (rc)
 		goto fail;
 	rc = check_raw_size(c, &lab, n, "labels");
-	if (rc != 0)
+	if (rc)
 		goto fail;
 
 	pixels = malloc(image_bytes);
 	labels = malloc(IDX_LABEL_CHUNK);
-	if (pixels == NULL || labels == NULL) {
+	if (!pixels || !labels) {
 		rc = import_fail(c, IBSTORE_ENOMEM, "%s: out of memory for a %zu-byte image",
 			  images_path, image_bytes);
 		goto fail;
@@ -283,9 +271,9 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 
 	snprintf(shape, sizeof(shape), "%ux%u", img.dims[1], img.dims[2]);
 	rc = ibstore_writer_set_attr(c->w, "source", "idx");
-	if (rc == 0)
+	if (!rc)
 		rc = ibstore_writer_set_attr(c->w, "shape", shape);
-	if (rc != 0) {
+	if (rc) {
 		rc = import_fail(c, rc, "%s: %s", images_path, ibstore_writer_errmsg(c->w));
 		goto fail;
 	}
@@ -295,7 +283,7 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 			uint32_t want = n - i < IDX_LABEL_CHUNK ? n - i : IDX_LABEL_CHUNK;
 
 			rc = read_full(c, &lab, labels, want, &got);
-			if (rc != 0)
+			if (rc)
 				goto fail;
 			if (got < want) {
 				rc = import_fail(c, IBSTORE_ETRUNCATED,
@@ -306,7 +294,7 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 			nlab += want;
 		}
 		rc = read_full(c, &img, pixels, image_bytes, &got);
-		if (rc != 0)
+		if (rc)
 			goto fail;
 		if (got < image_bytes) {
 			rc = import_fail(c, IBSTORE_ETRUNCATED,
@@ -317,31 +305,29 @@ int import_idx(import_ctx *c, const char *images_path, const char *labels_path)
 		}
 		rc = ibstore_writer_add(c->w, pixels, image_bytes,
 					labels[i % IDX_LABEL_CHUNK], NULL, NULL);
-		if (rc != 0) {
+		if (rc) {
 			rc = import_fail(c, rc, "%s: image %u: %s", images_path, i,
 				  ibstore_writer_errmsg(c->w));
 			goto fail;
 		}
-		if (c->progress != NULL && (i + 1) % IDX_PROGRESS_EVERY == 0)
-			c->progress(c->progress_ctx, (unsigned long long)i + 1,
-				    gz_pos(img.gz) + gz_pos(lab.gz));
+		import_progress(c, (unsigned long long)i + 1, IDX_PROGRESS_EVERY,
+				(unsigned long long)i + 1, gz_pos(img.gz) + gz_pos(lab.gz));
 	}
 
 	rc = check_at_end(c, &img, "images");
-	if (rc != 0)
+	if (rc)
 		goto fail;
 	rc = check_at_end(c, &lab, "labels");
-	if (rc != 0)
+	if (rc)
 		goto fail;
-	if (c->progress != NULL)
-		c->progress(c->progress_ctx, n, gz_pos(img.gz) + gz_pos(lab.gz));
+	import_progress(c, 0, 1, n, gz_pos(img.gz) + gz_pos(lab.gz));
 
 fail:
 	free(pixels);
 	free(labels);
-	if (img.gz != NULL)
+	if (img.gz)
 		gzclose(img.gz);
-	if (lab.gz != NULL)
+	if (lab.gz)
 		gzclose(lab.gz);
 	return rc;
 }

@@ -136,7 +136,7 @@ static int string(jscan *s, uint8_t *out, size_t *out_len)
 		const char *simple = "\"\\/bfnrt", *dec = "\"\\/\b\f\n\r\t";
 		const char *k = e ? strchr(simple, e) : NULL;
 
-		if (k != NULL) {
+		if (k) {
 			if (out)
 				out[o] = (uint8_t)dec[k - simple];
 			o++;
@@ -147,14 +147,14 @@ static int string(jscan *s, uint8_t *out, size_t *out_len)
 			return jerr(s, "invalid escape");
 		unsigned cp, lo;
 
-		if (s->end - s->p < 6 || hex4(s->p + 2, &cp) != 0)
+		if (s->end - s->p < 6 || hex4(s->p + 2, &cp))
 			return jerr(s, "invalid \\u escape");
 		s->p += 6;
 		if (cp >= 0xdc00 && cp <= 0xdfff)
 			return jerr(s, "lone low surrogate");
 		if (cp >= 0xd800 && cp <= 0xdbff) {
 			if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u' ||
-			    hex4(s->p + 2, &lo) != 0 || lo < 0xdc00 || lo > 0xdfff)
+			    hex4(s->p + 2, &lo) || lo < 0xdc00 || lo > 0xdfff)
 				return jerr(s, "high surrogate without a low surrogate");
 			s->p += 6;
 			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
@@ -205,18 +205,18 @@ static int number(jscan *s)
 		s->p++;
 	if (s->p < s->end && *s->p == '0')
 		s->p++;
-	else if (s->p >= s->end || *s->p < '1' || *s->p > '9' || digits(s) != 0)
+	else if (s->p >= s->end || *s->p < '1' || *s->p > '9' || digits(s))
 		return jerr(s, "invalid number");
 	if (s->p < s->end && *s->p == '.') {
 		s->p++;
-		if (digits(s) != 0)
+		if (digits(s))
 			return jerr(s, "invalid number: digits expected after '.'");
 	}
 	if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
 		s->p++;
 		if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
 			s->p++;
-		if (digits(s) != 0)
+		if (digits(s))
 			return jerr(s, "invalid number: digits expected in the exponent");
 	}
 	return 0;
@@ -256,7 +256,7 @@ static int container(jscan *s, int depth, jfield *fields, int nfields)
 				return jerr(s, "expected a string (an object key)");
 			const uint8_t *k = s->p;
 
-			if (string(s, NULL, NULL) != 0)
+			if (string(s, NULL, NULL))
 				return -1;
 			for (int i = 0; depth == 0 && i < nfields; i++) {
 				/* Compare the decoded key; keys are short, decode on the stack. */
@@ -264,7 +264,7 @@ static int container(jscan *s, int depth, jfield *fields, int nfields)
 				uint8_t tmp[256];
 				jscan ks = {.start = k, .p = k, .end = s->p};
 
-				if (fields[i].name == NULL || klen > sizeof tmp)
+				if (!fields[i].name || klen > sizeof tmp)
 					continue;
 				if (string(&ks, tmp, &dl) == 0 && dl == fields[i].name_len &&
 				    memcmp(tmp, fields[i].name, dl) == 0)
@@ -278,9 +278,9 @@ static int container(jscan *s, int depth, jfield *fields, int nfields)
 		}
 		const uint8_t *vb = s->p;
 
-		if (value(s, depth + 1, NULL, 0) != 0)
+		if (value(s, depth + 1, NULL, 0))
 			return -1;
-		if (match != NULL) {
+		if (match) {
 			match->v = vb;
 			match->v_end = s->p;
 		}
@@ -330,8 +330,7 @@ typedef struct jsonl_run {
 	unsigned long long line;
 	uint8_t *dec;           /* decoded string field */
 	size_t dec_cap;
-	char *key;
-	size_t key_cap;
+	import_keybuf key;       /* with line_keys */
 	char why[512];
 	unsigned long long samples, bytes;
 } jsonl_run;
@@ -352,32 +351,11 @@ static int bad(jsonl_run *r, const char *fmt, ...)
 /* An integer label (or null: none) from a field's JSON text. */
 static int parse_label(const uint8_t *v, const uint8_t *e, int32_t *out)
 {
-	long long x = 0;
-	int neg = 0;
-
 	if (e - v == 4 && memcmp(v, "null", 4) == 0) {
 		*out = IBSTORE_NO_LABEL;
 		return 0;
 	}
-	if (v < e && *v == '-') {
-		neg = 1;
-		v++;
-	}
-	if (v == e)
-		return -1;
-	for (; v < e; v++) {
-		if (*v < '0' || *v > '9')
-			return -1;
-		x = x * 10 + (*v - '0');
-		if (x > 2147483648LL)
-			return -1;
-	}
-	if (neg)
-		x = -x;
-	if (x > INT32_MAX || x <= INT32_MIN)
-		return -1;
-	*out = (int32_t)x;
-	return 0;
+	return import_parse_label(v, (size_t)(e - v), out);
 }
 
 /*
@@ -410,10 +388,10 @@ static int do_line(jsonl_run *r, const uint8_t *line, size_t len)
 		if (s.p != s.end)
 			jerr(&s, "text after the JSON value");
 	}
-	if (s.err != NULL)
+	if (s.err)
 		return bad(r, "column %zu: malformed JSON: %s", (size_t)(s.p - line) + 1, s.err);
-	if (f[0].name != NULL) {
-		if (f[0].v == NULL)
+	if (f[0].name) {
+		if (!f[0].v)
 			return bad(r, "no field \"%s\"", f[0].name);
 		data = f[0].v;
 		dlen = (size_t)(f[0].v_end - f[0].v);
@@ -421,7 +399,7 @@ static int do_line(jsonl_run *r, const uint8_t *line, size_t len)
 			if (dlen > r->dec_cap) {
 				uint8_t *b = realloc(r->dec, dlen);
 
-				if (b == NULL)
+				if (!b)
 					return import_fail(c, IBSTORE_ENOMEM, "%s:%llu: out of memory",
 						    r->path, r->line);
 				r->dec = b;
@@ -433,10 +411,10 @@ static int do_line(jsonl_run *r, const uint8_t *line, size_t len)
 			data = r->dec;
 		}
 	}
-	if (f[1].name != NULL) {
-		if (f[1].v == NULL)
+	if (f[1].name) {
+		if (!f[1].v)
 			return bad(r, "no label field \"%s\"", f[1].name);
-		if (parse_label(f[1].v, f[1].v_end, &label) != 0)
+		if (parse_label(f[1].v, f[1].v_end, &label))
 			return bad(r, "label field \"%s\" is %.*s, not an integer in 32 bits (or "
 				   "null)", f[1].name, (int)(f[1].v_end - f[1].v > 40 ? 40 :
 							     f[1].v_end - f[1].v),
@@ -446,23 +424,11 @@ static int do_line(jsonl_run *r, const uint8_t *line, size_t len)
 		return bad(r, "sample of %zu bytes exceeds 4 GiB - 1", dlen);
 	const char *key = NULL;
 
-	if (r->o->line_keys) {
-		size_t need = strlen(r->path) + 24;
-
-		if (need > r->key_cap) {
-			char *k = realloc(r->key, need);
-
-			if (k == NULL)
-				return import_fail(c, IBSTORE_ENOMEM, "out of memory");
-			r->key = k;
-			r->key_cap = need;
-		}
-		snprintf(r->key, need, "%s:%llu", r->path, r->line);
-		key = r->key;
-	}
+	if (r->o->line_keys && !(key = import_key(c, &r->key, "%s:%llu", r->path, r->line)))
+		return IBSTORE_ENOMEM;
 	int rc = ibstore_writer_add(c->w, data, dlen, label, key, NULL);
 
-	if (rc != 0)
+	if (rc)
 		return import_fail(c, rc, "%s:%llu: %s", r->path, r->line, ibstore_writer_errmsg(c->w));
 	r->samples++;
 	return 0;
@@ -473,22 +439,20 @@ static int read_file(jsonl_run *r)
 	import_ctx *c = r->c;
 	char *line = NULL;
 	size_t cap = 0;
-	ssize_t n;
 	int rc = 0;
-	FILE *f = fopen(r->path, "rbe");
-
-	if (f == NULL)
-		return import_fail(c, errno == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO,
-			    "%s: cannot open: %s", r->path, strerror(errno));
 	struct stat st;
-
-	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-		fclose(f);
-		return import_fail(c, IBSTORE_EIO, "%s: is a directory, not a JSONL file", r->path);
+	int fd = import_open(c, AT_FDCWD, NULL, r->path, "a JSONL file", 0, &st);
+	if (fd < 0)
+		return fd;
+	FILE *f = fdopen(fd, "rb");
+	if (!f) {
+		close(fd);
+		return import_fail(c, IBSTORE_ENOMEM, "%s: out of memory", r->path);
 	}
 	(void)posix_fadvise(fileno(f), 0, 0, POSIX_FADV_SEQUENTIAL);
 	r->line = 0;
 	errno = 0;
+	ssize_t n;
 	while ((n = getline(&line, &cap, f)) > 0) {
 		size_t len = (size_t)n;
 
@@ -508,7 +472,7 @@ static int read_file(jsonl_run *r)
 				break;
 			}
 			r->o->skipped++;
-			if (c->warn != NULL) {
+			if (c->warn) {
 				char msg[700];
 
 				snprintf(msg, sizeof msg, "%s:%llu: %s (line skipped)", r->path,
@@ -517,11 +481,10 @@ static int read_file(jsonl_run *r)
 			}
 			rc = 0;
 		}
-		if (c->progress != NULL && r->line % JSONL_PROGRESS_EVERY == 0)
-			c->progress(c->progress_ctx, r->samples, r->bytes);
+		import_progress(c, r->line, JSONL_PROGRESS_EVERY, r->samples, r->bytes);
 		errno = 0;
 	}
-	if (rc == 0 && ferror(f))
+	if (!rc && ferror(f))
 		rc = import_fail(c, IBSTORE_EIO, "%s: read failed after line %llu: %s", r->path, r->line,
 			  strerror(errno ? errno : EIO));
 	free(line);
@@ -533,36 +496,27 @@ int import_jsonl(import_ctx *c, const char *const *paths, int npaths, import_jso
 {
 	import_jsonl_opts none = { 0 };
 	jsonl_run r = { .c = c, .o = o ? o : &none };
-	int rc;
 
-	if (c == NULL || c->w == NULL || paths == NULL || npaths < 1)
+	if (!c || !c->w || !paths || npaths < 1)
 		return c ? import_fail(c, IBSTORE_EINVAL, "import_jsonl: no files given") : IBSTORE_EINVAL;
 	r.o->skipped = 0;
 	if ((r.o->field && !*r.o->field) || (r.o->label_field && !*r.o->label_field))
 		return import_fail(c, IBSTORE_EINVAL, "empty field name");
-	if (c->total != NULL) {
-		unsigned long long total = 0;
-		struct stat st;
-
-		for (int i = 0; i < npaths; i++)
-			if (stat(paths[i], &st) == 0 && S_ISREG(st.st_mode))
-				total += (unsigned long long)st.st_size;
-		c->total(c->progress_ctx, total);
-	}
-	rc = ibstore_writer_set_attr(c->w, "source", "jsonl");
-	if (rc != 0)
+	import_total_of_files(c, paths, npaths);
+	int rc = ibstore_writer_set_attr(c->w, "source", "jsonl");
+	if (rc)
 		return import_fail(c, rc, "%s", ibstore_writer_errmsg(c->w));
 	for (int i = 0; i < npaths && rc == 0; i++) {
 		r.path = paths[i];
 		rc = read_file(&r);
 	}
-	if (rc == 0 && r.samples == 0)
+	if (!rc && r.samples == 0)
 		rc = import_fail(c, IBSTORE_EFORMAT, "%s%s: no samples found (%s)", paths[0],
 			  npaths > 1 ? " ..." : "",
 			  r.o->skipped ? "every line was bad" : "no non-blank lines");
-	if (rc == 0 && c->progress != NULL)
-		c->progress(c->progress_ctx, r.samples, r.bytes);
+	if (!rc)
+		import_progress(c, 0, 1, r.samples, r.bytes);
 	free(r.dec);
-	free(r.key);
+	free(r.key.s);
 	return rc;
 }

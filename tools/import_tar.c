@@ -62,8 +62,7 @@ typedef struct tar_run {
 	int have_label;
 	/* dataset-wide */
 	char *first_ext;         /* recorded as attribute "ext" */
-	char *key;               /* scratch */
-	size_t key_cap;
+	import_keybuf key;       /* scratch */
 	unsigned long long samples, bytes_before; /* bytes of earlier archives */
 } tar_run;
 
@@ -188,7 +187,7 @@ static int checksum_ok(const uint8_t *h)
 	unsigned long usum = 0;
 	long ssum = 0;
 
-	if (parse_number(h + 148, 8, &want) != 0)
+	if (parse_number(h + 148, 8, &want))
 		return 0;
 	for (int i = 0; i < BLOCK; i++) {
 		uint8_t b = (i >= 148 && i < 156) ? ' ' : h[i];
@@ -272,13 +271,13 @@ static const char *parse_pax(char *d, size_t n, char **path, uint64_t *size, int
 		size_t kvlen = i + len - 1 - (j + 1);
 		char *eq = memchr(kv, '=', kvlen);
 
-		if (eq == NULL)
+		if (!eq)
 			return "pax record without '='";
 		size_t klen = (size_t)(eq - kv), vlen = kvlen - klen - 1;
 		char *val = eq + 1;
 
 		if (klen == 4 && memcmp(kv, "path", 4) == 0) {
-			if (memchr(val, '\0', vlen) != NULL)
+			if (memchr(val, '\0', vlen))
 				return "pax path contains a NUL byte";
 			free(*path);
 			*path = strndup(val, vlen);
@@ -312,36 +311,6 @@ static int ext_index(const tar_run *t, const char *ext)
 	return -1;
 }
 
-static int parse_label(const uint8_t *s, size_t n, int32_t *out)
-{
-	size_t i = 0, end = n;
-	int neg = 0;
-	long long v = 0;
-
-	while (i < end && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
-		i++;
-	while (end > i && (s[end - 1] == ' ' || s[end - 1] == '\t' || s[end - 1] == '\n' ||
-			   s[end - 1] == '\r'))
-		end--;
-	if (i < end && (s[i] == '-' || s[i] == '+'))
-		neg = s[i++] == '-';
-	if (i == end)
-		return -1;
-	for (; i < end; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-		if (v > 2147483648LL)
-			return -1;
-	}
-	if (neg)
-		v = -v;
-	if (v > INT32_MAX || v <= INT32_MIN) /* INT32_MIN means "no label" */
-		return -1;
-	*out = (int32_t)v;
-	return 0;
-}
-
 static void reset_sample(tar_run *t)
 {
 	free(t->stem);
@@ -357,8 +326,8 @@ static void report(tar_run *t, int force)
 {
 	import_ctx *c = t->c;
 
-	if (c->progress != NULL && (force || t->samples % TAR_PROGRESS_EVERY == 0))
-		c->progress(c->progress_ctx, t->samples, t->bytes_before + t->r.off);
+	import_progress(c, t->samples, force ? 1 : TAR_PROGRESS_EVERY, t->samples,
+			t->bytes_before + t->r.off);
 }
 
 /* Adds the sample assembled so far (if any). */
@@ -367,7 +336,7 @@ static int finish_sample(tar_run *t)
 	import_ctx *c = t->c;
 	int rc;
 
-	if (t->stem == NULL)
+	if (!t->stem)
 		return 0;
 	if (t->best < 0) {
 		rc = import_fail(c, IBSTORE_EFORMAT,
@@ -377,31 +346,20 @@ static int finish_sample(tar_run *t)
 			  t->nexts > 1 ? ", ..." : "");
 		return rc;
 	}
-	if (t->first_ext == NULL) {
+	if (!t->first_ext) {
 		t->first_ext = strdup(t->best_ext);
-		if (t->first_ext == NULL)
+		if (!t->first_ext)
 			return import_fail(c, IBSTORE_ENOMEM, "out of memory");
 		rc = ibstore_writer_set_attr(c->w, "ext", t->best_ext);
-		if (rc != 0)
+		if (rc)
 			return import_fail(c, rc, "%s: %s", t->path, ibstore_writer_errmsg(c->w));
 	}
 	const char *key = t->stem;
-	if (strcmp(t->best_ext, t->first_ext) != 0) {
-		size_t need = strlen(t->stem) + strlen(t->best_ext) + 2;
-
-		if (need > t->key_cap) {
-			char *k = realloc(t->key, need);
-
-			if (k == NULL)
-				return import_fail(c, IBSTORE_ENOMEM, "out of memory");
-			t->key = k;
-			t->key_cap = need;
-		}
-		snprintf(t->key, need, "%s.%s", t->stem, t->best_ext);
-		key = t->key;
-	}
+	if (strcmp(t->best_ext, t->first_ext) &&
+	    !(key = import_key(c, &t->key, "%s.%s", t->stem, t->best_ext)))
+		return IBSTORE_ENOMEM;
 	rc = ibstore_writer_add(c->w, t->payload, t->payload_len, t->label, key, NULL);
-	if (rc != 0)
+	if (rc)
 		return import_fail(c, rc, "%s: sample '%s' (member at offset %llu): %s", t->path, key,
 			    (unsigned long long)t->stem_off, ibstore_writer_errmsg(c->w));
 	t->samples++;
@@ -424,11 +382,11 @@ static int take_member(tar_run *t, char *name, uint64_t size, uint64_t hoff)
 	const char *ext = dot ? dot + 1 : "";
 	size_t stemlen = dot ? (size_t)(dot - name) : strlen(name);
 
-	if (t->stem == NULL || strlen(t->stem) != stemlen || memcmp(t->stem, name, stemlen) != 0) {
-		if ((rc = finish_sample(t)) != 0)
+	if (!t->stem || strlen(t->stem) != stemlen || memcmp(t->stem, name, stemlen) != 0) {
+		if ((rc = finish_sample(t)))
 			return rc;
 		t->stem = strndup(name, stemlen);
-		if (t->stem == NULL)
+		if (!t->stem)
 			return import_fail(c, IBSTORE_ENOMEM, "out of memory");
 		t->stem_off = hoff;
 	}
@@ -451,7 +409,7 @@ static int take_member(tar_run *t, char *name, uint64_t size, uint64_t hoff)
 				    strerror((int)-got));
 		if ((uint64_t)got < size)
 			goto truncated;
-		if (parse_label(text, (size_t)size, &t->label) != 0)
+		if (import_parse_label(text, (size_t)size, &t->label))
 			return import_fail(c, IBSTORE_EFORMAT,
 				    "%s: member '%s' at offset %llu: label '%.*s' is not a "
 				    "decimal 32-bit integer", t->path, name,
@@ -475,7 +433,7 @@ static int take_member(tar_run *t, char *name, uint64_t size, uint64_t hoff)
 	if (size > t->payload_cap) {
 		uint8_t *b = realloc(t->payload, (size_t)size);
 
-		if (b == NULL)
+		if (!b)
 			return import_fail(c, IBSTORE_ENOMEM, "%s: member '%s': out of memory for %llu "
 				    "bytes", t->path, name, (unsigned long long)size);
 		t->payload = b;
@@ -495,7 +453,7 @@ skip:
 	rc = rd_skip(&t->r, size);
 	if (rc < 0)
 		return import_fail(c, IBSTORE_EIO, "%s: read failed: %s", t->path, strerror(-rc));
-	if (rc == 0)
+	if (!rc)
 		return 0;
 truncated:
 	return import_fail(c, IBSTORE_ETRUNCATED,
@@ -515,7 +473,7 @@ static int read_meta(tar_run *t, uint64_t size, uint64_t hoff, const char *what,
 			    (unsigned long long)size);
 	char *d = malloc((size_t)size + 1);
 
-	if (d == NULL)
+	if (!d)
 		return import_fail(c, IBSTORE_ENOMEM, "out of memory");
 	ssize_t got = rd_read(&t->r, d, (size_t)size);
 
@@ -564,7 +522,7 @@ static int read_archive(tar_run *t)
 				  strerror((int)-got));
 			break;
 		}
-		if (got == 0 && longname == NULL && paxpath == NULL && !has_paxsize)
+		if (got == 0 && !longname && !paxpath && !has_paxsize)
 			break; /* end of file without the end-of-archive blocks */
 		if (got < BLOCK) {
 			rc = import_fail(c, IBSTORE_ETRUNCATED,
@@ -573,7 +531,7 @@ static int read_archive(tar_run *t)
 			break;
 		}
 		if (all_zero(h)) {
-			if (longname != NULL || paxpath != NULL || has_paxsize)
+			if (longname || paxpath || has_paxsize)
 				rc = import_fail(c, IBSTORE_EFORMAT,
 					  "%s: end of archive at offset %llu right after a long-name "
 					  "or pax header", t->path, (unsigned long long)hoff);
@@ -595,7 +553,7 @@ static int read_archive(tar_run *t)
 			break;
 		}
 		uint64_t size;
-		if (parse_number(h + 124, 12, &size) != 0) {
+		if (parse_number(h + 124, 12, &size)) {
 			rc = import_fail(c, IBSTORE_EFORMAT, "%s: member '%s' at offset %llu: bad size "
 				  "field", t->path, name, (unsigned long long)hoff);
 			break;
@@ -604,9 +562,9 @@ static int read_archive(tar_run *t)
 		if (type == 'L' || type == 'x' || type == 'K' || type == 'g') {
 			const char *what = type == 'L' ? "GNU long name" :
 					   type == 'K' ? "GNU long link" : "pax";
-			if ((rc = read_meta(t, size, hoff, what, &meta)) != 0)
+			if ((rc = read_meta(t, size, hoff, what, &meta)))
 				break;
-			if ((rc = skip_padding(t, size, what, hoff)) != 0) {
+			if ((rc = skip_padding(t, size, what, hoff))) {
 				free(meta); /* the archive ends inside its padding */
 				break;
 			}
@@ -617,7 +575,7 @@ static int read_archive(tar_run *t)
 				const char *why = parse_pax(meta, (size_t)size, &paxpath, &paxsize,
 							    &has_paxsize);
 				free(meta);
-				if (why != NULL) {
+				if (why) {
 					rc = import_fail(c, IBSTORE_EFORMAT, "%s: pax header at offset "
 						  "%llu: %s", t->path, (unsigned long long)hoff, why);
 					meta = NULL;
@@ -633,7 +591,7 @@ static int read_archive(tar_run *t)
 			size = paxsize;
 		char *full = paxpath ? paxpath : longname ? longname : name;
 		const char *why = clean_path(full);
-		if (why != NULL) {
+		if (why) {
 			rc = import_fail(c, IBSTORE_EFORMAT, "%s: member '%s' at offset %llu: %s", t->path,
 				  full, (unsigned long long)hoff, why);
 			break;
@@ -656,18 +614,18 @@ static int read_archive(tar_run *t)
 				rc = import_fail(c, IBSTORE_ETRUNCATED, "%s: member '%s' at offset %llu is "
 					  "truncated", t->path, full, (unsigned long long)hoff);
 		}
-		if (rc == 0)
+		if (!rc)
 			rc = skip_padding(t, size, full, hoff);
 		free(longname);
 		free(paxpath);
 		longname = paxpath = NULL;
 		has_paxsize = 0;
-		if (rc != 0)
+		if (rc)
 			break;
 	}
 	free(longname);
 	free(paxpath);
-	if (rc == 0)
+	if (!rc)
 		rc = finish_sample(t); /* a sample never spans archives */
 	return rc;
 }
@@ -690,7 +648,7 @@ static int split_exts(tar_run *t, const char *list)
 			return import_fail(t->c, IBSTORE_EINVAL, "more than %d payload extensions",
 				    MAX_EXTS);
 		t->exts[t->nexts] = strndup(s, l);
-		if (t->exts[t->nexts] == NULL)
+		if (!t->exts[t->nexts])
 			return import_fail(t->c, IBSTORE_ENOMEM, "out of memory");
 		t->nexts++;
 		s += l;
@@ -705,15 +663,14 @@ static int split_exts(tar_run *t, const char *list)
 int import_tar(import_ctx *c, const char *const *paths, int npaths, const import_tar_opts *o)
 {
 	tar_run t = { .c = c, .best = -1, .label = IBSTORE_NO_LABEL };
-	int rc;
 
-	if (c == NULL || c->w == NULL || paths == NULL || npaths < 1)
+	if (!c || !c->w || !paths || npaths < 1)
 		return c ? import_fail(c, IBSTORE_EINVAL, "import_tar: no archives given") : IBSTORE_EINVAL;
 	t.label_ext = o && o->label_ext ? o->label_ext : "cls";
 	if (t.label_ext[0] == '.')
 		t.label_ext++;
-	rc = split_exts(&t, o && o->payload ? o->payload : IMPORT_TAR_PAYLOAD_DEFAULT);
-	if (rc != 0)
+	int rc = split_exts(&t, o && o->payload ? o->payload : IMPORT_TAR_PAYLOAD_DEFAULT);
+	if (rc)
 		goto out;
 	if (ext_index(&t, t.label_ext) >= 0) {
 		rc = import_fail(c, IBSTORE_EINVAL, "label extension '%s' is also a payload extension",
@@ -721,21 +678,13 @@ int import_tar(import_ctx *c, const char *const *paths, int npaths, const import
 		goto out;
 	}
 	t.r.buf = malloc(RD_BUF);
-	if (t.r.buf == NULL) {
+	if (!t.r.buf) {
 		rc = import_fail(c, IBSTORE_ENOMEM, "out of memory");
 		goto out;
 	}
-	if (c->total != NULL) {
-		unsigned long long total = 0;
-		struct stat st;
-
-		for (int i = 0; i < npaths; i++)
-			if (stat(paths[i], &st) == 0 && S_ISREG(st.st_mode))
-				total += (unsigned long long)st.st_size;
-		c->total(c->progress_ctx, total);
-	}
+	import_total_of_files(c, paths, npaths);
 	rc = ibstore_writer_set_attr(c->w, "source", "tar");
-	if (rc != 0) {
+	if (rc) {
 		rc = import_fail(c, rc, "%s", ibstore_writer_errmsg(c->w));
 		goto out;
 	}
@@ -743,17 +692,9 @@ int import_tar(import_ctx *c, const char *const *paths, int npaths, const import
 		struct stat st;
 
 		t.path = paths[i];
-		t.r.fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+		t.r.fd = import_open(c, AT_FDCWD, NULL, paths[i], "a tar archive", 0, &st);
 		if (t.r.fd < 0) {
-			rc = import_fail(c, errno == ENOENT ? IBSTORE_ENOTFOUND : IBSTORE_EIO,
-				  "%s: cannot open: %s", paths[i], strerror(errno));
-			break;
-		}
-		if (fstat(t.r.fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-			rc = import_fail(c, IBSTORE_EIO, "%s: %s", paths[i],
-				  S_ISDIR(st.st_mode) ? "is a directory, not a tar archive"
-						      : strerror(errno));
-			close(t.r.fd);
+			rc = t.r.fd;
 			break;
 		}
 		t.r.size = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : UINT64_MAX;
@@ -765,17 +706,17 @@ int import_tar(import_ctx *c, const char *const *paths, int npaths, const import
 		t.r.off = 0;
 		close(t.r.fd);
 	}
-	if (rc == 0 && t.samples == 0)
+	if (!rc && t.samples == 0)
 		rc = import_fail(c, IBSTORE_EFORMAT, "%s%s: no samples found (no regular members)",
 			  paths[0], npaths > 1 ? " ..." : "");
-	if (rc == 0)
+	if (!rc)
 		report(&t, 1);
 out:
 	reset_sample(&t);
 	for (int i = 0; i < t.nexts; i++)
 		free(t.exts[i]);
 	free(t.first_ext);
-	free(t.key);
+	free(t.key.s);
 	free(t.payload);
 	free(t.r.buf);
 	return rc;

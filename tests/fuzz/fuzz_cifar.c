@@ -16,15 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t part = in.n / (size_t)files;
 	char paths[3][512];
 	const char *pp[3];
-	for (int i = 0; i < files; i++) {
-		char rel[32];
-		size_t got;
-		snprintf(rel, sizeof rel, "data_batch_%d.bin", i + 1);
-		fz_path(paths[i], sizeof paths[i], rel);
-		const uint8_t *p = fz_take(&in, i + 1 == files ? in.n : part, &got);
-		fz_write(paths[i], p, got);
-		pp[i] = paths[i];
-	}
+	imp_files(&in, files, part, "data_batch_%d.bin", 1, paths, pp);
 	import_ctx c;
 	imp_begin(&c);
 	int rc = import_cifar(&c, pp, files, variant);

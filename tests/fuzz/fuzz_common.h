@@ -127,6 +127,25 @@ static inline const char *fz_seed_dir(void)
 	return NULL;
 }
 
+/*
+ * Defines LLVMFuzzerInitialize for a target that writes its own seeds:
+ * with IBSTORE_FUZZ_WRITE_SEEDS=DIR (tests/fuzz/make-seeds) it calls
+ * write_seeds(DIR) and exits; otherwise fuzzing goes on.
+ */
+#define FZ_SEEDS_FROM(write_seeds)                                                       \
+	int LLVMFuzzerInitialize(int *argc, char ***argv);                               \
+	int LLVMFuzzerInitialize(int *argc, char ***argv)                                \
+	{                                                                                \
+		(void)argc;                                                              \
+		(void)argv;                                                              \
+		const char *dir_ = fz_seed_dir();                                        \
+		if (dir_) {                                                              \
+			write_seeds(dir_);                                               \
+			exit(0);                                                         \
+		}                                                                        \
+		return 0;                                                                \
+	}
+
 static inline void fz_write_seed(const char *dir, const char *name, const void *p, size_t n)
 {
 	char path[512];

@@ -14,15 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t part = in.n / (size_t)files;
 	char paths[2][512];
 	const char *pp[2];
-	for (int i = 0; i < files; i++) {
-		char rel[32];
-		size_t got;
-		snprintf(rel, sizeof rel, "part%d.jsonl", i);
-		fz_path(paths[i], sizeof paths[i], rel);
-		const uint8_t *p = fz_take(&in, i + 1 == files ? in.n : part, &got);
-		fz_write(paths[i], p, got);
-		pp[i] = paths[i];
-	}
+	imp_files(&in, files, part, "part%d.jsonl", 0, paths, pp);
 	import_jsonl_opts o = {
 		.field = (flags & 1) ? "text" : NULL,
 		.label_field = (flags & 2) ? "label" : NULL,

@@ -173,14 +173,4 @@ static void write_seeds(const char *dir)
 	}
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	const char *dir = fz_seed_dir();
-	if (dir) {
-		write_seeds(dir);
-		exit(0);
-	}
-	return 0;
-}
+FZ_SEEDS_FROM(write_seeds)

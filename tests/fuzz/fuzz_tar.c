@@ -14,15 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t part = files == 2 ? (in.n / 2) & ~(size_t)511 : in.n;
 	char paths[2][512];
 	const char *pp[2];
-	for (int i = 0; i < files; i++) {
-		char rel[32];
-		size_t got;
-		snprintf(rel, sizeof rel, "shard%d.tar", i);
-		fz_path(paths[i], sizeof paths[i], rel);
-		const uint8_t *p = fz_take(&in, i + 1 == files ? in.n : part, &got);
-		fz_write(paths[i], p, got);
-		pp[i] = paths[i];
-	}
+	imp_files(&in, files, part, "shard%d.tar", 0, paths, pp);
 	import_tar_opts o = {
 		.payload = (flags & 2) ? "bin,txt" : NULL,
 		.label_ext = (flags & 4) ? "lbl" : NULL,

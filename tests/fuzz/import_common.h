@@ -33,6 +33,26 @@ static inline void imp_begin(import_ctx *c)
 	c->errlen = sizeof imp_err;
 }
 
+/*
+ * Cuts the rest of the input into `files` files of the scratch directory
+ * named by `name_fmt` (printf, with the file's number counted from `first`):
+ * the first files - 1 take `part` bytes each, the last what is left.  Their
+ * paths go to paths[] and pp[].
+ */
+static inline void imp_files(fz_in *in, int files, size_t part, const char *name_fmt, int first,
+			     char (*paths)[512], const char **pp)
+{
+	for (int i = 0; i < files; i++) {
+		char rel[64];
+		size_t got;
+		snprintf(rel, sizeof rel, name_fmt, first + i);
+		fz_path(paths[i], sizeof paths[i], rel);
+		const uint8_t *p = fz_take(in, i + 1 == files ? in->n : part, &got);
+		fz_write(paths[i], p, got);
+		pp[i] = paths[i];
+	}
+}
+
 /* After an import: publish a successful one now and then (flag), free. */
 static inline void imp_end(import_ctx *c, int rc, int publish)
 {
