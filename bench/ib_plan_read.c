@@ -158,10 +158,11 @@ int main(int argc, char **argv)
 	int rc;
 	while ((rc = ibstore_loader_next(l, &b)) == 0 && b) {
 		for (size_t i = 0; i < b->n; i++) {
-			if (emitted && b->weights[i] != 0)
+			if (ibstore_is_padding(b->weights[i]))
+				continue;
+			if (emitted)
 				emitted[samples] = b->ids[i];
-			if (b->weights[i] != 0)
-				samples++;
+			samples++;
 		}
 		bytes += b->data_size;
 		sink += b->data_size ? b->data[b->data_size - 1] : 0;

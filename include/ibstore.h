@@ -24,9 +24,10 @@
  *    rank slices and padding) that the calls below implement.
  *  - Versioned structs.  The structs a caller allocates and that may gain
  *    fields (ibstore_writer_opts, ibstore_prune_opts, ibstore_run_opts,
- *    ibstore_loader_opts, ibstore_info) begin with `uint32_t size`: the
- *    sizeof of the struct as the CALLER was compiled, so a program built
- *    against an older ibstore.h keeps working with a newer library.
+ *    ibstore_loader_opts, ibstore_info, ibstore_run_info,
+ *    ibstore_loader_stats) begin with `uint32_t size`: the sizeof of the
+ *    struct as the CALLER was compiled, so a program built against an older
+ *    ibstore.h keeps working with a newer library.
  *      Options (input): fill the struct with its *_init() macro, which passes
  *      sizeof and sets `size`, then change the fields you want.  The library
  *      reads the first `size` bytes and takes its defaults for the fields it
@@ -661,6 +662,7 @@ typedef struct ibstore_epoch_stats {
 } ibstore_epoch_stats;
 
 typedef struct ibstore_run_info {
+	uint32_t size;       /* bytes the library wrote: the caller's sizeof */
 	uint32_t epoch;      /* current (or last begun) epoch */
 	int in_epoch;        /* 1 between epoch_begin and epoch_end */
 	uint64_t cursor;     /* batches reported in the current epoch */
@@ -673,8 +675,12 @@ typedef struct ibstore_run_info {
 				epoch (0 when not in one) */
 } ibstore_run_info;
 
-/* The run's progress.  0, or IBSTORE_EINVAL (NULL or not open). */
-int ibstore_run_info_get(const ibstore_run *run, ibstore_run_info *out);
+/* The run's progress.  The macro passes sizeof *out: the library writes
+ * that many bytes (a caller built against an older header gets the fields
+ * it knows).  0, or IBSTORE_EINVAL (NULL, not open, or a size no version
+ * of ibstore_run_info had: the run's message says which). */
+#define ibstore_run_info_get(run, out) ibstore_run_info_get_sized((run), (out), sizeof *(out))
+int ibstore_run_info_get_sized(const ibstore_run *run, ibstore_run_info *out, size_t size);
 /* Statistics of finished epoch `epoch`.  0, or IBSTORE_EINVAL (NULL or not
  * open), IBSTORE_ENOTFOUND (no statistics for it), IBSTORE_EFORMAT (a
  * malformed record), IBSTORE_ECATALOG. */
@@ -858,6 +864,7 @@ int ibstore_loader_report(ibstore_loader *l, const ibstore_batch *batch, const f
 int ibstore_loader_epoch_end(ibstore_loader *l);
 
 typedef struct ibstore_loader_stats {
+	uint32_t size;            /* bytes the library wrote: the caller's sizeof */
 	uint32_t epoch;
 	uint64_t batches;         /* emitted so far this epoch */
 	uint64_t samples;         /* emitted so far */
@@ -879,8 +886,13 @@ typedef struct ibstore_loader_stats {
 	int registered;           /* io_uring registered files+buffers in use */
 } ibstore_loader_stats;
 
-/* Statistics of the current (or last) epoch.  0, or IBSTORE_EINVAL (NULL). */
-int ibstore_loader_stats_get(const ibstore_loader *l, ibstore_loader_stats *out);
+/* Statistics of the current (or last) epoch.  The macro passes sizeof
+ * *out: the library writes that many bytes (a caller built against an older
+ * header gets the fields it knows).  0, or IBSTORE_EINVAL (NULL, or a size
+ * no version of ibstore_loader_stats had: the loader's message says which). */
+#define ibstore_loader_stats_get(l, out) ibstore_loader_stats_get_sized((l), (out), sizeof *(out))
+int ibstore_loader_stats_get_sized(const ibstore_loader *l, ibstore_loader_stats *out,
+				   size_t size);
 
 /* ---------------------------------------------------------------------- */
 /* Struct sizes (for bindings)                                             */

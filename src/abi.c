@@ -29,6 +29,8 @@ static const layout PRUNE = LAYOUT(ibstore_prune_opts, policy, ema);
 static const layout RUN = LAYOUT(ibstore_run_opts, prune, checkpoint_every);
 static const layout LOADER = LAYOUT(ibstore_loader_opts, batch_size, on_read_ctx);
 static const layout INFO = LAYOUT(ibstore_info, format_version, keys);
+static const layout RUN_INFO = LAYOUT(ibstore_run_info, epoch, batches);
+static const layout LOADER_STATS = LAYOUT(ibstore_loader_stats, epoch, registered);
 
 /* Where ibstore_run_opts' own fields begin, after its prune member. */
 #define RUN_TAIL offsetof(ibstore_run_opts, samples)
@@ -178,6 +180,18 @@ int ib_run_opts_emit(ibstore_run_opts *dst, size_t size, size_t prune_size,
 int ib_info_emit(ibstore_info *dst, size_t size, const ibstore_info *src, char *msg, size_t cap)
 {
 	return emit(dst, size, &INFO, src, msg, cap);
+}
+
+int ib_loader_stats_emit(ibstore_loader_stats *dst, size_t size, const ibstore_loader_stats *src,
+			 char *msg, size_t cap)
+{
+	return emit(dst, size, &LOADER_STATS, src, msg, cap);
+}
+
+int ib_run_info_emit(ibstore_run_info *dst, size_t size, const ibstore_run_info *src, char *msg,
+		     size_t cap)
+{
+	return emit(dst, size, &RUN_INFO, src, msg, cap);
 }
 
 IB_API int ibstore_writer_opts_init_sized(ibstore_writer_opts *o, size_t size)

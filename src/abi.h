@@ -30,6 +30,10 @@ int ib_loader_opts_adopt(ibstore_loader_opts *dst, const ibstore_loader_opts *sr
  * caller's sizes.  IBSTORE_EINVAL with a message for a size no version
  * had (nothing written). */
 int ib_info_emit(ibstore_info *dst, size_t size, const ibstore_info *src, char *msg, size_t cap);
+int ib_loader_stats_emit(ibstore_loader_stats *dst, size_t size, const ibstore_loader_stats *src,
+			 char *msg, size_t cap);
+int ib_run_info_emit(ibstore_run_info *dst, size_t size, const ibstore_run_info *src, char *msg,
+		     size_t cap);
 int ib_run_opts_emit(ibstore_run_opts *dst, size_t size, size_t prune_size,
 		     const ibstore_run_opts *src, char *msg, size_t cap);
 

@@ -410,7 +410,8 @@ IB_API int ibstore_loader_epoch_end(ibstore_loader *l)
 	return 0;
 }
 
-IB_API int ibstore_loader_stats_get(const ibstore_loader *l, ibstore_loader_stats *out)
+IB_API int ibstore_loader_stats_get_sized(const ibstore_loader *l, ibstore_loader_stats *out,
+					  size_t size)
 {
 	if (!l || !out)
 		return IBSTORE_EINVAL;
@@ -438,6 +439,5 @@ IB_API int ibstore_loader_stats_get(const ibstore_loader *l, ibstore_loader_stat
 	s.direct = st->direct;
 	s.registered = st->registered;
 	pthread_mutex_unlock(&m->sync.mu);
-	*out = s;
-	return 0;
+	return ib_loader_stats_emit(out, size, &s, m->errmsg, sizeof m->errmsg);
 }

@@ -449,16 +449,17 @@ fail:
 	return rc;
 }
 
-IB_API int ibstore_run_info_get(const ibstore_run *r, ibstore_run_info *out)
+IB_API int ibstore_run_info_get_sized(const ibstore_run *r, ibstore_run_info *out, size_t size)
 {
 	if (!r || !r->open || !out)
 		return IBSTORE_EINVAL;
-	*out = (ibstore_run_info){.epoch = r->prog.epoch, .in_epoch = (int)r->prog.in_epoch,
-				  .cursor = r->prog.cursor, .epochs_done = r->prog.epochs_done,
-				  .reports_rejected = r->prog.rejected,
-				  .committed = r->prog.in_epoch ? r->committed_cursor : 0,
-				  .batches = r->prog.in_epoch ? r->batches : 0};
-	return 0;
+	ibstore_run_info info = {.size = sizeof info, .epoch = r->prog.epoch,
+				 .in_epoch = (int)r->prog.in_epoch, .cursor = r->prog.cursor,
+				 .epochs_done = r->prog.epochs_done,
+				 .reports_rejected = r->prog.rejected,
+				 .committed = r->prog.in_epoch ? r->committed_cursor : 0,
+				 .batches = r->prog.in_epoch ? r->batches : 0};
+	return ib_run_info_emit(out, size, &info, (char *)r->errmsg, sizeof r->errmsg);
 }
 
 IB_API int ibstore_run_epoch_stats_get(const ibstore_run *r, uint32_t epoch,

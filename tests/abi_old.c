@@ -190,6 +190,33 @@ int old_run_config(const char *path, double *ratio, uint32_t *batch_size, uint64
 		       : -100;
 }
 
+int old_run_info(const char *path, uint64_t out[6], char *err)
+{
+	ibstore_run *run;
+	int rc = ibstore_run_open(path, NULL, &run);
+	if (!rc)
+		rc = ibstore_run_epoch_begin(run, 0, NULL);
+	if (!rc)
+		rc = ibstore_run_advance(run, 2);
+	if (!rc)
+		rc = ibstore_run_checkpoint(run);
+	POISONED(ibstore_run_info) w;
+	FRESH(w);
+	if (!rc)
+		rc = ibstore_run_info_get(run, &w.o);
+	snprintf(err, 256, "%s", run ? ibstore_run_errmsg(run) : "no run");
+	ibstore_run_close(run);
+	if (rc)
+		return rc;
+	out[0] = w.o.size;
+	out[1] = w.o.epoch;
+	out[2] = (uint64_t)w.o.in_epoch;
+	out[3] = w.o.cursor;
+	out[4] = w.o.epochs_done;
+	out[5] = w.o.committed;
+	return poison_intact(w.poison) && w.o.size == sizeof w.o ? 0 : -100;
+}
+
 typedef struct reads {
 	uint64_t n, with_ctx;
 } reads;
@@ -204,7 +231,7 @@ static void on_read(void *ctx, uint32_t shard, uint64_t offset, uint64_t length)
 }
 
 int old_load_epoch(const char *ds_path, const char *run_path, uint64_t *batches,
-		   uint64_t *nreads, uint64_t *reads_with_ctx, char *err)
+		   uint64_t *nreads, uint64_t *reads_with_ctx, uint64_t stats[3], char *err)
 {
 	ibstore_dataset *ds = NULL;
 	ibstore_run *run = NULL;
@@ -229,6 +256,15 @@ int old_load_epoch(const char *ds_path, const char *run_path, uint64_t *batches,
 	}
 	if (!rc)
 		rc = ibstore_loader_epoch_end(l);
+	POISONED(ibstore_loader_stats) st;
+	FRESH(st);
+	if (!rc)
+		rc = ibstore_loader_stats_get(l, &st.o);
+	if (!rc && (!poison_intact(st.poison) || st.o.size != sizeof st.o))
+		rc = -100;
+	stats[0] = st.o.size;
+	stats[1] = st.o.batches;
+	stats[2] = st.o.samples;
 	snprintf(err, 256, "%s", l ? ibstore_loader_errmsg(l)
 				   : run ? ibstore_run_errmsg(run)
 					 : ds ? ibstore_dataset_errmsg(ds) : "no dataset");

@@ -7,6 +7,8 @@
  *   ibstore_run_opts     without checkpoint_every
  *   ibstore_loader_opts  without on_read_ctx
  *   ibstore_info         without keys
+ *   ibstore_run_info     without batches
+ *   ibstore_loader_stats without registered
  * Everything else is as in ibstore.h.  Only tests/abi_old.c includes it (it
  * cannot meet ibstore.h in one translation unit).
  */
@@ -124,6 +126,24 @@ const char *ibstore_run_errmsg(const ibstore_run *run);
 int ibstore_run_config_get_sized(const ibstore_run *run, ibstore_run_opts *out, size_t size,
 				 size_t prune_size);
 
+typedef struct ibstore_epoch_info ibstore_epoch_info;
+int ibstore_run_epoch_begin(ibstore_run *run, uint32_t epoch, ibstore_epoch_info *info);
+int ibstore_run_advance(ibstore_run *run, uint64_t nbatches);
+int ibstore_run_checkpoint(ibstore_run *run);
+
+typedef struct ibstore_run_info {
+	uint32_t size;
+	uint32_t epoch;
+	int in_epoch;
+	uint64_t cursor;
+	uint32_t epochs_done;
+	uint64_t reports_rejected;
+	uint64_t committed;
+} ibstore_run_info;
+
+#define ibstore_run_info_get(run, out) ibstore_run_info_get_sized((run), (out), sizeof *(out))
+int ibstore_run_info_get_sized(const ibstore_run *run, ibstore_run_info *out, size_t size);
+
 typedef struct ibstore_loader ibstore_loader;
 
 typedef enum {
@@ -158,7 +178,6 @@ typedef struct ibstore_loader_opts {
 #define ibstore_loader_opts_init(opts) ibstore_loader_opts_init_sized((opts), sizeof *(opts))
 int ibstore_loader_opts_init_sized(ibstore_loader_opts *opts, size_t size);
 
-typedef struct ibstore_epoch_info ibstore_epoch_info;
 typedef struct ibstore_batch ibstore_batch;
 int ibstore_loader_open(ibstore_dataset *ds, ibstore_run *run, const ibstore_loader_opts *opts,
 			ibstore_loader **out);
@@ -168,5 +187,27 @@ int ibstore_loader_epoch_begin(ibstore_loader *l, uint32_t epoch, ibstore_epoch_
 int ibstore_loader_next(ibstore_loader *l, const ibstore_batch **out);
 void ibstore_loader_release(ibstore_loader *l, const ibstore_batch *batch);
 int ibstore_loader_epoch_end(ibstore_loader *l);
+
+typedef struct ibstore_loader_stats {
+	uint32_t size;
+	uint32_t epoch;
+	uint64_t batches;
+	uint64_t samples;
+	uint64_t kept, pruned;
+	uint64_t bytes_read;
+	uint64_t bytes_skipped;
+	uint64_t read_around;
+	uint64_t requests;
+	uint64_t corrupt_skipped;
+	double io_wait;
+	double seconds;
+	const char *backend;
+	const char *buffers;
+	int direct;
+} ibstore_loader_stats;
+
+#define ibstore_loader_stats_get(l, out) ibstore_loader_stats_get_sized((l), (out), sizeof *(out))
+int ibstore_loader_stats_get_sized(const ibstore_loader *l, ibstore_loader_stats *out,
+				   size_t size);
 
 #endif

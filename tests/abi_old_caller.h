@@ -34,8 +34,14 @@ int old_info(const char *path, uint64_t *samples, uint32_t *labels, uint64_t *ma
 int old_run_create(const char *path, uint64_t samples, char *err);
 int old_run_config(const char *path, double *ratio, uint32_t *batch_size, uint64_t *samples,
 		   char *err);
+/* Begins epoch 0 of the run, marks two batches done and checkpoints, then
+ * reads ibstore_run_info in the old layout (without batches) into out[0..5]:
+ * size, epoch, in_epoch, cursor, epochs_done, committed. */
+int old_run_info(const char *path, uint64_t out[6], char *err);
+/* ... and after the epoch reads ibstore_loader_stats in the old layout
+ * (without registered) into stats[0..2]: size, batches, samples. */
 int old_load_epoch(const char *ds_path, const char *run_path, uint64_t *batches,
-		   uint64_t *reads, uint64_t *reads_with_ctx, char *err);
+		   uint64_t *reads, uint64_t *reads_with_ctx, uint64_t stats[3], char *err);
 int old_plan(uint64_t n, char *err);
 
 #endif

@@ -44,7 +44,7 @@ static int train(ibstore_run *run, uint32_t epoch, uint64_t from, uint64_t to)
 		if (ibstore_run_batch(run, b, &ids, &w, &n) || n > 4096)
 			return -1;
 		for (size_t i = 0; i < n; i++) {
-			if (ids[i] % 7 == 0 || w[i] == 0.0f)
+			if (ids[i] % 7 == 0 || ibstore_is_padding(w[i]))
 				continue;
 			rid[m] = ids[i];
 			loss[m++] = loss_of(ids[i], epoch);

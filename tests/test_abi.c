@@ -192,17 +192,53 @@ static void test_old_caller_packs_plans_and_trains(void **state)
 	assert_int_equal(batch_size, 16);
 	assert_int_equal(samples, N);
 
-	uint64_t batches = 0, reads = 0, reads_with_ctx = 0;
-	rc = old_load_epoch(f->ds, f->run, &batches, &reads, &reads_with_ctx, err);
+	uint64_t batches = 0, reads = 0, reads_with_ctx = 0, stats[3] = {0};
+	rc = old_load_epoch(f->ds, f->run, &batches, &reads, &reads_with_ctx, stats, err);
 	if (rc)
 		fail_msg("old caller's epoch: %d %s", rc, err);
 	assert_int_equal(batches, N / 16); /* drop_last, no pruning in epoch 0 */
 	assert_true(reads > 0);
 	assert_int_equal(reads_with_ctx, 0); /* on_read_ctx at its default, NULL */
+	/* its sizeof: the same as ours, `registered` sits in its tail padding */
+	assert_int_equal(stats[0], sizeof(ibstore_loader_stats));
+	assert_int_equal(stats[1], N / 16);
+	assert_int_equal(stats[2], N / 16 * 16);
 
 	rc = old_plan(50, err);
 	if (rc)
 		fail_msg("old caller's plan: %d %s", rc, err);
+}
+
+static void test_old_caller_gets_run_info_without_batches(void **state)
+{
+	fixture *f = *state;
+	char err[256] = "";
+	int rc = old_run_create(f->run, N, err);
+	if (rc)
+		fail_msg("old caller's run: %d %s", rc, err);
+	uint64_t got[6] = {0};
+	rc = old_run_info(f->run, got, err); /* -100: its poison was overwritten */
+	if (rc)
+		fail_msg("old caller's run info: %d %s", rc, err);
+
+	ibstore_run *run;
+	assert_int_equal(ibstore_run_open(f->run, NULL, &run), 0);
+	ibstore_run_info ri;
+	memset(&ri, 0xff, sizeof ri);
+	assert_int_equal(ibstore_run_info_get(run, &ri), 0);
+	ibstore_run_close(run);
+	assert_int_equal(ri.size, sizeof ri);
+	assert_true(ri.in_epoch);
+	assert_int_equal(ri.batches, N / 16); /* the field the old caller lacks */
+
+	assert_int_equal(got[0], offsetof(ibstore_run_info, batches)); /* its sizeof */
+	assert_int_equal(got[1], ri.epoch);
+	assert_int_equal(got[2], 1);
+	assert_int_equal(got[3], 2);
+	assert_int_equal(got[4], ri.epochs_done);
+	assert_int_equal(got[5], 2);
+	assert_int_equal(ri.cursor, 2);
+	assert_int_equal(ri.committed, 2);
 }
 
 /* ---- sizes refused --------------------------------------------------- */
@@ -307,7 +343,7 @@ static void test_run_opts_sizes(void **state)
 	ibstore_run_close(run);
 }
 
-static void test_loader_and_info_sizes(void **state)
+static void test_loader_info_and_run_info_sizes(void **state)
 {
 	fixture *f = *state;
 	char err[256];
@@ -339,6 +375,20 @@ static void test_loader_and_info_sizes(void **state)
 	assert_has(ibstore_loader_errmsg(l), "an option it does not have");
 	ibstore_loader_close(l);
 	assert_int_equal(ibstore_loader_open(ds, run, NULL, &l), 0); /* NULL: defaults */
+	ibstore_loader_stats ls;
+	assert_int_equal(ibstore_loader_stats_get_sized(l, &ls, 0), IBSTORE_EINVAL);
+	assert_has(ibstore_loader_errmsg(l), "ibstore_loader_stats.size is 0");
+	assert_int_equal(ibstore_loader_stats_get_sized(l, &ls, 2), IBSTORE_EINVAL);
+	assert_has(ibstore_loader_errmsg(l), "is not the size of any version");
+	struct {
+		ibstore_loader_stats s;
+		uint64_t field;
+	} ns;
+	memset(&ns, 0xff, sizeof ns);
+	assert_int_equal(ibstore_loader_stats_get_sized(l, &ns.s, sizeof ns), 0);
+	assert_int_equal(ns.s.size, sizeof ns);
+	assert_int_equal(ns.s.batches, 0);
+	assert_int_equal(ns.field, 0);
 	ibstore_loader_close(l);
 
 	ibstore_info in;
@@ -355,6 +405,22 @@ static void test_loader_and_info_sizes(void **state)
 	assert_int_equal(ni.i.size, sizeof ni);
 	assert_int_equal(ni.i.samples, N);
 	assert_int_equal(ni.field, 0);
+
+	ibstore_run_info ri;
+	assert_int_equal(ibstore_run_info_get_sized(run, &ri, 0), IBSTORE_EINVAL);
+	assert_has(ibstore_run_errmsg(run), "ibstore_run_info.size is 0");
+	assert_int_equal(ibstore_run_info_get_sized(run, &ri, 6), IBSTORE_EINVAL);
+	assert_has(ibstore_run_errmsg(run), "is not the size of any version");
+	struct {
+		ibstore_run_info i;
+		uint64_t field;
+	} nr;
+	memset(&nr, 0xff, sizeof nr);
+	assert_int_equal(ibstore_run_info_get_sized(run, &nr.i, sizeof nr), 0);
+	assert_int_equal(nr.i.size, sizeof nr);
+	assert_int_equal(nr.i.in_epoch, 0);
+	assert_int_equal(nr.i.batches, 0);
+	assert_int_equal(nr.field, 0);
 
 	ibstore_run_close(run);
 	ibstore_dataset_close(ds);
@@ -387,6 +453,7 @@ static void test_struct_sizes_are_reported(void **state)
 	assert_int_equal(ibstore_struct_size(IBSTORE_STRUCT_PRUNE_OPTS), sizeof(ibstore_prune_opts));
 	assert_int_equal(ibstore_struct_size(IBSTORE_STRUCT_RUN_OPTS), sizeof(ibstore_run_opts));
 	assert_int_equal(ibstore_struct_size(IBSTORE_STRUCT_LOADER_OPTS), sizeof(ibstore_loader_opts));
+	assert_int_equal(ibstore_struct_size(IBSTORE_STRUCT_RUN_INFO), sizeof(ibstore_run_info));
 	assert_int_equal(ibstore_struct_size(IBSTORE_STRUCT_LOADER_STATS),
 			 sizeof(ibstore_loader_stats));
 	assert_int_equal(ibstore_struct_size((ibstore_struct)0), 0);
@@ -401,9 +468,11 @@ int main(void)
 		cmocka_unit_test(test_old_run_opts_get_the_default_checkpoint_every),
 		cmocka_unit_test(test_old_loader_opts_get_the_default_read_context),
 		cmocka_unit_test_setup_teardown(test_old_caller_packs_plans_and_trains, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_old_caller_gets_run_info_without_batches, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_writer_opts_sizes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_run_opts_sizes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_loader_and_info_sizes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loader_info_and_run_info_sizes, setup, teardown),
 		cmocka_unit_test(test_prune_opts_sizes),
 		cmocka_unit_test(test_struct_sizes_are_reported),
 	};

@@ -185,7 +185,7 @@ static const char *check_slices(const ibstore_plan *p, const uint64_t *all_ids, 
 			uint64_t pos = i * (uint64_t)world + (uint64_t)r;
 			if (id >= N) {
 				bad = "an id past the dataset";
-			} else if (w == 0.0f) {
+			} else if (ibstore_is_padding(w)) {
 				pad++;
 				if (pos < p->len) {
 					snprintf(why, sizeof why,
@@ -296,12 +296,12 @@ static void scenario(double ema, int per_batch)
 		/* losses: own samples reported locally; padding gets a loss of its
 		 * own (another moment of training) that must never become a score */
 		for (uint64_t i = 0; i < slen; i++)
-			losses[i] = loss_of(ids[i], e) + (w[i] == 0.0f ? 100.0f : 0.0f);
+			losses[i] = loss_of(ids[i], e) + (ibstore_is_padding(w[i]) ? 100.0f : 0.0f);
 		uint64_t from = 0;
 		for (uint64_t b = 0; b < info.batches; b++) {
 			uint64_t to = from + BATCH < slen ? from + BATCH : slen;
 			for (uint64_t i = from; i < to; i++)
-				if (w[i] != 0.0f && ibstore_run_report(run, &ids[i], &losses[i], 1))
+				if (!ibstore_is_padding(w[i]) && ibstore_run_report(run, &ids[i], &losses[i], 1))
 					bail("report: %s", ibstore_run_errmsg(run));
 			if (ibstore_run_advance(run, 1))
 				bail("advance: %s", ibstore_run_errmsg(run));

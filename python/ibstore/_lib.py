@@ -211,6 +211,7 @@ class ibstore_epoch_stats(ctypes.Structure):
 
 class ibstore_run_info(ctypes.Structure):
     _fields_ = [
+        ("size", c_u32),
         ("epoch", c_u32),
         ("in_epoch", c_int),
         ("cursor", c_u64),
@@ -265,6 +266,7 @@ class ibstore_batch(ctypes.Structure):
 
 class ibstore_loader_stats(ctypes.Structure):
     _fields_ = [
+        ("size", c_u32),
         ("epoch", c_u32),
         ("batches", c_u64),
         ("samples", c_u64),
@@ -334,7 +336,7 @@ _PROTOS = {
     "ibstore_run_advance": (c_int, [H, c_u64]),
     "ibstore_run_checkpoint": (c_int, [H]),
     "ibstore_run_epoch_end": (c_int, [H, P(ibstore_epoch_io)]),
-    "ibstore_run_info_get": (c_int, [H, P(ibstore_run_info)]),
+    "ibstore_run_info_get_sized": (c_int, [H, P(ibstore_run_info), c_size]),
     "ibstore_run_epoch_stats_get": (c_int, [H, c_u32, P(ibstore_epoch_stats)]),
     "ibstore_run_scores": (P(ctypes.c_float), [H, P(c_u64)]),
     # loader
@@ -353,7 +355,7 @@ _PROTOS = {
     "ibstore_loader_release": (None, [H, P(ibstore_batch)]),
     "ibstore_loader_report": (c_int, [H, P(ibstore_batch), ctypes.c_void_p]),
     "ibstore_loader_epoch_end": (c_int, [H]),
-    "ibstore_loader_stats_get": (c_int, [H, P(ibstore_loader_stats)]),
+    "ibstore_loader_stats_get_sized": (c_int, [H, P(ibstore_loader_stats), c_size]),
     "ibstore_struct_size": (c_size, [c_enum]),
 }
 
@@ -422,3 +424,11 @@ def dataset_info_get(h, o):
 def run_config_get(h, o):
     return lib.ibstore_run_config_get_sized(h, ctypes.byref(o), ctypes.sizeof(o),
                                             ctypes.sizeof(o.prune))
+
+
+def run_info_get(h, o):
+    return lib.ibstore_run_info_get_sized(h, ctypes.byref(o), ctypes.sizeof(o))
+
+
+def loader_stats_get(h, o):
+    return lib.ibstore_loader_stats_get_sized(h, ctypes.byref(o), ctypes.sizeof(o))

@@ -540,8 +540,9 @@ class Run(_Closable):
 
     def info(self):
         i = _lib.ibstore_run_info()
-        self._check(lib.ibstore_run_info_get(self._handle(), ctypes.byref(i)))
+        self._check(_lib.run_info_get(self._handle(), i))
         d = _struct_dict(i)
+        del d["size"]  # the struct's version (ibstore.h, Conventions)
         d["in_epoch"] = bool(d["in_epoch"])
         return d
 
@@ -961,8 +962,9 @@ class Loader(_Closable):
 
     def stats(self):
         s = _lib.ibstore_loader_stats()
-        self._check(lib.ibstore_loader_stats_get(self._handle(), ctypes.byref(s)))
+        self._check(_lib.loader_stats_get(self._handle(), s))
         d = _struct_dict(s)
+        del d["size"]  # the struct's version (ibstore.h, Conventions)
         d["direct"] = bool(d["direct"])
         d["registered"] = bool(d["registered"])
         return d

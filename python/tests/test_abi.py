@@ -41,3 +41,25 @@ def test_a_struct_without_size_is_refused():
     msg = ctypes.create_string_buffer(256)
     assert _lib.lib.ibstore_prune_opts_check(ctypes.byref(o), msg, 256) == -1
     assert b"ibstore_prune_opts.size is 0" in msg.value
+
+
+def test_run_info_in_an_older_mirror_gets_the_fields_it_has(tmp_path):
+    import ibstore
+
+    class old_run_info(ctypes.Structure):  # before `batches` was added
+        _fields_ = _lib.ibstore_run_info._fields_[:-1]
+
+    class poisoned(ctypes.Structure):
+        _fields_ = [("o", old_run_info), ("poison", ctypes.c_uint8 * 16)]
+
+    with ibstore.Run(tmp_path / "run", samples=100, epochs=2, batch_size=10) as run:
+        run.epoch_begin(0)
+        w = poisoned()
+        ctypes.memset(ctypes.byref(w), 0xA5, ctypes.sizeof(w))
+        mirror = ctypes.cast(ctypes.pointer(w.o), ctypes.POINTER(_lib.ibstore_run_info))
+        assert _lib.lib.ibstore_run_info_get_sized(run._handle(), mirror,
+                                                   ctypes.sizeof(w.o)) == 0
+        assert w.o.size == ctypes.sizeof(old_run_info)
+        assert w.o.in_epoch == 1 and w.o.cursor == 0
+        assert bytes(w.poison) == b"\xa5" * 16  # nothing written past its size
+        assert run.info()["batches"] == 10 and "size" not in run.info()
