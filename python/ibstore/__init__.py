@@ -12,7 +12,8 @@
             loader.epoch_end()
 
 The library is found through $IBSTORE_LIBRARY (the path of the library file)
-when set, else next to this package (libibstore.so*), else in the meson build
+when set, else where `meson install` put it (a package installed by meson),
+else next to this package (libibstore.so*), else in the meson build
 directory <repo>/build, else on the system library path.  ``ibstore.torch``
 is the PyTorch layer.
 """

@@ -33,6 +33,11 @@ def find_library_candidates():
     if env:
         places.append(("%s=%s" % (ENV_VAR, env), env))
         return places  # an explicit choice is never silently replaced
+    # where `meson install` put the library (_paths.py exists only in an
+    # installed package): first at its place relative to the site-packages
+    # directory the package actually sits in (an install with --destdir, or
+    # a prefix moved as a whole), then at the configured path
+    places.extend(_installed_candidates())
     # next to the package
     beside = sorted(glob.glob(os.path.join(HERE, "libibstore.so*")), key=len)
     if beside:
@@ -45,6 +50,25 @@ def find_library_candidates():
     found = ctypes.util.find_library("ibstore")
     places.append(("system library path: ctypes.util.find_library('ibstore') -> %s" % found,
                    found))
+    return places
+
+
+def _installed_candidates():
+    try:
+        from . import _paths
+    except ImportError:
+        return []  # not installed by meson: the package of a source tree
+    dirs = [os.path.normpath(os.path.join(os.path.dirname(HERE),
+                                          os.path.relpath(_paths.LIBDIR, _paths.PURELIB))),
+            os.path.normpath(_paths.LIBDIR)]
+    places = []
+    for d in dirs if dirs[0] != dirs[1] else dirs[:1]:
+        found = sorted(glob.glob(os.path.join(d, "libibstore.so*")), key=len)
+        if found:
+            places.append(("installed library directory: %s" % found[0], found[0]))
+        else:
+            places.append(("installed library directory: %s" % os.path.join(d, "libibstore.so*"),
+                           None))
     return places
 
 
@@ -64,7 +88,8 @@ def _load():
             tried.append("%s: %s" % (desc, e))
     msg = "cannot load libibstore; looked in:\n  " + "\n  ".join(tried)
     if env_set:
-        msg += ("\n(%s is set, so no other place was searched; unset it to search next to "
+        msg += ("\n(%s is set, so no other place was searched; unset it to search the "
+                "installed library directory, next to "
                 "the package, in <repo>/build and on the system library path)" % ENV_VAR)
     else:
         msg += ("\nbuild it (meson setup build && ninja -C build) or set %s to the path of "
