@@ -34,11 +34,17 @@ D=$T/dest # the --destdir: every installed file is under $D$PREFIX
 IB=$D$BINDIR/ibstore
 
 . "$(dirname "$0")/tap.sh"
+# fail_with DESCRIPTION FILE: not ok, with FILE's last lines as comments
+fail_with() {
+	local lines
+	mapfile -t lines < <(tail -n 15 "$2")
+	not_ok "$1" "${lines[@]}"
+}
 
 if "$MESON" install -C "$BUILD" --destdir "$D" --no-rebuild --quiet >"$T/install.log" 2>&1; then
 	ok "meson install --destdir"
 else
-	not_ok "meson install --destdir" "$(tail -n 20 "$T/install.log")"
+	fail_with "meson install --destdir" "$T/install.log"
 	tap_done
 	exit
 fi
@@ -79,7 +85,7 @@ cp "$SRC/examples/train_fmnist.c" "$T/"
 if (cd "$T" && "$CC" $cflags -o train_fmnist train_fmnist.c $libs -lm) >"$T/cc.log" 2>&1; then
 	ok "train_fmnist.c compiles with pkg-config --cflags --libs ibstore"
 else
-	not_ok "train_fmnist.c compiles with pkg-config --cflags --libs ibstore" "$(head -c 1500 "$T/cc.log")"
+	fail_with "train_fmnist.c compiles with pkg-config --cflags --libs ibstore" "$T/cc.log"
 fi
 export LD_LIBRARY_PATH=$D$LIBDIR
 check "the example loads the installed libibstore" \
@@ -93,7 +99,7 @@ if [ -r "$DATA/t10k-images-idx3-ubyte.gz" ] && [ -r "$DATA/t10k-labels-idx1-ubyt
 		>"$T/train.out" 2>&1 && grep -q '^summary ' "$T/train.out"; then
 		ok "train_fmnist trains one epoch"
 	else
-		not_ok "train_fmnist trains one epoch" "$(tail -n 5 "$T/train.out")"
+		fail_with "train_fmnist trains one epoch" "$T/train.out"
 	fi
 else
 	ok "# SKIP no Fashion-MNIST in $DATA: the example's run"
@@ -109,7 +115,7 @@ print(ibstore.version())
 ' >"$T/py.out" 2>"$T/py.err"; then
 	ok "installed package: import ibstore, ibstore.torch"
 else
-	not_ok "installed package: import ibstore, ibstore.torch" "$(tail -n 12 "$T/py.err")"
+	fail_with "installed package: import ibstore, ibstore.torch" "$T/py.err"
 fi
 pkg_file=$(sed -n 1p "$T/py.out")
 lib_path=$(sed -n 2p "$T/py.out")
@@ -128,5 +134,14 @@ else
 		grep -qF "installed library directory: $D$LIBDIR/libibstore.so*" "$T/py2.err"
 fi
 mv "$D$LIBDIR.away" "$D$LIBDIR"
+
+# --prefix=/usr/local or /usr: the package goes where /usr/bin/python3
+# looks with no PYTHONPATH (python/install_dir.py, given what meson 1.0's
+# get_install_dir answers there)
+for p in /usr/local /usr; do
+	dir=$("$PY" "$SRC/python/install_dir.py" "$p" "$p/lib/python3/dist-packages/")
+	check "--prefix=$p installs the package into $dir, on /usr/bin/python3's sys.path" \
+		env -i PATH=/usr/bin:/bin "$PY" -c 'import sys; sys.exit(sys.argv[1] not in sys.path)' "$dir"
+done
 
 tap_done
