@@ -10,7 +10,8 @@
 # through its generated _paths.py, never the build tree's).  Prints TAP.
 #
 # usage: install_test.sh MESON BUILD_DIR PREFIX LIBDIR INCLUDEDIR BINDIR PURELIB CC SOURCE_ROOT
-#   PREFIX, LIBDIR, ... as configured (absolute); CC the build's C compiler.
+#   PREFIX, LIBDIR, ... as configured (absolute); CC the build's C compiler
+#   command (split at spaces, e.g. "ccache cc").
 # IBSTORE_TEST_DATA overrides the Fashion-MNIST directory.
 set -u
 
@@ -82,7 +83,7 @@ check "pkg-config: -L is the installed library directory ($libs)" \
 # ibstore.h; -lm is the example's own (its model's exp and log)
 cp "$SRC/examples/train_fmnist.c" "$T/"
 # shellcheck disable=SC2086 # word splitting of the flags is wanted
-if (cd "$T" && "$CC" $cflags -o train_fmnist train_fmnist.c $libs -lm) >"$T/cc.log" 2>&1; then
+if (cd "$T" && $CC $cflags -o train_fmnist train_fmnist.c $libs -lm) >"$T/cc.log" 2>&1; then
 	ok "train_fmnist.c compiles with pkg-config --cflags --libs ibstore"
 else
 	fail_with "train_fmnist.c compiles with pkg-config --cflags --libs ibstore" "$T/cc.log"
