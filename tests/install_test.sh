@@ -32,6 +32,7 @@ PY=/usr/bin/python3 # Debian's interpreter, whatever python3 comes first on PATH
 T=$(mktemp -d "${TMPDIR:-/tmp}/ibstore-install-test.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 D=$T/dest # the --destdir: every installed file is under $D$PREFIX
+# shellcheck disable=SC2034 # IB: the installed command, for tap.sh's run
 IB=$D$BINDIR/ibstore
 
 . "$(dirname "$0")/tap.sh"
