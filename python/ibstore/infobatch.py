@@ -152,13 +152,13 @@ class InfoBatch(Dataset):
     and weights), seed, ema: as for ibstore.Run.  run: the run state file
     (created when missing, reopened to resume; None: a temporary one,
     removed at close).  checkpoint_every: commit the run every so many
-    samples (0: at epoch ends only).  slice 'pad'|'drop' for distributed
+    samples (0: at epoch ends only; default 8192, a reopened run's own).  slice 'pad'|'drop' for distributed
     slices.  rank/world/process_group: overrides of torch.distributed.
     """
 
     def __init__(self, dataset, num_epochs, prune_ratio=0.5, delta=0.875, *, batch_size=None,
                  drop_last=None, policy="infobatch", mode="native", seed=0, ema=0.0, run=None,
-                 checkpoint_every=8192, slice="pad", rank=None, world=None, process_group=None):
+                 checkpoint_every=None, slice="pad", rank=None, world=None, process_group=None):
         self.dataset = dataset
         self._worker_copy = False
         self._run = None
@@ -189,6 +189,11 @@ class InfoBatch(Dataset):
         if self.world > 1:
             run = "%s.rank%d-of-%d" % (run, self.rank, self.world)
         self.run_path = run
+        if checkpoint_every is None:  # a new run: 8192; a reopened one: its own
+            checkpoint_every = 8192
+            if os.path.exists(run) and os.path.getsize(run):
+                with core.Run(run) as r:
+                    checkpoint_every = r.config["checkpoint_every"]
         try:
             # The run's batches are single samples: its cursor counts the
             # samples of the slice done, whatever the DataLoader's batch size.
