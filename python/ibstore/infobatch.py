@@ -294,6 +294,8 @@ class InfoBatch(Dataset):
         if self._worker_copy:
             raise RuntimeError("InfoBatch: the sampler runs in the main process only")
         if ep is None:
+            if for_len and self._next >= self.num_epochs:
+                return _Epoch(self._next, (), (), 0)  # the run is complete: len() 0
             return self._begin(self._next)
         if not ep.iterated:
             return ep
@@ -336,8 +338,9 @@ class InfoBatch(Dataset):
                              "criterion with reduction='none'" % (tuple(loss.shape),))
         ep = self._ep
         if ep is None or not ep.iterated:
-            raise RuntimeError("update() before the epoch's batches: iterate the DataLoader "
-                               "built with sampler=ds.sampler")
+            raise RuntimeError("InfoBatch: update() with no batch issued: more updates than "
+                               "batches (update() called twice for a batch?), or a DataLoader "
+                               "not built with sampler=ds.sampler")
         n = loss.numel()
         B = self.batch_size
         if n == 0:
@@ -374,6 +377,8 @@ class InfoBatch(Dataset):
             self._run.report(ids_all.astype(np.uint64), losses_all)
         ep.consumed = hi
         self._run.advance(n)
+        if self._finished(ep):  # its last batch: end it now (committed for a resume)
+            self._end(ep, "")
         wt = torch.from_numpy(w.copy()).to(
             device=loss.device, dtype=loss.dtype if loss.is_floating_point() else torch.float32)
         return (loss * wt).sum() / n

@@ -64,6 +64,7 @@ def reference_loop(ds, num_workers, drop_last, epochs=C):
     for epoch in range(epochs):
         scores = ds.scores()            # what the epoch's plan is computed from
         nb = len(loader)                # right before the epoch's iteration
+        kept = ds.plan()[2]["kept"]
         seen, means, batches = [], [], 0
         for x, y, idx in loader:
             loss = losses_for(idx.tolist(), epoch)
@@ -72,7 +73,7 @@ def reference_loop(ds, num_workers, drop_last, epochs=C):
             seen.extend(idx.tolist())
             batches += 1
         assert batches == nb, "epoch %d: len(loader) %d, %d batches" % (epoch, nb, batches)
-        log.append(dict(scores=scores, seen=seen, means=means, kept=ds._ep.kept))
+        log.append(dict(scores=scores, seen=seen, means=means, kept=kept))
     return log
 
 
@@ -106,6 +107,7 @@ def check_against_plan(tmp_path, log, drop_last, *extra):
 def test_reference_loop_is_the_plan(tmp_path, num_workers, drop_last):
     with InfoBatch(Toy(), C, prune_ratio=0.5, delta=0.875, seed=3) as ds:
         log = reference_loop(ds, num_workers, drop_last)
+        assert len(ds.sampler) == 0 and ds.run.info()["epochs_done"] == C
     check_against_plan(tmp_path, log, drop_last, "--seed", "3")
 
 
@@ -150,7 +152,7 @@ def test_set_epoch_and_resume(tmp_path):
                 ds.update(losses_for(idx.tolist(), epoch))
                 if epoch == 1 and k == 2:
                     break
-        done = [i for b in range(3) for i in ds.sampler._owner._ep.ids[b * B:(b + 1) * B]]
+        done = ds._ep.ids[:3 * B].tolist()
         whole = ds._ep.ids.tolist()
     with InfoBatch(Toy(), C, run=run, seed=1) as ds:
         assert ds.epoch == 1
@@ -162,6 +164,7 @@ def test_set_epoch_and_resume(tmp_path):
             rest.extend(idx.tolist())
         assert [int(i) for i in done] + rest == whole
         assert len(loader) > 0 and ds.epoch == 2
+        assert ds.run.info()["epochs_done"] == 2  # committed at the last update
     with pytest.raises(Exception, match="(?i)mismatch|differ|seed"):
         InfoBatch(Toy(), C, run=run, seed=2)
 
