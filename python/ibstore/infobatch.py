@@ -213,6 +213,7 @@ class InfoBatch(Dataset):
         else:
             self._next = info["epoch"] + 1 if info["epochs_done"] else 0
         self._ep = None
+        self._pruned = 0
         self.sampler = InfoBatchSampler(self)
 
     # ---- the Dataset -----------------------------------------------------
@@ -287,6 +288,7 @@ class InfoBatch(Dataset):
                                % (len(sids), info.samples))
         c = info.cursor  # samples of this slice already done (a resumed run)
         self._ep = _Epoch(epoch, sids[c:], sw[c:], int(stats["kept"]))
+        self._pruned += self._n - int(stats["kept"])
         return self._ep
 
     def _current(self, for_len):
@@ -414,9 +416,41 @@ class InfoBatch(Dataset):
         """The current epoch's global plan: (ids, weights, stats)."""
         return self._run.plan()
 
+    # The reference's introspection, for scripts that log it.
+    @property
     def scores(self):
-        """A copy of the current scores (NaN = never seen)."""
-        return self._run.scores()
+        """A copy of the current scores as a float32 tensor (native mode:
+        NaN = never seen; compat mode: 3.0, the reference's initial score)."""
+        return torch.from_numpy(self._run.scores())
+
+    @property
+    def weights(self):
+        """The current epoch's weight per sample id (1 outside its plan)."""
+        w = torch.ones(self._n)
+        if self._run.info()["in_epoch"]:
+            ids, pw, _ = self._run.plan()
+            w[torch.from_numpy(ids.astype(np.int64))] = torch.from_numpy(pw)
+        return w
+
+    @property
+    def keep_ratio(self):
+        return min(1.0, max(0.1, 1.0 - self.prune_ratio))
+
+    @property
+    def stop_prune(self):
+        return self.num_epochs * self.delta
+
+    def mean_score(self):
+        s = self.scores
+        return s[~torch.isnan(s)].mean()
+
+    def get_weights(self, indexes):
+        return self.weights[indexes]
+
+    def get_pruned_count(self):
+        """Samples pruned over the epochs begun by this object (the
+        reference's count of saved forward passes)."""
+        return self._pruned
 
     def checkpoint(self):
         """Commits the scores and the epoch position now."""

@@ -62,7 +62,7 @@ def reference_loop(ds, num_workers, drop_last, epochs=C):
                         drop_last=drop_last, pin_memory=False, **kw)
     log = []
     for epoch in range(epochs):
-        scores = ds.scores()            # what the epoch's plan is computed from
+        scores = ds.scores.numpy()      # what the epoch's plan is computed from
         nb = len(loader)                # right before the epoch's iteration
         kept = ds.plan()[2]["kept"]
         seen, means, batches = [], [], 0
@@ -108,6 +108,7 @@ def test_reference_loop_is_the_plan(tmp_path, num_workers, drop_last):
     with InfoBatch(Toy(), C, prune_ratio=0.5, delta=0.875, seed=3) as ds:
         log = reference_loop(ds, num_workers, drop_last)
         assert len(ds.sampler) == 0 and ds.run.info()["epochs_done"] == C
+        assert ds.get_pruned_count() == sum(N - ep["kept"] for ep in log) > 0
     check_against_plan(tmp_path, log, drop_last, "--seed", "3")
 
 
@@ -210,7 +211,7 @@ def _rank_main(rank, world, port, out):
     with InfoBatch(Toy(), C, prune_ratio=0.5, seed=5) as ds:
         assert (ds.rank, ds.world) == (rank, world)
         log = reference_loop(ds, 0, False)
-        final = ds.scores()
+        final = ds.scores.numpy()
     res = {"final": final}
     for e, ep in enumerate(log):
         res["seen%d" % e] = np.array(ep["seen"])
