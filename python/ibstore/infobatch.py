@@ -145,15 +145,18 @@ class InfoBatch(Dataset):
 
     num_epochs: C, the run's total epochs (the annealing schedule needs it).
     prune_ratio: r.  delta: δ (annealing in the last 1-δ of the epochs).
-    batch_size: the DataLoader's (default: learnt from the first update()).
+    batch_size: the DataLoader's (default: read from its BatchSampler, else
+    the first update()'s length).
     drop_last: whether the DataLoader drops a last partial batch (default:
-    learnt at the first epoch end).  policy 'infobatch'|'random'|'none',
+    read from the DataLoader's BatchSampler, else learnt at the first epoch
+    end).  policy 'infobatch'|'random'|'none',
     mode 'native'|'compat' ('compat': the reference's exact sample sequence
     and weights), seed, ema: as for ibstore.Run.  run: the run state file
     (created when missing, reopened to resume; None: a temporary one,
     removed at close).  checkpoint_every: commit the run every so many
-    samples (0: at epoch ends only; default 8192, a reopened run's own).  slice 'pad'|'drop' for distributed
-    slices.  rank/world/process_group: overrides of torch.distributed.
+    samples (0: at epoch ends only; default 8192, a reopened run's own).
+    slice 'pad'|'drop' for distributed slices.  rank/world/process_group:
+    overrides of torch.distributed.
     """
 
     def __init__(self, dataset, num_epochs, prune_ratio=0.5, delta=0.875, *, batch_size=None,
@@ -257,7 +260,7 @@ class InfoBatch(Dataset):
         if ep.remaining == 0:
             return True
         return bool(self.drop_last) and self.batch_size is not None \
-            and 0 < ep.remaining < self.batch_size and ep.consumed > 0
+            and ep.remaining < self.batch_size
 
     def _end(self, ep, entering):
         """Ends epoch ep before ``entering`` the next one; raises when batches
@@ -265,7 +268,8 @@ class InfoBatch(Dataset):
         rem = ep.remaining
         if rem:
             B = self.batch_size
-            if ep.consumed == 0 or B is None or rem >= B or self.drop_last is False:
+            if B is None or rem >= B or self.drop_last is False \
+                    or (self.drop_last is None and ep.consumed == 0):
                 raise RuntimeError(
                     "InfoBatch: epoch %d ended with %d of its %d samples never passed to "
                     "update() (%s); call update() once per batch, for every batch"
