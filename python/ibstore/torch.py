@@ -50,8 +50,9 @@ import torch
 
 from . import core
 from .core import IbstoreError
+from .infobatch import InfoBatch
 
-__all__ = ["Loader", "decode_array", "decode_image", "IbstoreError"]
+__all__ = ["Loader", "InfoBatch", "decode_array", "decode_image", "IbstoreError"]
 
 
 def _parse_shape(s):
@@ -373,4 +374,3 @@ class Loader(core._ClosedOnExit):
         if getattr(self, "_tmpdir", None):
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
-
