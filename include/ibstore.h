@@ -615,6 +615,17 @@ int ibstore_run_epoch_begin(ibstore_run *run, uint32_t epoch, ibstore_epoch_info
 int ibstore_run_batch(ibstore_run *run, uint64_t b, const uint64_t **ids,
 		      const float **weights, size_t *n);
 
+/*
+ * This rank's whole slice of the current epoch's plan, as epoch_begin built
+ * it (the batches of ibstore_run_batch, back to back): `*len` entries at
+ * `ids` and `weights` (valid until the next epoch_begin or close), padding
+ * with IBSTORE_PADDING_WEIGHT.  The loader and the Python layer take their
+ * order from it instead of slicing the plan again.
+ * 0, or IBSTORE_EINVAL (NULL, not open), IBSTORE_ESTATE (no epoch begun).
+ */
+int ibstore_run_slice(const ibstore_run *run, const uint64_t **ids, const float **weights,
+		      uint64_t *len);
+
 /* The global plan of the current epoch (valid until the next epoch_begin),
  * or NULL when the run is not in an epoch. */
 const ibstore_plan *ibstore_run_plan(const ibstore_run *run);

@@ -17,7 +17,6 @@
 
 #include "internal.h"
 #include "loader_int.h"
-#include "run_int.h"
 
 static double now(void)
 {
@@ -186,7 +185,7 @@ static int build_order(ibstore_loader *l)
 	uint64_t n, N = l->cfg.samples;
 	const uint64_t *slice_ids;
 	const float *slice_w;
-	int rc = ib_run_slice(l->cfg.run, &slice_ids, &slice_w, &n);
+	int rc = ibstore_run_slice(l->cfg.run, &slice_ids, &slice_w, &n);
 	if (rc)
 		return ib_fail(l->errmsg, rc, "the run has no slice for epoch %" PRIu32, ep->epoch);
 	/* a copy: the locality order permutes it, the run's slice stays as planned */

@@ -10,7 +10,6 @@
 
 #include "format.h"
 #include "internal.h"
-#include "run_int.h"
 #include "slice.h"
 #include "state_int.h"
 
@@ -31,12 +30,14 @@ int ib_run_build_slice(ibstore_run *r)
 	return 0;
 }
 
-int ib_run_slice(const ibstore_run *r, const uint64_t **ids, const float **weights,
-		 uint64_t *len)
+IB_API int ibstore_run_slice(const ibstore_run *r, const uint64_t **ids, const float **weights,
+			     uint64_t *len)
 {
 	int rc = ib_run_usable(r);
 	if (rc)
 		return rc;
+	if (!ids || !weights || !len)
+		return IBSTORE_EINVAL;
 	if (!r->prog.in_epoch || !r->plan)
 		return IBSTORE_ESTATE;
 	*ids = r->slice_ids;

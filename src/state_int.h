@@ -1,7 +1,7 @@
 /*
  * state_int.h — the run handle as state.c (the file: open, load, commit,
  * close, getters) and state_epoch.c (epochs, slice, batches, reports) share
- * it.  Nothing here is public API; the loader uses run_int.h instead.
+ * it.  Nothing here is public API.
  */
 #ifndef IBSTORE_STATE_INT_H
 #define IBSTORE_STATE_INT_H

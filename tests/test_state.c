@@ -17,7 +17,6 @@
 
 #include "fixture.h"
 #include "ibstore.h"
-#include "run_int.h"
 
 #define N 1000
 #define EPOCHS 6
@@ -372,7 +371,7 @@ static void test_checkpoints_and_what_is_committed(void **state)
  * positions past the plan's end wrap to its start with the padding weight,
  * under drop the slices stop at floor(len / W).  ibstore_run_info and the
  * epoch info count the same batches, and the run's internal slice
- * (ib_run_slice, which the loader reads) is what its batches serve.
+ * (ibstore_run_slice, which the loader reads) is what its batches serve.
  */
 static void check_rank_slice(fixture *f, uint32_t rank, uint32_t world, ibstore_slice_mode mode,
 			     int drop_last, uint64_t *padded)
@@ -410,7 +409,7 @@ static void check_rank_slice(fixture *f, uint32_t rank, uint32_t world, ibstore_
 	const uint64_t *sids;
 	const float *sw;
 	uint64_t slen;
-	assert_int_equal(ib_run_slice(r, &sids, &sw, &slen), 0);
+	assert_int_equal(ibstore_run_slice(r, &sids, &sw, &slen), 0);
 	assert_int_equal(slen, per);
 	uint64_t i = 0;
 	for (uint64_t b = 0; b < batches; b++) {
@@ -441,10 +440,12 @@ static void check_rank_slice(fixture *f, uint32_t rank, uint32_t world, ibstore_
 	const float *w;
 	size_t n;
 	assert_int_equal(ibstore_run_batch(r, batches, &ids, &w, &n), IBSTORE_EINVAL);
+	assert_int_equal(ibstore_run_slice(r, NULL, &sw, &slen), IBSTORE_EINVAL);
+	assert_int_equal(ibstore_run_slice(NULL, &sids, &sw, &slen), IBSTORE_EINVAL);
 	assert_int_equal(ibstore_run_epoch_end(r, NULL), 0);
 	assert_int_equal(ibstore_run_info_get(r, &ri), 0);
 	assert_int_equal(ri.batches, 0);
-	assert_int_equal(ib_run_slice(r, &sids, &sw, &slen), IBSTORE_ESTATE);
+	assert_int_equal(ibstore_run_slice(r, &sids, &sw, &slen), IBSTORE_ESTATE);
 	ibstore_run_close(r);
 }
 

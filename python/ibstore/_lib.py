@@ -356,6 +356,7 @@ _PROTOS = {
     "ibstore_run_config_get_sized": (c_int, [H, P(ibstore_run_opts), c_size, c_size]),
     "ibstore_run_epoch_begin": (c_int, [H, c_u32, P(ibstore_epoch_info)]),
     "ibstore_run_batch": (c_int, [H, c_u64, P(P(c_u64)), P(P(ctypes.c_float)), P(c_size)]),
+    "ibstore_run_slice": (c_int, [H, P(P(c_u64)), P(P(ctypes.c_float)), P(c_u64)]),
     "ibstore_run_plan": (P(ibstore_plan), [H]),
     "ibstore_run_report": (c_int, [H, ctypes.c_void_p, ctypes.c_void_p, c_size]),
     "ibstore_run_advance": (c_int, [H, c_u64]),

@@ -583,6 +583,20 @@ class Run(_Closable):
         return (np.ctypeslib.as_array(ids, shape=(n.value,)).copy(),
                 np.ctypeslib.as_array(w, shape=(n.value,)).copy())
 
+    def slice(self):
+        """This rank's whole slice of the current epoch (the batches back to
+        back, padding weighted PADDING_WEIGHT): (ids uint64, weights
+        float32), copies."""
+        ids = ctypes.POINTER(ctypes.c_uint64)()
+        w = ctypes.POINTER(ctypes.c_float)()
+        n = ctypes.c_uint64()
+        self._check(lib.ibstore_run_slice(self._direct(), ctypes.byref(ids), ctypes.byref(w),
+                                          ctypes.byref(n)))
+        if n.value == 0:
+            return np.empty(0, np.uint64), np.empty(0, np.float32)
+        return (np.ctypeslib.as_array(ids, shape=(n.value,)).copy(),
+                np.ctypeslib.as_array(w, shape=(n.value,)).copy())
+
     def plan(self):
         """The current epoch's global plan: (ids, weights, stats), copies."""
         p = lib.ibstore_run_plan(self._handle())

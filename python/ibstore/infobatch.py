@@ -48,36 +48,14 @@ rank holds the same scores; the run file is per rank
 import os
 import shutil
 import sys
-import tempfile
 
 import numpy as np
 import torch
 from torch.utils.data import BatchSampler, Dataset, Sampler
 
-from . import core
+from . import _dist, core
 
 __all__ = ["InfoBatch"]
-
-
-def _dist():
-    d = getattr(torch, "distributed", None)
-    if d is not None and d.is_available() and d.is_initialized():
-        return d
-    return None
-
-
-def slice_of(ids, weights, rank, world, slice="pad"):
-    """Rank ``rank``'s strided slice of a plan (ibstore_plan_slice_entry):
-    positions rank, rank + world, ...; under 'pad' positions past the end
-    repeat the plan's start with weight 0."""
-    n = len(ids)
-    m = -(-n // world) if slice == "pad" else n // world
-    pos = np.arange(m, dtype=np.int64) * world + rank
-    pad = pos >= n
-    pos = np.where(pad, pos - n, pos)
-    w = weights[pos].astype(np.float32, copy=True) if n else np.empty(0, np.float32)
-    w[pad] = core.PADDING_WEIGHT
-    return ids[pos].astype(np.int64), w
 
 
 class _Epoch:
@@ -140,7 +118,7 @@ class InfoBatchSampler(Sampler):
         self._owner.set_epoch(epoch)
 
 
-class InfoBatch(Dataset):
+class InfoBatch(Dataset, core._ClosedOnExit):
     """InfoBatch over a map-style ``dataset`` (see the module documentation).
 
     num_epochs: C, the run's total epochs (the annealing schedule needs it).
@@ -176,21 +154,9 @@ class InfoBatch(Dataset):
         self.batch_size = int(batch_size) if batch_size is not None else None
         self.drop_last = None if drop_last is None else bool(drop_last)
         self._n = len(dataset)
-        dist = _dist()
         self._group = process_group
-        if dist is not None:
-            rank = dist.get_rank(process_group) if rank is None else rank
-            world = dist.get_world_size(process_group) if world is None else world
-        self.rank = int(rank or 0)
-        self.world = int(world or 1)
-        self._dist = dist if (dist is not None and self.world > 1) else None
-        self._slice = slice
-        if run is None:
-            self._tmpdir = tempfile.mkdtemp(prefix="ibstore-infobatch-")
-            run = os.path.join(self._tmpdir, "run.state")
-        run = os.fspath(run)
-        if self.world > 1:
-            run = "%s.rank%d-of-%d" % (run, self.rank, self.world)
+        self._dist, self.rank, self.world = _dist.placement(process_group, rank, world)
+        run, self._tmpdir = _dist.run_path(run, self.rank, self.world, "ibstore-infobatch-")
         self.run_path = run
         if checkpoint_every is None:  # a new run: 8192; a reopened one: its own
             checkpoint_every = 8192
@@ -285,14 +251,11 @@ class InfoBatch(Dataset):
             raise RuntimeError("InfoBatch: epoch %d: the run has %d epochs (0..%d)"
                                % (epoch, self.num_epochs, self.num_epochs - 1))
         info = self._run.epoch_begin(epoch)
-        ids, weights, stats = self._run.plan()
-        sids, sw = slice_of(ids, weights, self.rank, self.world, self._slice)
-        if len(sids) != info.samples:
-            raise RuntimeError("InfoBatch: slice of %d entries, the library says %d"
-                               % (len(sids), info.samples))
+        sids, sw = self._run.slice()  # the run's slice rule (docs/PRUNING.md)
         c = info.cursor  # samples of this slice already done (a resumed run)
-        self._ep = _Epoch(epoch, sids[c:], sw[c:], int(stats["kept"]))
-        self._pruned += self._n - int(stats["kept"])
+        kept = int(info.plan["kept"])
+        self._ep = _Epoch(epoch, sids[c:].astype(np.int64), sw[c:], kept)
+        self._pruned += self._n - kept
         return self._ep
 
     def _current(self, for_len):
@@ -375,7 +338,8 @@ class InfoBatch(Dataset):
         losses = loss.detach().to("cpu", torch.float32).numpy().copy()
         real = ~core.is_padding(w)  # a padded sample's owner reports it
         if self._dist is not None:
-            ids_all, losses_all = self._gather(ids[real], losses[real])
+            ids_all, losses_all = _dist.all_gather_pairs(self._dist, self._group, self.world,
+                                                         ids[real], losses[real])
             ids_all, losses_all = np.concatenate(ids_all), np.concatenate(losses_all)
         else:
             ids_all, losses_all = ids[real], losses[real]
@@ -388,27 +352,6 @@ class InfoBatch(Dataset):
         wt = torch.from_numpy(w.copy()).to(
             device=loss.device, dtype=loss.dtype if loss.is_floating_point() else torch.float32)
         return (loss * wt).sum() / n
-
-    def _gather(self, ids, losses):
-        dist, group = self._dist, self._group
-        dev = torch.device("cpu")
-        if dist.get_backend(group) == "nccl":
-            dev = torch.device("cuda", torch.cuda.current_device())
-        n = torch.tensor([ids.size], dtype=torch.int64, device=dev)
-        ns = [torch.zeros_like(n) for _ in range(self.world)]
-        dist.all_gather(ns, n, group=group)
-        ns = [int(t.item()) for t in ns]
-        m = max(ns)
-        tid = torch.zeros(m, dtype=torch.int64, device=dev)
-        tl = torch.zeros(m, dtype=torch.float32, device=dev)
-        tid[:ids.size] = torch.from_numpy(ids.astype(np.int64))
-        tl[:losses.size] = torch.from_numpy(losses)
-        gid = [torch.empty_like(tid) for _ in range(self.world)]
-        gl = [torch.empty_like(tl) for _ in range(self.world)]
-        dist.all_gather(gid, tid, group=group)
-        dist.all_gather(gl, tl, group=group)
-        return ([g[:k].cpu().numpy() for g, k in zip(gid, ns)],
-                [g[:k].cpu().numpy() for g, k in zip(gl, ns)])
 
     # ---- introspection and teardown -------------------------------------
     @property
@@ -468,13 +411,7 @@ class InfoBatch(Dataset):
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
+    def __del__(self):  # not _ClosedOnExit's: a worker's copy must not close the run
         try:
             if not self.__dict__.get("_worker_copy", True):
                 self.close()

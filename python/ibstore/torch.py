@@ -41,14 +41,12 @@ losses too, so all ranks hold the same scores before the next epoch.  Every
 rank must call ``update()`` for every batch (it is a collective).
 """
 
-import os
 import shutil
-import tempfile
 
 import numpy as np
 import torch
 
-from . import core
+from . import _dist, core
 from .core import IbstoreError
 from .infobatch import InfoBatch
 
@@ -101,13 +99,6 @@ def decode_image(batch, mode="RGB", size=None):
     return x.div_(255)
 
 
-def _dist():
-    d = getattr(torch, "distributed", None)
-    if d is not None and d.is_available() and d.is_initialized():
-        return d
-    return None
-
-
 class _Epoch:
     """The iterable of one epoch; len() is its batch count."""
 
@@ -146,21 +137,9 @@ class Loader(core._ClosedOnExit):
                  process_group=None):
         if not num_epochs or num_epochs < 1:
             raise ValueError("num_epochs (the run's total epochs C) is required")
-        dist = _dist()
         self._group = process_group
-        if dist is not None:
-            rank = dist.get_rank(process_group) if rank is None else rank
-            world = dist.get_world_size(process_group) if world is None else world
-        self.rank = int(rank or 0)
-        self.world = int(world or 1)
-        self._dist = dist if (dist is not None and self.world > 1) else None
-        self._tmpdir = None
-        if run is None:
-            self._tmpdir = tempfile.mkdtemp(prefix="ibstore-run-")
-            run = os.path.join(self._tmpdir, "run.state")
-        run = os.fspath(run)
-        if self.world > 1:
-            run = "%s.rank%d-of-%d" % (run, self.rank, self.world)
+        self._dist, self.rank, self.world = _dist.placement(process_group, rank, world)
+        run, self._tmpdir = _dist.run_path(run, self.rank, self.world, "ibstore-run-")
         self.run_path = run
         self.device = torch.device(device) if device is not None else None
         self.ema = float(ema)
@@ -306,7 +285,8 @@ class Loader(core._ClosedOnExit):
             weights = torch.from_numpy(b.weights.copy())
             if self._dist is not None:
                 real = ~core.is_padding(b.weights)  # its owner reports a padded sample
-                ids_all, losses_all = self._gather(b.ids[real].astype(np.int64), losses[real])
+                ids_all, losses_all = _dist.all_gather_pairs(
+                    self._dist, self._group, self.world, b.ids[real], losses[real])
             self._loader.report(b, losses)
             if self._dist is not None:
                 self._report_gathered(ids_all, losses_all)
@@ -315,27 +295,6 @@ class Loader(core._ClosedOnExit):
         w = weights.to(device=loss.device, dtype=loss.dtype if loss.is_floating_point()
                        else torch.float32)
         return (loss * w).sum() / max(b.n, 1)
-
-    def _gather(self, ids, losses):
-        dist, group = self._dist, self._group
-        dev = torch.device("cpu")
-        if dist.get_backend(group) == "nccl":
-            dev = torch.device("cuda", torch.cuda.current_device())
-        n = torch.tensor([ids.size], dtype=torch.int64, device=dev)
-        ns = [torch.zeros_like(n) for _ in range(self.world)]
-        dist.all_gather(ns, n, group=group)
-        ns = [int(t.item()) for t in ns]
-        m = max(ns)
-        tid = torch.zeros(m, dtype=torch.int64, device=dev)
-        tl = torch.zeros(m, dtype=torch.float32, device=dev)
-        tid[:ids.size] = torch.from_numpy(ids)
-        tl[:losses.size] = torch.from_numpy(losses)
-        gid = [torch.empty_like(tid) for _ in range(self.world)]
-        gl = [torch.empty_like(tl) for _ in range(self.world)]
-        dist.all_gather(gid, tid, group=group)
-        dist.all_gather(gl, tl, group=group)
-        return ([g[:k].cpu().numpy() for g, k in zip(gid, ns)],
-                [g[:k].cpu().numpy() for g, k in zip(gl, ns)])
 
     def _report_gathered(self, ids_all, losses_all):
         # ibstore_loader_report recorded this rank's pairs (less its weight-0
