@@ -684,6 +684,10 @@ typedef struct ibstore_run_info {
 				with what a resume will replay */
 	uint64_t batches;    /* batches of this rank's slice in the current
 				epoch (0 when not in one) */
+	uint64_t start;      /* plan position where this world's slices of the
+				current epoch begin: 0, or where an elastic
+				resume (ibstore_run_open_elastic) picked it up */
+	uint32_t generation; /* elastic resumes the run's state went through */
 } ibstore_run_info;
 
 /* The run's progress.  The macro passes sizeof *out: the library writes
@@ -699,6 +703,70 @@ int ibstore_run_epoch_stats_get(const ibstore_run *run, uint32_t epoch, ibstore_
 /* The current scores (N floats; NaN = never seen), valid until the next
  * call; NULL for a NULL or unopened run. */
 const float *ibstore_run_scores(const ibstore_run *run, uint64_t *n);
+/* The file `run` has open (for an elastic run, the one
+ * ibstore_run_open_elastic chose); NULL for a NULL or unopened run. */
+const char *ibstore_run_file(const ibstore_run *run);
+
+/*
+ * Elastic resume: one logical run state for a data-parallel job, whatever
+ * its number of ranks (docs/PRUNING.md, "Elastic resume").
+ *
+ * The job's state is the set of per-rank files under one `base` path:
+ * ibstore_run_path() names them ("<base>" for one rank, else
+ * "<base>.rank<r>-of-<w>"; after a change of world "<base>.g<g>" and
+ * "<base>.g<g>.rank<r>-of-<w>", g counting the changes).  Each rank writes
+ * only its own file; they hold the same plan, and between them every
+ * sample's latest score (the rank that trains a sample records its loss).
+ * Together they say how far the job got: the epoch and the prefix of the
+ * epoch's global plan every rank has consumed (the ranks take positions
+ * r, r + W, ...: all at cursor c means positions [start, start + c·B·W)).
+ *
+ * ibstore_run_open_elastic opens rank opts->rank of opts->world of the job
+ * at `base`:
+ *  - no file of the job yet: a new run (as ibstore_run_open at its path);
+ *  - the newest complete set of files has this world and every file stands
+ *    at the same point: this rank's file, resumed as ibstore_run_open does;
+ *  - otherwise (another world, or files at different points after a stop
+ *    in the middle of a checkpoint): this rank's file of the next
+ *    generation is built from that set, without talking to the other
+ *    ranks (each rank reads the same files and computes the same state):
+ *    the scores (each sample's from the file of the rank that trained it in
+ *    the current epoch), the epoch, its plan, and the resume point = the
+ *    first plan position not consumed by every old rank; the new ranks'
+ *    strided slices cover the plan's rest [start, len) (ibstore_run_info:
+ *    start).  Batches some old ranks finished past that point (a partial
+ *    step) are trained again, and the losses they reported are dropped, so
+ *    a sample counts once in an epoch.
+ * The new file is written to a temporary name and renamed: a process
+ * killed meanwhile leaves the old set intact.  Every file of the set must
+ * be readable here (a shared directory, or copies).  A set's files are
+ * read without their lock; do not resume while the old job still runs.
+ * `opts` is required (its rank and world are this process's); the other
+ * options must equal the stored ones (IBSTORE_EMISMATCH names the first
+ * difference).  Returns what ibstore_run_open returns, and IBSTORE_EFORMAT
+ * for files of one set that do not belong together (another run's
+ * configuration, plan or epoch).
+ */
+int ibstore_run_open_elastic(const char *base, const ibstore_run_opts *opts, ibstore_run **out);
+
+/* The file name of rank `rank` of `world` in generation `gen` of the job at
+ * `base` (see above), written to buf (cap bytes).  0, or IBSTORE_EINVAL
+ * (NULL, rank >= world), IBSTORE_ETOOBIG (cap too small). */
+int ibstore_run_path(const char *base, uint32_t gen, uint32_t rank, uint32_t world, char *buf,
+		     size_t cap);
+
+/*
+ * Writes the logical state of the job at `base` (its newest complete set
+ * of per-rank files, merged as an elastic resume would) as a one-rank run
+ * state at `out_path`, which must not exist.  `ibstore scores` shows a
+ * job this way.  `*world` and `*gen` (may be NULL) receive the set's.
+ * 0, or IBSTORE_ENOTFOUND (no complete set), IBSTORE_EEXIST (out_path
+ * exists), IBSTORE_EINVAL (NULL base or out_path), the codes of
+ * ibstore_run_open_elastic;
+ * `msg` (may be NULL) receives msglen bytes of message on failure.
+ */
+int ibstore_run_merge(const char *base, const char *out_path, uint32_t *world, uint32_t *gen,
+		      char *msg, size_t msglen);
 
 
 /* ---------------------------------------------------------------------- */

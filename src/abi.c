@@ -29,7 +29,7 @@ static const layout PRUNE = LAYOUT(ibstore_prune_opts, policy, ema);
 static const layout RUN = LAYOUT(ibstore_run_opts, prune, checkpoint_every);
 static const layout LOADER = LAYOUT(ibstore_loader_opts, batch_size, on_read_ctx);
 static const layout INFO = LAYOUT(ibstore_info, format_version, keys);
-static const layout RUN_INFO = LAYOUT(ibstore_run_info, epoch, batches);
+static const layout RUN_INFO = LAYOUT(ibstore_run_info, epoch, generation);
 static const layout LOADER_STATS = LAYOUT(ibstore_loader_stats, epoch, registered);
 
 /* Where ibstore_run_opts' own fields begin, after its prune member. */

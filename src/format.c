@@ -4,6 +4,7 @@
  * against the bytes present before it is used.  Layouts: format/FORMAT.md.
  */
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "format.h"
@@ -386,6 +387,23 @@ int ib_run_progress_decode(const uint8_t *p, size_t len, ib_run_progress *g, cha
 	return 0;
 }
 
+void ib_run_segment_encode(const ib_run_segment *s, uint8_t out[IB_RUN_SEGMENT_SIZE])
+{
+	memset(out, 0, IB_RUN_SEGMENT_SIZE);
+	put32(out, s->gen);
+	put64(out + 8, s->start);
+}
+
+int ib_run_segment_decode(const uint8_t *p, size_t len, ib_run_segment *s, char *err)
+{
+	if (len != IB_RUN_SEGMENT_SIZE)
+		return ib_fail(err, IBSTORE_EFORMAT, "run segment has %zu bytes, expected %d", len,
+			       IB_RUN_SEGMENT_SIZE);
+	s->gen = get32(p);
+	s->start = get64(p + 8);
+	return 0;
+}
+
 void ib_plan_stats_encode(const ib_plan_stats *s, uint8_t out[IB_PLAN_STATS_SIZE])
 {
 	memset(out, 0, IB_PLAN_STATS_SIZE);
@@ -432,4 +450,71 @@ int ib_epoch_stats_decode(const uint8_t *p, size_t len, ib_epoch_stats *s, char 
 	s->bytes_skipped = get64(p + 80);
 	s->seconds = get_f64(p + 88);
 	return 0;
+}
+
+size_t ib_plan_record_size(uint64_t len)
+{
+	return IB_PLAN_STATS_SIZE + (size_t)len * 8;
+}
+
+ib_plan_stats ib_plan_stats_to_disk(const ibstore_plan_stats *s)
+{
+	return (ib_plan_stats){s->samples, s->kept, s->pruned, s->below_mean, s->unseen,
+			       s->threshold, s->weight_sum, (uint32_t)s->prunes};
+}
+
+ibstore_plan_stats ib_plan_stats_from_disk(const ib_plan_stats *s)
+{
+	return (ibstore_plan_stats){s->samples, s->kept, s->pruned, s->below_mean, s->unseen,
+				    s->threshold, s->weight_sum, (int)s->prunes};
+}
+
+void ib_plan_record_encode(const ibstore_plan *p, uint8_t *out)
+{
+	ib_plan_stats ps = ib_plan_stats_to_disk(&p->stats);
+	ib_plan_stats_encode(&ps, out);
+	uint8_t *ids = out + IB_PLAN_STATS_SIZE;
+	for (uint64_t i = 0; i < p->len; i++)
+		put32(ids + 4 * i, (uint32_t)p->ids[i]);
+	ib_f32_encode(p->weights, p->len, ids + 4 * p->len);
+}
+
+int ib_plan_record_decode(const uint8_t *p, size_t size, uint64_t samples, ibstore_plan **out,
+			  char *err)
+{
+	if (size < IB_PLAN_STATS_SIZE || (size - IB_PLAN_STATS_SIZE) % 8)
+		return ib_fail(err, IBSTORE_EFORMAT, "run state: plan of %zu bytes is malformed", size);
+	uint64_t len = (size - IB_PLAN_STATS_SIZE) / 8;
+	ib_plan_stats ps;
+	ib_plan_stats_decode(p, &ps);
+	if (len > samples || ps.kept != len)
+		return ib_fail(err, IBSTORE_EFORMAT, "run state: plan length is inconsistent");
+	ibstore_plan *plan = calloc(1, sizeof *plan);
+	uint64_t *ids = malloc((len ? len : 1) * 8);
+	float *w = malloc((len ? len : 1) * 4);
+	int rc = 0;
+	if (!plan || !ids || !w) {
+		rc = ib_fail(err, IBSTORE_ENOMEM, "out of memory");
+		goto fail;
+	}
+	const uint8_t *ip = p + IB_PLAN_STATS_SIZE;
+	for (uint64_t i = 0; i < len; i++) {
+		ids[i] = get32(ip + 4 * i);
+		if (ids[i] >= samples) {
+			rc = ib_fail(err, IBSTORE_EFORMAT, "run state: plan holds an unknown id");
+			goto fail;
+		}
+	}
+	ib_f32_decode(ip + 4 * len, len, w);
+	plan->len = len;
+	plan->ids = ids;
+	plan->weights = w;
+	plan->stats = ib_plan_stats_from_disk(&ps);
+	*out = plan;
+	return 0;
+fail:
+	free(plan);
+	free(ids);
+	free(w);
+	return rc;
 }

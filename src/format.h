@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ibstore.h"
+
 /* Shard file header: 64 bytes at offset 0 of every shard-NNNNNN.ibr. */
 #define IB_SHARD_MAGIC "IBSHARD\x01"
 #define IB_SHARD_HEADER_SIZE 64
@@ -133,6 +135,7 @@ int ib_record_check(const uint8_t *p, size_t len, uint64_t id, const ib_index_en
 #define IB_RUN_VERSION 1
 #define IB_RUN_CONFIG_SIZE 96
 #define IB_RUN_PROGRESS_SIZE 32
+#define IB_RUN_SEGMENT_SIZE 16
 #define IB_PLAN_STATS_SIZE 64
 #define IB_EPOCH_STATS_SIZE (IB_PLAN_STATS_SIZE + 32)
 
@@ -153,6 +156,14 @@ typedef struct ib_run_progress {
 	uint64_t rejected;
 } ib_run_progress;
 
+/* Where this world's slices of the current epoch start in its plan, and the
+ * elastic resumes (changes of world) behind the file: key "segment",
+ * absent in files older than elastic resume (both 0). */
+typedef struct ib_run_segment {
+	uint32_t gen;
+	uint64_t start;
+} ib_run_segment;
+
 typedef struct ib_plan_stats {
 	uint64_t samples, kept, pruned, below_mean, unseen;
 	double threshold, weight_sum;
@@ -170,10 +181,23 @@ void ib_run_config_encode(const ib_run_config *c, uint8_t out[IB_RUN_CONFIG_SIZE
 int ib_run_config_decode(const uint8_t *p, size_t len, ib_run_config *c, char *err);
 void ib_run_progress_encode(const ib_run_progress *g, uint8_t out[IB_RUN_PROGRESS_SIZE]);
 int ib_run_progress_decode(const uint8_t *p, size_t len, ib_run_progress *g, char *err);
+void ib_run_segment_encode(const ib_run_segment *s, uint8_t out[IB_RUN_SEGMENT_SIZE]);
+int ib_run_segment_decode(const uint8_t *p, size_t len, ib_run_segment *s, char *err);
 void ib_plan_stats_encode(const ib_plan_stats *s, uint8_t out[IB_PLAN_STATS_SIZE]);
 void ib_plan_stats_decode(const uint8_t p[IB_PLAN_STATS_SIZE], ib_plan_stats *s);
 void ib_epoch_stats_encode(const ib_epoch_stats *s, uint8_t out[IB_EPOCH_STATS_SIZE]);
 int ib_epoch_stats_decode(const uint8_t *p, size_t len, ib_epoch_stats *s, char *err);
+
+/* A run's plan record (key "plan"): its stats, then len u32 ids, then len
+ * float32 weights.  ib_plan_record_size gives the bytes of a plan of len
+ * entries; decode allocates the plan (ibstore_plan_free) and checks every
+ * id against `samples`. */
+ib_plan_stats ib_plan_stats_to_disk(const ibstore_plan_stats *s);
+ibstore_plan_stats ib_plan_stats_from_disk(const ib_plan_stats *s);
+size_t ib_plan_record_size(uint64_t len);
+void ib_plan_record_encode(const ibstore_plan *p, uint8_t *out);
+int ib_plan_record_decode(const uint8_t *p, size_t len, uint64_t samples, ibstore_plan **out,
+			  char *err);
 
 /* float32 arrays are stored little-endian; these copy to and from disk. */
 void ib_f32_encode(const float *v, uint64_t n, uint8_t *out);

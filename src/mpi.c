@@ -41,7 +41,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t len)
 
 /* What must be equal on every rank for their plans to be equal: field by
  * field, never the struct's bytes (padding). */
-static uint64_t config_hash(const ibstore_run_opts *o, uint32_t epoch)
+static uint64_t config_hash(const ibstore_run_opts *o, uint32_t epoch, uint64_t start)
 {
 	uint64_t h = 0xcbf29ce484222325ull;
 	uint32_t u[] = {(uint32_t)o->prune.policy, (uint32_t)o->prune.mode,
@@ -52,6 +52,7 @@ static uint64_t config_hash(const ibstore_run_opts *o, uint32_t epoch)
 	h = fnv(h, u, sizeof u);
 	h = fnv(h, d, sizeof d);
 	h = fnv(h, &o->prune.seed, sizeof o->prune.seed);
+	h = fnv(h, &start, sizeof start);
 	return fnv(h, &o->samples, sizeof o->samples);
 }
 
@@ -65,7 +66,7 @@ static int check_local(ibstore_run *run, const uint64_t *ids, const float *losse
 	if (!info.in_epoch || !ibstore_run_plan(run))
 		return ib_failn(lmsg, MSG_LEN, IBSTORE_ESTATE,
 			     "the run is not in an epoch (exchange before epoch_end)");
-	*hash = config_hash(cfg, info.epoch);
+	*hash = config_hash(cfg, info.epoch, info.start);
 	if (cfg->rank != (uint32_t)rank || cfg->world != (uint32_t)size)
 		return ib_failn(lmsg, MSG_LEN, IBSTORE_EINVAL,
 			     "the run is rank %" PRIu32 " of %" PRIu32
@@ -147,7 +148,8 @@ IB_API int ibstore_run_exchange_mpi(ibstore_run *run, const uint64_t *ids, const
 		return mpi_fail(msg, msglen, err, "MPI_Allreduce of the runs' configuration");
 	if (!st && (hmax[0] != h || hmax[1] != ~h))
 		st = ib_failn(lmsg, MSG_LEN, IBSTORE_EINVAL,
-			"the ranks' runs differ (samples, prune options, batch, world, slice or epoch)");
+			"the ranks' runs differ (samples, prune options, batch, world, slice, epoch "
+			"or resume point)");
 	counts = malloc((size_t)size * sizeof *counts);
 	displs = malloc((size_t)size * sizeof *displs);
 	if (!st && (!counts || !displs))
@@ -195,13 +197,16 @@ IB_API int ibstore_run_exchange_mpi(ibstore_run *run, const uint64_t *ids, const
 	/* 3. Keep the other ranks' pairs, less their padding, and report them.
 	 * Every pair passed the check of the rank that sent it, and the runs
 	 * agree on the sample count, so the report cannot refuse them. */
-	const ibstore_plan *plan = ibstore_run_plan(run);
+	/* the slices of this world cover the plan from run_info.start on */
+	ibstore_run_info info;
+	ibstore_run_info_get(run, &info);
+	ibstore_plan rest = ib_plan_tail(ibstore_run_plan(run), info.start);
 	size_t k = 0;
 	for (int s = 0; s < size; s++) {
 		if (s == rank)
 			continue;
 		uint64_t pad = 0;
-		int has_pad = ib_slice_padding_id(plan, (uint32_t)s, cfg.world, cfg.slice, &pad);
+		int has_pad = ib_slice_padding_id(&rest, (uint32_t)s, cfg.world, cfg.slice, &pad);
 		for (int i = displs[s]; i < displs[s] + counts[s]; i++) {
 			if (has_pad && all_ids[i] == pad)
 				continue;

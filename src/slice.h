@@ -18,6 +18,19 @@
 
 #include "ibstore.h"
 
+/* The plan from position `start` on, as a plan of its own (no copy; stats
+ * are the whole plan's): after an elastic resume the ranks slice this. */
+static inline ibstore_plan ib_plan_tail(const ibstore_plan *p, uint64_t start)
+{
+	ibstore_plan t = *p;
+	if (start > p->len)
+		start = p->len;
+	t.len = p->len - start;
+	t.ids = p->ids + start;
+	t.weights = p->weights + start;
+	return t;
+}
+
 /* Entries of every rank's slice of a plan of `plan_len` entries (0 when
  * world is 0). */
 uint64_t ib_slice_len(uint64_t plan_len, uint32_t world, ibstore_slice_mode mode);

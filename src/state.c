@@ -22,8 +22,6 @@
 #include "internal.h"
 #include "state_int.h"
 
-#define RUN_MAPSIZE ((size_t)64 << 30)
-
 static int lmdb_fail(ibstore_run *r, int rc, const char *what)
 {
 	return ib_fail(r->errmsg, rc == MDB_MAP_FULL ? IBSTORE_ETOOBIG : IBSTORE_ECATALOG,
@@ -41,7 +39,7 @@ void ib_run_opts_defaults(ibstore_run_opts *o)
 	o->checkpoint_every = 64;
 }
 
-static void opts_to_cfg(const ibstore_run_opts *o, ib_run_config *c)
+void ib_run_opts_to_config(const ibstore_run_opts *o, ib_run_config *c)
 {
 	*c = (ib_run_config){.policy = (uint32_t)o->prune.policy, .mode = (uint32_t)o->prune.mode,
 			     .ratio = o->prune.ratio, .delta = o->prune.delta,
@@ -88,12 +86,14 @@ static int check_opts(ibstore_run *r, const ibstore_run_opts *o)
 	return 0;
 }
 
-/* Names the first field where the stored configuration and `o` differ. */
-static int compare_cfg(ibstore_run *r, const ib_run_config *have, const ib_run_config *want)
+/* Names the first field where the stored configuration and `want` differ;
+ * rank and world only when `placement`. */
+int ib_run_config_compare(char *err, const ib_run_config *have, const ib_run_config *want,
+			  int placement)
 {
 #define SAME(f, fmt)                                                                        \
 	if (have->f != want->f)                                                             \
-		return ib_fail(r->errmsg, IBSTORE_EMISMATCH,                                          \
+		return ib_fail(err, IBSTORE_EMISMATCH,                                      \
 			     "run state was created with " #f " = " fmt ", not " fmt, have->f, \
 			     want->f)
 	SAME(samples, "%" PRIu64);
@@ -106,8 +106,10 @@ static int compare_cfg(ibstore_run *r, const ib_run_config *have, const ib_run_c
 	SAME(seed, "%" PRIu64);
 	SAME(batch_size, "%" PRIu32);
 	SAME(drop_last, "%" PRIu32);
-	SAME(rank, "%" PRIu32);
-	SAME(world, "%" PRIu32);
+	if (placement) {
+		SAME(rank, "%" PRIu32);
+		SAME(world, "%" PRIu32);
+	}
 	SAME(slice, "%" PRIu32);
 	SAME(checkpoint_every, "%" PRIu32);
 #undef SAME
@@ -150,38 +152,21 @@ static int put_progress(ibstore_run *r, MDB_txn *txn)
 	return put_val(r, txn, "progress", b, sizeof b);
 }
 
-/* The plan: stats, then len u32 ids, then len float32 weights. */
-ib_plan_stats ib_run_stats_to_disk(const ibstore_plan_stats *s)
-{
-	return (ib_plan_stats){s->samples, s->kept, s->pruned, s->below_mean, s->unseen,
-			       s->threshold, s->weight_sum, (uint32_t)s->prunes};
-}
-
-static ibstore_plan_stats stats_from_disk(const ib_plan_stats *s)
-{
-	return (ibstore_plan_stats){s->samples, s->kept, s->pruned, s->below_mean, s->unseen,
-				    s->threshold, s->weight_sum, (int)s->prunes};
-}
-
 static int put_plan(ibstore_run *r, MDB_txn *txn)
 {
-	const ibstore_plan *p = r->plan;
-	size_t len = IB_PLAN_STATS_SIZE + (size_t)p->len * 8;
-	MDB_val k = {4, "plan"}, v = {len, NULL};
+	MDB_val k = {4, "plan"}, v = {ib_plan_record_size(r->plan->len), NULL};
 	int rc = mdb_put(txn, r->dbi, &k, &v, MDB_RESERVE);
 	if (rc)
 		return lmdb_fail(r, rc, "plan");
-	uint8_t *o = v.mv_data;
-	ib_plan_stats ps = ib_run_stats_to_disk(&p->stats);
-	ib_plan_stats_encode(&ps, o);
-	uint8_t *ids = o + IB_PLAN_STATS_SIZE;
-	for (uint64_t i = 0; i < p->len; i++) {
-		uint32_t id = (uint32_t)p->ids[i];
-		for (int b = 0; b < 4; b++)
-			ids[4 * i + (uint64_t)b] = (uint8_t)(id >> (8 * b));
-	}
-	ib_f32_encode(p->weights, p->len, ids + 4 * p->len);
+	ib_plan_record_encode(r->plan, v.mv_data);
 	return 0;
+}
+
+static int put_segment(ibstore_run *r, MDB_txn *txn)
+{
+	uint8_t b[IB_RUN_SEGMENT_SIZE];
+	ib_run_segment_encode(&r->seg, b);
+	return put_val(r, txn, "segment", b, sizeof b);
 }
 
 static int load_plan(ibstore_run *r, MDB_txn *txn)
@@ -192,43 +177,24 @@ static int load_plan(ibstore_run *r, MDB_txn *txn)
 		return rc == IBSTORE_ENOTFOUND
 			       ? ib_fail(r->errmsg, IBSTORE_EFORMAT, "run state: epoch in progress but no plan")
 			       : rc;
-	if (v.mv_size < IB_PLAN_STATS_SIZE || (v.mv_size - IB_PLAN_STATS_SIZE) % 8)
-		return ib_fail(r->errmsg, IBSTORE_EFORMAT, "run state: plan of %zu bytes is malformed",
-			     v.mv_size);
-	uint64_t len = (v.mv_size - IB_PLAN_STATS_SIZE) / 8;
-	ib_plan_stats ps;
-	const uint8_t *p = v.mv_data;
-	ib_plan_stats_decode(p, &ps);
-	if (len > r->cfg.samples || ps.kept != len)
-		return ib_fail(r->errmsg, IBSTORE_EFORMAT, "run state: plan length is inconsistent");
-	ibstore_plan *plan = calloc(1, sizeof *plan);
-	uint64_t *ids = malloc((len ? len : 1) * 8);
-	float *w = malloc((len ? len : 1) * 4);
-	if (!plan || !ids || !w) {
-		free(plan);
-		free(ids);
-		free(w);
-		return ib_fail(r->errmsg, IBSTORE_ENOMEM, "out of memory");
-	}
-	const uint8_t *ip = p + IB_PLAN_STATS_SIZE;
-	for (uint64_t i = 0; i < len; i++) {
-		ids[i] = (uint64_t)ip[4 * i] | (uint64_t)ip[4 * i + 1] << 8 |
-			 (uint64_t)ip[4 * i + 2] << 16 | (uint64_t)ip[4 * i + 3] << 24;
-		if (ids[i] >= r->cfg.samples) {
-			free(plan);
-			free(ids);
-			free(w);
-			return ib_fail(r->errmsg, IBSTORE_EFORMAT, "run state: plan holds an unknown id");
-		}
-	}
-	ib_f32_decode(ip + 4 * len, len, w);
-	plan->len = len;
-	plan->ids = ids;
-	plan->weights = w;
-	plan->stats = stats_from_disk(&ps);
+	ibstore_plan *plan;
+	if ((rc = ib_plan_record_decode(v.mv_data, v.mv_size, r->cfg.samples, &plan, r->errmsg)))
+		return rc;
 	ibstore_plan_free(r->plan);
 	r->plan = plan;
 	return 0;
+}
+
+/* The optional "segment" record: both 0 when absent (an older file). */
+static int load_segment(ibstore_run *r, MDB_txn *txn)
+{
+	MDB_val v;
+	int rc = get_val(r, txn, "segment", &v);
+	if (rc == IBSTORE_ENOTFOUND) {
+		r->seg = (ib_run_segment){0, 0};
+		return 0;
+	}
+	return rc ? rc : ib_run_segment_decode(v.mv_data, v.mv_size, &r->seg, r->errmsg);
 }
 
 static int load(ibstore_run *r, const ibstore_run_opts *want)
@@ -250,8 +216,8 @@ static int load(ibstore_run *r, const ibstore_run_opts *want)
 		goto out;
 	if (want) {
 		ib_run_config w;
-		opts_to_cfg(want, &w);
-		if ((rc = compare_cfg(r, &r->cfg, &w)))
+		ib_run_opts_to_config(want, &w);
+		if ((rc = ib_run_config_compare(r->errmsg, &r->cfg, &w, 1)))
 			goto out;
 	}
 	if ((rc = get_val(r, txn, "progress", &v)))
@@ -273,8 +239,18 @@ static int load(ibstore_run *r, const ibstore_run_opts *want)
 		goto out;
 	}
 	ib_f32_decode(v.mv_data, r->cfg.samples, r->scores);
+	if ((rc = load_segment(r, txn)))
+		goto out;
 	if (r->prog.in_epoch) {
-		if ((rc = load_plan(r, txn)) || (rc = ib_run_build_slice(r)))
+		if ((rc = load_plan(r, txn)))
+			goto out;
+		if (r->seg.start > r->plan->len) {
+			rc = ib_fail(r->errmsg, IBSTORE_EFORMAT,
+				     "run state: segment start %" PRIu64 " past the plan's %" PRIu64
+				     " entries", r->seg.start, r->plan->len);
+			goto out;
+		}
+		if ((rc = ib_run_build_slice(r)))
 			goto out;
 		if (r->prog.cursor > r->batches) {
 			rc = ib_fail(r->errmsg, IBSTORE_EFORMAT, "run state: cursor past the epoch's end");
@@ -294,7 +270,7 @@ static int create(ibstore_run *r, const ibstore_run_opts *o)
 	int rc = check_opts(r, o);
 	if (rc)
 		return rc;
-	opts_to_cfg(o, &r->cfg);
+	ib_run_opts_to_config(o, &r->cfg);
 	r->opts = *o;
 	r->scores = malloc(o->samples * sizeof *r->scores);
 	if (!r->scores)
@@ -351,7 +327,7 @@ IB_API int ibstore_run_open(const char *path, const ibstore_run_opts *opts, ibst
 	rc = mdb_env_create(&r->env);
 	if (rc)
 		return lmdb_fail(r, rc, "create");
-	mdb_env_set_mapsize(r->env, RUN_MAPSIZE);
+	mdb_env_set_mapsize(r->env, IB_RUN_MAPSIZE);
 	/* one process per run (the flock above), so LMDB's lock file is not needed */
 	rc = mdb_env_open(r->env, path, MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOTLS, 0644);
 	if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
@@ -380,6 +356,8 @@ IB_API int ibstore_run_open(const char *path, const ibstore_run_opts *opts, ibst
 		unlink(path); /* nothing half-made is left behind */
 	if (rc)
 		return rc;
+	if (!(r->path = strdup(path)))
+		return ib_fail(r->errmsg, IBSTORE_ENOMEM, "out of memory");
 	r->open = 1;
 	r->errmsg[0] = '\0';
 	return 0;
@@ -397,7 +375,13 @@ IB_API void ibstore_run_close(ibstore_run *r)
 	free(r->slice_ids);
 	free(r->slice_w);
 	free(r->scores);
+	free(r->path);
 	free(r);
+}
+
+IB_API const char *ibstore_run_file(const ibstore_run *r)
+{
+	return r && r->open ? r->path : NULL;
 }
 
 IB_API const char *ibstore_run_errmsg(const ibstore_run *r)
@@ -428,7 +412,7 @@ int ib_run_commit(ibstore_run *r, const ib_epoch_stats *es)
 	if (rc)
 		return lmdb_fail(r, rc, "begin");
 	if ((rc = put_scores(r, txn)) || (rc = put_progress(r, txn)) ||
-	    (with_plan && (rc = put_plan(r, txn))))
+	    (rc = put_segment(r, txn)) || (with_plan && (rc = put_plan(r, txn))))
 		goto fail;
 	if (es) {
 		char key[32];
@@ -458,7 +442,9 @@ IB_API int ibstore_run_info_get_sized(const ibstore_run *r, ibstore_run_info *ou
 				 .epochs_done = r->prog.epochs_done,
 				 .reports_rejected = r->prog.rejected,
 				 .committed = r->prog.in_epoch ? r->committed_cursor : 0,
-				 .batches = r->prog.in_epoch ? r->batches : 0};
+				 .batches = r->prog.in_epoch ? r->batches : 0,
+				 .start = r->prog.in_epoch ? r->seg.start : 0,
+				 .generation = r->seg.gen};
 	return ib_run_info_emit(out, size, &info, (char *)r->errmsg, sizeof r->errmsg);
 }
 
@@ -488,7 +474,7 @@ IB_API int ibstore_run_epoch_stats_get(const ibstore_run *r, uint32_t epoch,
 		return rc;
 	*out = (ibstore_epoch_stats){
 		.epoch = es.epoch,
-		.plan = stats_from_disk(&es.plan),
+		.plan = ib_plan_stats_from_disk(&es.plan),
 		.io = {es.bytes_read, es.bytes_skipped, es.seconds}};
 	return 0;
 }

@@ -17,14 +17,16 @@ int ib_run_build_slice(ibstore_run *r)
 {
 	const ib_run_config *c = &r->cfg;
 	ibstore_slice_mode mode = (ibstore_slice_mode)c->slice;
-	uint64_t n = ib_slice_len(r->plan->len, c->world, mode);
+	/* this world's ranks share the plan from seg.start on (elastic.c) */
+	ibstore_plan rest = ib_plan_tail(r->plan, r->seg.start);
+	uint64_t n = ib_slice_len(rest.len, c->world, mode);
 	free(r->slice_ids);
 	free(r->slice_w);
 	r->slice_ids = malloc((n ? n : 1) * sizeof *r->slice_ids);
 	r->slice_w = malloc((n ? n : 1) * sizeof *r->slice_w);
 	if (!r->slice_ids || !r->slice_w)
 		return ib_fail(r->errmsg, IBSTORE_ENOMEM, "out of memory");
-	ib_slice_fill(r->plan, c->rank, c->world, mode, r->slice_ids, r->slice_w);
+	ib_slice_fill(&rest, c->rank, c->world, mode, r->slice_ids, r->slice_w);
 	r->slice_len = n;
 	r->batches = ib_batch_count(n, c->batch_size, (int)c->drop_last);
 	return 0;
@@ -79,7 +81,9 @@ IB_API int ibstore_run_epoch_begin(ibstore_run *r, uint32_t epoch, ibstore_epoch
 	float *old_w = r->slice_w;
 	uint64_t old_len = r->slice_len, old_batches = r->batches;
 	ib_run_progress saved = r->prog;
+	ib_run_segment saved_seg = r->seg;
 	r->plan = plan;
+	r->seg.start = 0;
 	r->slice_ids = NULL;
 	r->slice_w = NULL;
 	r->prog.epoch = epoch;
@@ -95,6 +99,7 @@ IB_API int ibstore_run_epoch_begin(ibstore_run *r, uint32_t epoch, ibstore_epoch
 		r->slice_len = old_len;
 		r->batches = old_batches;
 		r->prog = saved;
+		r->seg = saved_seg;
 		return rc;
 	}
 	ibstore_plan_free(old_plan);
@@ -195,7 +200,7 @@ IB_API int ibstore_run_epoch_end(ibstore_run *r, const ibstore_epoch_io *io)
 		return rc;
 	if (!r->prog.in_epoch)
 		return ib_fail(r->errmsg, IBSTORE_ESTATE, "no epoch has begun");
-	ib_epoch_stats es = {.epoch = r->prog.epoch, .plan = ib_run_stats_to_disk(&r->plan->stats)};
+	ib_epoch_stats es = {.epoch = r->prog.epoch, .plan = ib_plan_stats_to_disk(&r->plan->stats)};
 	if (io) {
 		es.bytes_read = io->bytes_read;
 		es.bytes_skipped = io->bytes_skipped;

@@ -21,7 +21,7 @@ is the PyTorch layer.
 from ._lib import LibraryNotFoundError, library_path, VERSION as __lib_version__
 from .core import (  # noqa: F401
     Batch, Dataset, EpochInfo, IbstoreError, Loader, Run, NO_LABEL, PADDING_WEIGHT, is_padding,
-    strerror, version,
+    merge_run, strerror, version,
     OK, EINVAL, ENOMEM, EIO, EFORMAT, EVERSION, ECORRUPT, ETRUNCATED, EMISMATCH, ENOTFOUND,
     EEXIST, ETOOBIG, ECATALOG, EUNSUPPORTED, ESTATE, EBUFSIZE,
 )
@@ -30,7 +30,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Batch", "Dataset", "EpochInfo", "IbstoreError", "LibraryNotFoundError", "Loader", "Run",
-    "NO_LABEL", "PADDING_WEIGHT", "is_padding", "library_path", "strerror", "version",
+    "NO_LABEL", "PADDING_WEIGHT", "is_padding", "library_path", "merge_run", "strerror",
+    "version",
 ]
 
 

@@ -4,10 +4,13 @@ file, and the all-gather of (id, loss) pairs that keeps every rank's scores
 identical."""
 
 import os
+import shutil
 import tempfile
 
 import numpy as np
 import torch
+
+from . import core
 
 
 def active():
@@ -29,18 +32,36 @@ def placement(process_group, rank, world):
     return (dist if dist is not None and world > 1 else None), rank, world
 
 
-def run_path(run, rank, world, prefix):
-    """(path, tmpdir): this rank's run file ('<run>.rank<r>-of-<w>' when
-    world > 1); with run None, one in a new temporary directory (tmpdir,
-    which the caller removes at close)."""
+def run_path(run, prefix):
+    """(base, tmpdir): the job's run state base path, opened with
+    core.Run(base, ..., elastic=True) so that each rank's file is the
+    library's choice ('<run>' for one rank, '<run>.rank<r>-of-<w>', and
+    after a resume on another number of ranks '<run>.g<g>...'); with run
+    None, one in a new temporary directory (tmpdir, which the caller
+    removes at close)."""
     tmpdir = None
     if run is None:
         tmpdir = tempfile.mkdtemp(prefix=prefix)
         run = os.path.join(tmpdir, "run.state")
-    run = os.fspath(run)
-    if world > 1:
-        run = "%s.rank%d-of-%d" % (run, rank, world)
-    return run, tmpdir
+    return os.fspath(run), tmpdir
+
+
+def stored_config(base):
+    """The configuration stored by the job at ``base`` (its newest complete
+    set of per-rank files), or None when it has none."""
+    d = tempfile.mkdtemp(prefix="ibstore-config-")
+    try:
+        out = os.path.join(d, "merged.run")
+        try:
+            core.merge_run(base, out)
+        except core.IbstoreError as e:
+            if e.code == core.ENOTFOUND:
+                return None
+            raise
+        with core.Run(out) as r:
+            return r.config
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def all_gather_pairs(dist, group, world, ids, losses):

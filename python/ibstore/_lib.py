@@ -244,6 +244,8 @@ class ibstore_run_info(ctypes.Structure):
         ("reports_rejected", c_u64),
         ("committed", c_u64),
         ("batches", c_u64),
+        ("start", c_u64),
+        ("generation", c_u32),
     ]
 
 
@@ -351,6 +353,9 @@ _PROTOS = {
     # run
     "ibstore_run_opts_init_sized": (c_int, [P(ibstore_run_opts), c_size, c_size]),
     "ibstore_run_open": (c_int, [c_char_p, P(ibstore_run_opts), PH]),
+    "ibstore_run_open_elastic": (c_int, [c_char_p, P(ibstore_run_opts), PH]),
+    "ibstore_run_file": (c_char_p, [H]),
+    "ibstore_run_merge": (c_int, [c_char_p, c_char_p, P(c_u32), P(c_u32), c_char_p, c_size]),
     "ibstore_run_close": (None, [H]),
     "ibstore_run_errmsg": (c_char_p, [H]),
     "ibstore_run_config_get_sized": (c_int, [H, P(ibstore_run_opts), c_size, c_size]),

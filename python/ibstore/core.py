@@ -444,6 +444,20 @@ def _config_dict(o):
     }
 
 
+def merge_run(base, out_path):
+    """Writes the logical state of the data-parallel job at ``base`` (its
+    newest complete set of per-rank files, merged as an elastic resume
+    would) as a one-rank run state at ``out_path`` (which must not exist);
+    returns (world, generation) of the set (ibstore_run_merge)."""
+    world, gen = _lib.c_u32(), _lib.c_u32()
+    msg = ctypes.create_string_buffer(1024)
+    rc = lib.ibstore_run_merge(_enc(base), _enc(out_path), ctypes.byref(world),
+                               ctypes.byref(gen), msg, len(msg))
+    if rc:
+        raise IbstoreError(rc, _s(msg.value))
+    return int(world.value), int(gen.value)
+
+
 class Run(_Closable):
     """A training run's state file (scores, epoch, cursor, statistics).
 
@@ -454,12 +468,19 @@ class Run(_Closable):
     first difference).  The file is locked: one opener at a time.  A run is
     used by one thread at a time, and not directly while a Loader is open on
     it (reading ``config``/``info``/``scores`` aside).
+
+    ``elastic=True`` (options required): ``path`` is the base path of a
+    data-parallel job's per-rank files, and this is rank ``rank`` of
+    ``world`` (ibstore_run_open_elastic): a job stopped on another number
+    of ranks resumes at the first plan position all its ranks consumed,
+    with every score.  ``path`` is then the file the library chose and
+    ``base`` the job's path.
     """
 
     def __init__(self, path, samples=None, epochs=None, *, batch_size=None, drop_last=None,
                  policy=None, mode=None, ratio=None, delta=None, seed=None, ema=None,
-                 rank=None, world=None, slice=None, checkpoint_every=None):
-        self.path = str(path)
+                 rank=None, world=None, slice=None, checkpoint_every=None, elastic=False):
+        self.path = self.base = str(path)
         self._h = None
         self._loaders = weakref.WeakSet()
         self._nloaders = 0  # open loaders, counted apart from the WeakSet (see below)
@@ -488,12 +509,16 @@ class Run(_Closable):
                 o.checkpoint_every = int(checkpoint_every)
             optp = ctypes.byref(o)
         h = ctypes.c_void_p()
-        rc = lib.ibstore_run_open(_enc(path), optp, ctypes.byref(h))
+        if elastic:
+            rc = lib.ibstore_run_open_elastic(_enc(path), optp, ctypes.byref(h))
+        else:
+            rc = lib.ibstore_run_open(_enc(path), optp, ctypes.byref(h))
         if rc:
             msg = _s(lib.ibstore_run_errmsg(h)) if h.value else ""
             lib.ibstore_run_close(h)
             raise IbstoreError(rc, msg)
         self._h = h
+        self.path = _s(lib.ibstore_run_file(h))
 
     @classmethod
     def open(cls, path):

@@ -42,7 +42,8 @@ positions r, r + W, ... (padded with weight-0 repeats so ranks have equal
 lengths, like DistributedSampler); ``update()`` is a collective that
 all-gathers ids (int64) and losses (float32) as separate tensors so every
 rank holds the same scores; the run file is per rank
-(``<run>.rank<r>-of-<w>``).
+(``<run>.rank<r>-of-<w>``), and a job stopped on W ranks resumes on any
+other number of ranks from the same ``run`` (elastic resume).
 """
 
 import os
@@ -156,13 +157,11 @@ class InfoBatch(Dataset, core._ClosedOnExit):
         self._n = len(dataset)
         self._group = process_group
         self._dist, self.rank, self.world = _dist.placement(process_group, rank, world)
-        run, self._tmpdir = _dist.run_path(run, self.rank, self.world, "ibstore-infobatch-")
-        self.run_path = run
+        run, self._tmpdir = _dist.run_path(run, "ibstore-infobatch-")
+        self.run_path = run  # the file the library chose, once open
         if checkpoint_every is None:  # a new run: 8192; a reopened one: its own
-            checkpoint_every = 8192
-            if os.path.exists(run) and os.path.getsize(run):
-                with core.Run(run) as r:
-                    checkpoint_every = r.config["checkpoint_every"]
+            stored = _dist.stored_config(run)
+            checkpoint_every = stored["checkpoint_every"] if stored else 8192
         try:
             # The run's batches are single samples: its cursor counts the
             # samples of the slice done, whatever the DataLoader's batch size.
@@ -170,7 +169,8 @@ class InfoBatch(Dataset, core._ClosedOnExit):
                                  drop_last=False, policy=policy, mode=mode,
                                  ratio=self.prune_ratio, delta=self.delta, seed=seed, ema=ema,
                                  rank=self.rank, world=self.world, slice=slice,
-                                 checkpoint_every=checkpoint_every)
+                                 checkpoint_every=checkpoint_every, elastic=True)
+            self.run_path = self._run.path
         except BaseException:
             self.close()
             raise

@@ -34,7 +34,9 @@ Decode hooks (``decode=``):
 
 Distributed: when torch.distributed is initialized, the run's rank and world
 are the process group's, the run state file is per rank
-(``<run>.rank<r>-of-<w>``), and ``update()`` all-gathers the batch's ids
+(``<run>.rank<r>-of-<w>``; ``run`` names the job, and a job stopped on W
+ranks resumes on any other number at the first sample not trained by all:
+ibstore_run_open_elastic), and ``update()`` all-gathers the batch's ids
 (int64) and losses (float32) as separate tensors (weight-0 padding left
 out: the rank that owns a sample reports it) and records the other ranks'
 losses too, so all ranks hold the same scores before the next epoch.  Every
@@ -139,8 +141,8 @@ class Loader(core._ClosedOnExit):
             raise ValueError("num_epochs (the run's total epochs C) is required")
         self._group = process_group
         self._dist, self.rank, self.world = _dist.placement(process_group, rank, world)
-        run, self._tmpdir = _dist.run_path(run, self.rank, self.world, "ibstore-run-")
-        self.run_path = run
+        run, self._tmpdir = _dist.run_path(run, "ibstore-run-")
+        self.run_path = run  # the file the library chose, once open
         self.device = torch.device(device) if device is not None else None
         self.ema = float(ema)
         self.dataset = core.Dataset(path)
@@ -151,7 +153,8 @@ class Loader(core._ClosedOnExit):
                                 batch_size=batch_size, drop_last=drop_last, policy=policy,
                                 mode=mode, ratio=prune_ratio, delta=delta, seed=seed, ema=ema,
                                 rank=self.rank, world=self.world, slice=slice,
-                                checkpoint_every=checkpoint_every)
+                                checkpoint_every=checkpoint_every, elastic=True)
+            self.run_path = self.run.path
             self._loader = core.Loader(self.dataset, self.run, threads=threads,
                                        backend=backend, order=order, prefetch=prefetch,
                                        budget=budget, corrupt=corrupt)
