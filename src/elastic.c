@@ -157,13 +157,23 @@ out:
 	return rc;
 }
 
-/* The newest complete set: the highest generation whose files of one world
- * are all there (the smaller world on a tie).  1 when found. */
-static int choose(const member *m, size_t n, uint32_t *gen, uint32_t *world)
+/* 1 when set (gen, world) is preferred to (g2, w2): the newer generation,
+ * the smaller world on a tie. */
+static int preferred(uint32_t gen, uint32_t world, uint32_t g2, uint32_t w2)
+{
+	return gen > g2 || (gen == g2 && world < w2);
+}
+
+/* The best set whose names are all there and that is preferred to
+ * (below_gen, below_world) when `bounded`.  1 when found. */
+static int choose(const member *m, size_t n, int bounded, uint32_t below_gen,
+		  uint32_t below_world, uint32_t *gen, uint32_t *world)
 {
 	int found = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (found && (m[i].gen < *gen || (m[i].gen == *gen && m[i].world >= *world)))
+		if (bounded && !preferred(below_gen, below_world, m[i].gen, m[i].world))
+			continue;
+		if (found && !preferred(m[i].gen, m[i].world, *gen, *world))
 			continue;
 		/* complete when ranks 0..world-1 all occur (names are unique) */
 		uint32_t have = 0;
@@ -318,15 +328,22 @@ static int find_set(const char *base, jobset *j, char *err)
 	member *m;
 	size_t n;
 	uint32_t gen = 0, world = 0;
-	int rc = scan(base, &m, &n, err);
+	int rc = scan(base, &m, &n, err), bounded = 0;
 	if (rc)
 		return rc;
-	int found = choose(m, n, &gen, &world);
+	/* the best set whose files all hold a state: a member whose creation
+	 * was cut short (empty) leaves its set incomplete */
+	while (choose(m, n, bounded, gen, world, &gen, &world)) {
+		rc = read_set(base, gen, world, j, err);
+		if (rc != IBSTORE_ENOTFOUND)
+			break;
+		jobset_free(j);
+		bounded = 1;
+	}
 	free(m);
-	if (!found)
-		return 0;
-	rc = read_set(base, gen, world, j, err);
-	return rc ? rc : 1;
+	if (rc && rc != IBSTORE_ENOTFOUND)
+		return rc;
+	return j->snap ? 1 : 0;
 }
 
 /* fsync of the directory holding `path`. */

@@ -65,7 +65,9 @@ typedef struct ib_run_snapshot {
 } ib_run_snapshot;
 
 /* Reads the run state at `path` without its lock (a file no process has
- * open for writing).  0, or the codes of ibstore_run_open, message in err. */
+ * open for writing).  0, or the codes of ibstore_run_open, message in err;
+ * IBSTORE_ENOTFOUND also for a file that is empty or holds no records (a
+ * creation cut short: ibstore_run_open creates it again). */
 int ib_run_snapshot_read(const char *path, ib_run_snapshot *s, char *err);
 /* Writes `s` as a new run state at `path`, which must not exist
  * (IBSTORE_EEXIST); nothing is left at `path` on failure. */

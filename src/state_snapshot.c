@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "format.h"
@@ -175,8 +176,16 @@ static int decode_all(db *d, ib_run_snapshot *s)
 int ib_run_snapshot_read(const char *path, ib_run_snapshot *s, char *err)
 {
 	memset(s, 0, sizeof *s);
+	struct stat st;
+	if (stat(path, &st) == 0 && st.st_size == 0)
+		return ib_fail(err, IBSTORE_ENOTFOUND, "%s is empty: a run state not yet created",
+			       path);
 	db d;
 	int rc = db_open(&d, path, 0, err);
+	MDB_stat ms;
+	if (!rc && !mdb_stat(d.txn, d.dbi, &ms) && ms.ms_entries == 0)
+		rc = ib_fail(err, IBSTORE_ENOTFOUND, "%s holds no records: a run state not yet created",
+			     path);
 	if (!rc)
 		rc = decode_all(&d, s);
 	db_close(&d);

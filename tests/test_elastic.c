@@ -507,8 +507,11 @@ static void child_loop(const char *base)
 		uint32_t world = 1 + it % 3;
 		for (uint32_t r = 0; r < world; r++) {
 			ibstore_run_opts o = opts_of(r, world);
-			if (ibstore_run_open_elastic(base, &o, &k[r].run))
+			if (ibstore_run_open_elastic(base, &o, &k[r].run)) {
+				fprintf(stderr, "child: rank %u of %u: %s\n", r, world,
+					ibstore_run_errmsg(k[r].run));
 				_exit(3);
+			}
 		}
 		for (uint32_t r = 0; r < world; r++) {
 			ibstore_run_info info;
@@ -516,8 +519,10 @@ static void child_loop(const char *base)
 			uint32_t e = info.in_epoch ? info.epoch : info.epochs_done;
 			if (e >= EPOCHS)
 				_exit(0);
-			if (ibstore_run_epoch_begin(k[r].run, e, NULL))
+			if (ibstore_run_epoch_begin(k[r].run, e, NULL)) {
+				fprintf(stderr, "child: epoch %u: %s\n", e, ibstore_run_errmsg(k[r].run));
 				_exit(4);
+			}
 			ibstore_run_info_get(k[r].run, &info);
 			uint64_t todo = info.batches - info.cursor;
 			train(&k[r], e, info.cursor, info.cursor + (todo < 3 ? todo : 3));

@@ -465,6 +465,190 @@ static int die_rank(int victim, int by_signal)
 	return rc ? 1 : 0;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Elastic resume across mpirun invocations                                */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * `test_mpi --elastic DIR PHASE` (tests/mpi_elastic.sh runs the phases in
+ * turn on one DIR): phase 1 (2 ranks) trains epoch 0 and stops after 3
+ * batches of epoch 1 (committed: 2); phase 2 (3 ranks) resumes, finishes
+ * epoch 1 and stops after 5 batches of epoch 2 (committed: 4); phase 3 (1
+ * rank) finishes the run.  Each resumed epoch's plan positions before the
+ * slices' start plus every rank's slice must be the plan exactly once, and
+ * the final scores those of one uninterrupted process fed the same losses.
+ * Losses travel once per epoch (ibstore_run_exchange_mpi).  Prints TAP.
+ */
+#define ELASTIC_EVERY 2
+
+static ibstore_run_opts elastic_opts(void)
+{
+	ibstore_run_opts o;
+	ibstore_run_opts_init(&o);
+	o.prune.epochs = EPOCHS;
+	o.prune.seed = 7;
+	o.prune.ema = 0.5;
+	o.samples = N;
+	o.batch_size = BATCH;
+	o.rank = (uint32_t)rank;
+	o.world = (uint32_t)world;
+	o.checkpoint_every = ELASTIC_EVERY;
+	return o;
+}
+
+/* Batches [b0, b1) of this rank: losses reported, pairs kept. */
+static void elastic_train(ibstore_run *run, uint32_t e, uint64_t b0, uint64_t b1, uint64_t *ids,
+			  float *losses, size_t *n)
+{
+	for (uint64_t b = b0; b < b1; b++) {
+		const uint64_t *bi;
+		const float *bw;
+		size_t k;
+		if (ibstore_run_batch(run, b, &bi, &bw, &k))
+			bail("batch: %s", ibstore_run_errmsg(run));
+		for (size_t i = 0; i < k; i++) {
+			if (ibstore_is_padding(bw[i]))
+				continue;
+			float l = loss_of(bi[i], e);
+			if (ibstore_run_report(run, &bi[i], &l, 1))
+				bail("report: %s", ibstore_run_errmsg(run));
+			ids[*n] = bi[i];
+			losses[(*n)++] = l;
+		}
+		if (ibstore_run_advance(run, 1))
+			bail("advance: %s", ibstore_run_errmsg(run));
+	}
+}
+
+/* The union check: positions < start and every rank's slice (gathered). */
+static int elastic_union(ibstore_run *run, uint64_t *start_out)
+{
+	const ibstore_plan *p = ibstore_run_plan(run);
+	ibstore_run_info info;
+	const uint64_t *ids;
+	const float *w;
+	uint64_t len;
+	if (!p || ibstore_run_info_get(run, &info) || ibstore_run_slice(run, &ids, &w, &len))
+		bail("no plan or slice: %s", ibstore_run_errmsg(run));
+	*start_out = info.start;
+	int counts[1] = {(int)len}, *all_n = malloc((size_t)world * sizeof *all_n);
+	int *displs = malloc((size_t)world * sizeof *displs);
+	MPI_Allgather(counts, 1, MPI_INT, all_n, 1, MPI_INT, MPI_COMM_WORLD);
+	int total = 0;
+	for (int r = 0; r < world; r++) {
+		displs[r] = total;
+		total += all_n[r];
+	}
+	uint64_t *all_ids = malloc((size_t)(total ? total : 1) * sizeof *all_ids);
+	float *all_w = malloc((size_t)(total ? total : 1) * sizeof *all_w);
+	MPI_Allgatherv(ids, (int)len, MPI_UINT64_T, all_ids, all_n, displs, MPI_UINT64_T,
+		       MPI_COMM_WORLD);
+	MPI_Allgatherv(w, (int)len, MPI_FLOAT, all_w, all_n, displs, MPI_FLOAT, MPI_COMM_WORLD);
+	uint8_t *seen = calloc(N, 1);
+	int ok = 1;
+	for (uint64_t i = 0; i < info.start; i++)
+		seen[p->ids[i]]++;
+	for (int i = 0; i < total; i++) {
+		if (ibstore_is_padding(all_w[i]))
+			ok &= all_w[i] == 0.0f;
+		else
+			seen[all_ids[i]]++;
+	}
+	uint64_t sum = 0;
+	for (uint64_t i = 0; i < p->len; i++)
+		ok &= seen[p->ids[i]] == 1;
+	for (uint64_t i = 0; i < N; i++)
+		sum += seen[i];
+	ok &= sum == p->len;
+	free(all_n);
+	free(displs);
+	free(all_ids);
+	free(all_w);
+	free(seen);
+	return ok;
+}
+
+/* One epoch from the run's cursor: `stop` > 0 stops after that many batches. */
+static void elastic_epoch(ibstore_run *run, uint32_t e, uint64_t stop, uint64_t want_start)
+{
+	if (ibstore_run_epoch_begin(run, e, NULL))
+		bail("epoch_begin %u: %s", e, ibstore_run_errmsg(run));
+	uint64_t start = 0;
+	int ok = elastic_union(run, &start);
+	check(ok && start == want_start, "union or start", "epoch %u on %d ranks from position %" PRIu64
+	      ": the plan before it and the slices are the plan once, padding weight 0", e, world,
+	      want_start);
+	check(same_everywhere(plan_digest(ibstore_run_plan(run))), "plan differs",
+	      "epoch %u: one plan on every rank", e);
+	ibstore_run_info info;
+	ibstore_run_info_get(run, &info);
+	uint64_t end = stop ? stop : info.batches;
+	uint64_t *ids = malloc(N * sizeof *ids);
+	float *losses = malloc(N * sizeof *losses);
+	size_t n = 0;
+	elastic_train(run, e, info.cursor, end, ids, losses, &n);
+	if (!stop) {
+		char msg[512];
+		if (ibstore_run_exchange_mpi(run, ids, losses, n, MPI_COMM_WORLD, msg, sizeof msg))
+			bail("exchange: %s", msg);
+		if (ibstore_run_epoch_end(run, NULL))
+			bail("epoch_end: %s", ibstore_run_errmsg(run));
+	}
+	free(ids);
+	free(losses);
+}
+
+static int elastic(const char *jobdir, int phase)
+{
+	char base[512];
+	snprintf(base, sizeof base, "%s/job.run", jobdir);
+	ibstore_run_opts o = elastic_opts();
+	ibstore_run *run = NULL;
+	if (ibstore_run_open_elastic(base, &o, &run))
+		bail("open_elastic: %s", ibstore_run_errmsg(run));
+	if (phase == 1) {
+		elastic_epoch(run, 0, 0, 0);
+		elastic_epoch(run, 1, 3, 0); /* stops; batch 3 is not committed */
+	} else if (phase == 2) {
+		elastic_epoch(run, 1, 0, 2 * BATCH * 2);
+		elastic_epoch(run, 2, 5, 0);
+	} else {
+		elastic_epoch(run, 2, 0, 4 * BATCH * 3);
+		for (uint32_t e = 3; e < EPOCHS; e++)
+			elastic_epoch(run, e, 0, 0);
+		/* the uninterrupted reference, in this one process */
+		o.rank = 0;
+		o.world = 1;
+		char path[256];
+		snprintf(path, sizeof path, "%s/reference.run", dir);
+		ibstore_run *ref = NULL;
+		if (ibstore_run_open(path, &o, &ref))
+			bail("reference: %s", ibstore_run_errmsg(ref));
+		uint64_t *ids = malloc(N * sizeof *ids);
+		float *losses = malloc(N * sizeof *losses);
+		for (uint32_t e = 0; e < EPOCHS; e++) {
+			ibstore_run_info info;
+			size_t n = 0;
+			if (ibstore_run_epoch_begin(ref, e, NULL) || ibstore_run_info_get(ref, &info))
+				bail("reference: %s", ibstore_run_errmsg(ref));
+			elastic_train(ref, e, 0, info.batches, ids, losses, &n);
+			if (ibstore_run_epoch_end(ref, NULL))
+				bail("reference: %s", ibstore_run_errmsg(ref));
+		}
+		check(scores_digest(ref) == scores_digest(run), "scores differ",
+		      "2 -> 3 -> 1 ranks: the scores equal an uninterrupted run's");
+		free(ids);
+		free(losses);
+		close_run(ref, "reference.run");
+	}
+	ibstore_run_close(run);
+	if (rank == 0) {
+		printf("1..%d\n", tap_n);
+		fflush(stdout);
+	}
+	return tap_failed ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	MPI_Init(&argc, &argv);
@@ -474,6 +658,12 @@ int main(int argc, char **argv)
 	if (!mkdtemp(dir))
 		bail("mkdtemp: %s", strerror(errno));
 
+	if (argc == 4 && strcmp(argv[1], "--elastic") == 0) {
+		int rc = elastic(argv[2], atoi(argv[3]));
+		rmdir(dir);
+		MPI_Finalize();
+		return rc;
+	}
 	if (argc >= 3 && strcmp(argv[1], "--die-rank") == 0) {
 		int rc = die_rank(atoi(argv[2]), argc == 4 && strcmp(argv[3], "--signal") == 0);
 		rmdir(dir);
