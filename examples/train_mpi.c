@@ -37,7 +37,7 @@ typedef struct args {
 	uint32_t epochs, batch;
 	ibstore_policy policy;
 	double ratio, lr;
-	uint64_t seed, gap;
+	uint64_t seed, gap, stop_after;
 } args;
 
 static int rank, world;
@@ -54,8 +54,12 @@ static void usage(FILE *f)
 		"  --seed S        plan seed (default 0)",
 		"  --gap BYTES     let the loader read through gaps up to BYTES between",
 		"                  wanted records (default 0: read the slice's records only)",
-		"  --run-dir DIR   keep the run states in DIR/rank-R.run (resumable);",
+		"  --run-dir DIR   keep the job's run state in DIR (DIR/run.rank<r>-of-<n>",
+		"                  and, by rank 0, the model in DIR/model.bin): a job",
+		"                  stopped there resumes with any -np (elastic resume);",
 		"                  default: a temporary directory, removed at the end",
+		"  --stop-after B  stop after B batches of this process, as a preempted",
+		"                  job would (to try a resume); default: run to the end",
 	};
 	for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
 		fprintf(f, "%s\n", lines[i]);
@@ -85,6 +89,7 @@ static int parse_args(int argc, char **argv, args *a)
 					     {"seed", required_argument, NULL, 's'},
 					     {"run-dir", required_argument, NULL, 'd'},
 					     {"gap", required_argument, NULL, 'g'},
+					     {"stop-after", required_argument, NULL, 'S'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	*a = (args){.epochs = 6,
@@ -102,6 +107,7 @@ static int parse_args(int argc, char **argv, args *a)
 		case 's': a->seed = strtoull(optarg, NULL, 10); break;
 		case 'd': a->run_dir = optarg; break;
 		case 'g': a->gap = strtoull(optarg, NULL, 10); break;
+		case 'S': a->stop_after = strtoull(optarg, NULL, 10); break;
 		case 'p':
 			if (ibstore_policy_parse(optarg, &a->policy))
 				return -1;
@@ -223,9 +229,63 @@ typedef struct totals {
 	uint64_t samples, bytes_read, read_around;
 } totals;
 
+/* The model file of a run directory, written by rank 0 through a temporary
+ * name whenever the run state commits, so a resume finds the parameters
+ * that go with the run's resume point. */
+static void save_model(const char *dir, const float *param)
+{
+	char tmp[4096], path[4096];
+	snprintf(tmp, sizeof tmp, "%s/model.bin.tmp", dir);
+	snprintf(path, sizeof path, "%s/model.bin", dir);
+	FILE *f = fopen(tmp, "wb");
+	if (!f || fwrite(param, sizeof *param, NPARAM, f) != NPARAM || fflush(f) ||
+	    fsync(fileno(f)) || fclose(f) || rename(tmp, path))
+		die("saving the model to %s: %s", path, strerror(errno));
+}
+
+/* 1 when the run directory holds a model (then read into param). */
+static int load_model(const char *dir, float *param)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/model.bin", dir);
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		if (errno != ENOENT)
+			die("%s: %s", path, strerror(errno));
+		return 0;
+	}
+	size_t n = fread(param, sizeof *param, NPARAM, f);
+	fclose(f);
+	if (n != NPARAM)
+		die("%s is not a model of %d parameters", path, NPARAM);
+	return 1;
+}
+
+/* Where the model goes when the run commits (dir NULL: nowhere), and how
+ * many more batches this process trains (stop_after; 0: no limit). */
+typedef struct saving {
+	const char *dir;
+	uint64_t committed;
+	uint64_t left;
+	int limited, stopped;
+} saving;
+
+/* After a batch's update: the model to disk when the run state committed. */
+static void after_batch(const ibstore_run *run, const float *param, saving *sv)
+{
+	ibstore_run_info ri;
+	if (ibstore_run_info_get(run, &ri))
+		die("run info: %s", ibstore_run_errmsg(run));
+	if (sv->dir && rank == 0 && ri.committed != sv->committed)
+		save_model(sv->dir, param);
+	sv->committed = ri.committed;
+	if (sv->limited && --sv->left == 0)
+		sv->stopped = 1;
+}
+
 /* One epoch: returns the global mean training loss. */
 static double train_epoch(ibstore_loader *l, ibstore_run *run, uint32_t epoch, float *param,
-			  double lr, pairs *mine, totals *t, ibstore_epoch_info *info)
+			  double lr, pairs *mine, totals *t, ibstore_epoch_info *info, saving *sv)
 {
 	static float grad[NPARAM + 1]; /* + 1: the sample count rides along */
 	float *losses = NULL;
@@ -268,6 +328,11 @@ static double train_epoch(ibstore_loader *l, ibstore_run *run, uint32_t epoch, f
 		if (grad[NPARAM] > 0)
 			for (int k = 0; k < NPARAM; k++)
 				param[k] -= (float)lr * grad[k] / grad[NPARAM];
+		after_batch(run, param, sv);
+		if (sv->stopped) { /* as if preempted: no exchange, no epoch end */
+			free(losses);
+			return 0.0;
+		}
 	}
 	free(losses);
 
@@ -279,6 +344,9 @@ static double train_epoch(ibstore_loader *l, ibstore_run *run, uint32_t epoch, f
 	ibstore_loader_stats st;
 	if (ibstore_loader_epoch_end(l) || ibstore_loader_stats_get(l, &st))
 		die("epoch end: %s", ibstore_loader_errmsg(l));
+	if (sv->dir && rank == 0)
+		save_model(sv->dir, param); /* epoch_end committed */
+	sv->committed = 0;
 	t->samples += st.samples;
 	t->bytes_read += st.bytes_read;
 	t->read_around += st.read_around;
@@ -286,13 +354,6 @@ static double train_epoch(ibstore_loader *l, ibstore_run *run, uint32_t epoch, f
 	double sums[2] = {loss_sum, loss_n};
 	MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
 	return sums[1] > 0 ? sums[0] / sums[1] : 0.0;
-}
-
-static void remove_run(const char *dir, const char *path)
-{
-	unlink(path);
-	if (dir)
-		rmdir(dir);
 }
 
 int main(int argc, char **argv)
@@ -333,7 +394,8 @@ int main(int argc, char **argv)
 			die("mkdtemp: %s", strerror(errno));
 		made = tmpdir;
 	}
-	snprintf(path, sizeof path, "%s/rank-%d.run", made ? made : a.run_dir, rank);
+	const char *rundir = made ? made : a.run_dir;
+	snprintf(path, sizeof path, "%s/run", rundir);
 	ibstore_run_opts ro;
 	ibstore_run_opts_init(&ro);
 	ro.prune.policy = a.policy;
@@ -345,8 +407,11 @@ int main(int argc, char **argv)
 	ro.rank = (uint32_t)rank;
 	ro.world = (uint32_t)world;
 	ibstore_run *run = NULL;
-	if (ibstore_run_open(path, &ro, &run))
+	/* this rank's file of the job; a job stopped with another -np resumes
+	 * at the first sample all its ranks trained */
+	if (ibstore_run_open_elastic(path, &ro, &run))
 		die("run state %s: %s", path, ibstore_run_errmsg(run));
+	snprintf(path, sizeof path, "%s", ibstore_run_file(run));
 	ibstore_loader_opts lo;
 	ibstore_loader_opts_init(&lo);
 	lo.gap = a.gap; /* 0: no byte of another rank's samples is requested */
@@ -357,16 +422,34 @@ int main(int argc, char **argv)
 		die("%s", ibstore_dataset_errmsg(test));
 
 	static float param[NPARAM]; /* zeros: the same start on every rank */
+	int resumed = a.run_dir && load_model(a.run_dir, param);
+	ibstore_run_info ri;
+	if (ibstore_run_info_get(run, &ri))
+		die("run info: %s", ibstore_run_errmsg(run));
+	uint32_t first = ri.in_epoch ? ri.epoch : ri.epochs_done;
+	saving sv = {.dir = a.run_dir, .committed = ri.committed, .left = a.stop_after,
+		     .limited = a.stop_after > 0};
 	pairs mine = {0};
 	totals t = {0};
+	if (rank == 0 && (resumed || first))
+		printf("resuming at epoch %" PRIu32 ", plan position %" PRIu64
+		       " (run state generation %" PRIu32 ")%s\n",
+		       first, ri.start, ri.generation, resumed ? ", model from model.bin" : "");
 	if (rank == 0)
 		printf("%d ranks, %" PRIu64 " training samples, batch %" PRIu32
 		       " per rank\nepoch   kept  pruned  slice/rank  train loss  test acc  scores\n",
 		       world, info.samples, a.batch);
 	double acc = 0;
-	for (uint32_t e = 0; e < a.epochs; e++) {
+	for (uint32_t e = first; e < a.epochs && !sv.stopped; e++) {
 		ibstore_epoch_info ei;
-		double loss = train_epoch(l, run, e, param, a.lr, &mine, &t, &ei);
+		double loss = train_epoch(l, run, e, param, a.lr, &mine, &t, &ei, &sv);
+		if (sv.stopped) {
+			if (rank == 0)
+				printf("stopped in epoch %" PRIu32 " after %" PRIu64
+				       " batches; resume with the same --run-dir and any -np\n",
+				       e, a.stop_after);
+			break;
+		}
 		/* the invariant the exchange keeps: identical scores everywhere */
 		uint64_t h = scores_digest(run), hmin, hmax;
 		MPI_Allreduce(&h, &hmin, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
@@ -404,8 +487,12 @@ int main(int argc, char **argv)
 	ibstore_run_close(run);
 	ibstore_dataset_close(train);
 	ibstore_dataset_close(test);
-	if (made)
-		remove_run(made, path);
+	if (made) {
+		unlink(path);
+		MPI_Barrier(MPI_COMM_WORLD); /* every rank's file gone before the directory */
+		if (rank == 0)
+			rmdir(made);
+	}
 	MPI_Finalize();
 	return 0;
 }

@@ -235,6 +235,9 @@ static int read_set(const char *base, uint32_t gen, uint32_t world, jobset *j, c
 		if (rc)
 			return rc;
 		const ib_run_snapshot *s = &j->snap[r];
+		if (gen == 0 && world == 1 && s->cfg.world != 1)
+			return ib_fail(err, IBSTORE_ENOTFOUND, "%s is a file of a run of %" PRIu32
+				       " ranks, not a job's base", j->paths[r], s->cfg.world);
 		if (s->cfg.rank != r || s->cfg.world != world || s->seg.gen != gen)
 			return ib_fail(err, IBSTORE_EFORMAT,
 				       "%s holds rank %" PRIu32 " of %" PRIu32 " of generation %" PRIu32
@@ -470,8 +473,10 @@ IB_API int ibstore_run_merge(const char *base, const char *out_path, uint32_t *w
 		*world = j.world;
 	if (gen)
 		*gen = j.gen;
-	if ((rc = merge(&j, 0, 1, &merged, err)) ||
-	    (rc = ib_run_snapshot_write(out_path, &merged, err)))
+	if ((rc = merge(&j, 0, 1, &merged, err)))
+		goto out;
+	merged.seg.gen = j.gen; /* the job as it stands, not a resume of it */
+	if ((rc = ib_run_snapshot_write(out_path, &merged, err)))
 		goto out;
 out:
 	if (rc)

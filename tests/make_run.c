@@ -6,7 +6,12 @@
  * committed and left in progress.  Prints each finished epoch's
  * statistics as "epoch kept pruned below_mean weight_sum" lines.
  *
- * usage: make_run PATH SAMPLES EPOCHS native|compat DONE PARTIAL
+ * With WORLD, PATH is the base of a data-parallel job of WORLD ranks
+ * (ibstore_run_open_elastic), all trained here: after each epoch every rank
+ * records the other ranks' losses (the exchange), and each rank commits
+ * PARTIAL batches of its slice.
+ *
+ * usage: make_run PATH SAMPLES EPOCHS native|compat DONE PARTIAL [WORLD]
  */
 #include <inttypes.h>
 #include <math.h>
@@ -55,14 +60,36 @@ static int train(ibstore_run *run, uint32_t epoch, uint64_t from, uint64_t to)
 	return 0;
 }
 
+/* The exchange: every rank records the losses of the others' slices. */
+static int exchange(ibstore_run **runs, uint32_t world, uint32_t epoch)
+{
+	for (uint32_t s = 0; s < world; s++) {
+		const uint64_t *ids;
+		const float *w;
+		uint64_t len;
+		if (ibstore_run_slice(runs[s], &ids, &w, &len))
+			return -1;
+		for (uint64_t i = 0; i < len; i++) {
+			if (ids[i] % 7 == 0 || ibstore_is_padding(w[i]))
+				continue;
+			float l = loss_of(ids[i], epoch);
+			for (uint32_t r = 0; r < world; r++)
+				if (r != s && ibstore_run_report(runs[r], &ids[i], &l, 1))
+					return -1;
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	ibstore_run_opts o;
-	ibstore_run *run = NULL;
+	ibstore_run *runs[16] = {NULL};
 	ibstore_epoch_info info;
 
-	if (argc != 7) {
-		fprintf(stderr, "usage: make_run PATH SAMPLES EPOCHS native|compat DONE PARTIAL\n");
+	if (argc != 7 && argc != 8) {
+		fprintf(stderr,
+			"usage: make_run PATH SAMPLES EPOCHS native|compat DONE PARTIAL [WORLD]\n");
 		return 2;
 	}
 	ibstore_run_opts_init(&o);
@@ -74,26 +101,46 @@ int main(int argc, char **argv)
 	o.checkpoint_every = 4;
 	uint32_t done = (uint32_t)strtoul(argv[5], NULL, 10);
 	uint64_t partial = strtoull(argv[6], NULL, 10);
+	uint32_t world = argc == 8 ? (uint32_t)strtoul(argv[7], NULL, 10) : 0;
+	if (world > 16)
+		return 2;
 
-	if (ibstore_run_open(argv[1], &o, &run))
-		return die(run, "open");
+	for (uint32_t r = 0; r < (world ? world : 1); r++) {
+		o.rank = r;
+		o.world = world ? world : 1;
+		int rc = world ? ibstore_run_open_elastic(argv[1], &o, &runs[r])
+			       : ibstore_run_open(argv[1], &o, &runs[r]);
+		if (rc)
+			return die(runs[r], "open");
+	}
+	if (!world)
+		world = 1;
+	ibstore_run *run = runs[0];
 	for (uint32_t e = 0; e < done; e++) {
-		if (ibstore_run_epoch_begin(run, e, &info))
-			return die(run, "epoch_begin");
-		if (train(run, e, 0, info.batches))
-			return die(run, "train");
-		ibstore_epoch_io io = {info.plan.kept * 1000, info.plan.pruned * 1000, 0.25 + e};
-		if (ibstore_run_epoch_end(run, &io))
-			return die(run, "epoch_end");
+		for (uint32_t r = 0; r < world; r++) {
+			if (ibstore_run_epoch_begin(runs[r], e, &info))
+				return die(runs[r], "epoch_begin");
+			if (train(runs[r], e, 0, info.batches))
+				return die(runs[r], "train");
+		}
+		if (world > 1 && exchange(runs, world, e))
+			return die(run, "exchange");
+		for (uint32_t r = 0; r < world; r++) {
+			ibstore_run_epoch_begin(runs[r], e, &info); /* the epoch's info again */
+			ibstore_epoch_io io = {info.plan.kept * 1000, info.plan.pruned * 1000, 0.25 + e};
+			if (ibstore_run_epoch_end(runs[r], &io))
+				return die(runs[r], "epoch_end");
+		}
 		printf("%" PRIu32 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %.17g\n", e, info.plan.kept,
 		       info.plan.pruned, info.plan.below_mean, info.plan.weight_sum);
 	}
-	if (partial > 0) {
-		if (ibstore_run_epoch_begin(run, done, &info))
-			return die(run, "epoch_begin");
-		if (train(run, done, 0, partial) || ibstore_run_checkpoint(run))
-			return die(run, "train");
+	for (uint32_t r = 0; partial > 0 && r < world; r++) {
+		if (ibstore_run_epoch_begin(runs[r], done, &info))
+			return die(runs[r], "epoch_begin");
+		if (train(runs[r], done, 0, partial) || ibstore_run_checkpoint(runs[r]))
+			return die(runs[r], "train");
 	}
-	ibstore_run_close(run);
+	for (uint32_t r = 0; r < world; r++)
+		ibstore_run_close(runs[r]);
 	return 0;
 }

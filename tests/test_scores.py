@@ -174,9 +174,47 @@ def errors():
               "rc %d %s" % (rc, err.strip()))
 
 
+def job_run():
+    """A data-parallel job of 2 ranks stopped mid-epoch: `scores RUN` shows
+    the job's one state (merged), a member file shows its own rank."""
+    N = 1000
+    base, rows = make_run("job.run", N, 10, "native", 2, 3)
+    os.unlink(base)  # the one-rank run make_run wrote; now a job of 2 ranks
+    rc, out, err = run(base, str(N), "10", "native", "2", "3", "2", prog=MAKE_RUN)
+    check(rc == 0, "make_run writes a job of 2 ranks", err)
+    rows2 = [tuple(float(x) for x in line.split()) for line in out.splitlines()]
+    rc, out, err = run("scores", "--json", base)
+    try:
+        j = json.loads(out)
+    except ValueError:
+        check(False, "scores --json on a job prints one JSON object", "rc %d %s" % (rc, err))
+        return
+    check(rc == 0 and j.get("job") == {"world": 2, "generation": 0},
+          "scores on a job's base: its 2 ranks, generation 0", out[:200])
+    check(j["in_epoch"] is True and j["epoch"] == 2 and j["epochs_done"] == 2
+          and j["position"] == 3 * 16 * 2,
+          "the job's resume point: epoch 2, plan position 96 (3 batches of 16 on 2 ranks)",
+          "epoch %r position %r" % (j["epoch"], j.get("position")))
+    got = [(e["epoch"], e["kept"], e["pruned"], e["below_mean"], e["weight_sum"])
+           for e in j["epochs"]]
+    check([tuple(float(x) for x in g) for g in got] == rows2,
+          "the job's per-epoch statistics", "%r vs %r" % (got, rows2))
+    check(rows2 == [tuple(float(x) for x in r) for r in rows],
+          "2 ranks and 1 rank plan the same epochs (kept, pruned, weights)")
+    rc, out, err = run("scores", base)
+    check(rc == 0 and out.startswith("job ") and "2 ranks" in out
+          and "plan positions 0..96" in out, "the text report names the job",
+          out.splitlines()[:1])
+    rc, out, err = run("scores", "--json", base + ".rank1-of-2")
+    j = json.loads(out) if rc == 0 else {}
+    check(rc == 0 and "job" not in j and j["config"]["rank"] == 1 and j["config"]["world"] == 2
+          and j["cursor"] == 3, "a member file on its own: rank 1 of 2, cursor 3", err)
+
+
 def main():
     try:
         native_run()
+        job_run()
         other_runs()
         errors()
     finally:

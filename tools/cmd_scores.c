@@ -30,6 +30,13 @@ void cmd_scores_usage(FILE *f)
 	      "the number never seen (NaN).  The state is locked while a training\n"
 	      "process has it open; this command then fails.\n"
 	      "\n"
+	      "When RUN names a data-parallel job (its per-rank files RUN.rank<r>-of-<w>,\n"
+	      "or RUN.g<g>... after a resume on another number of ranks), it describes\n"
+	      "the job's one logical state: its newest complete set of files merged, as\n"
+	      "an elastic resume on any number of ranks would continue it (the epoch,\n"
+	      "the resume point in its plan, every score).  Those files are read\n"
+	      "without their locks: ask while the job is stopped.\n"
+	      "\n"
 	      "Options:\n"
 	      "  --json         print one JSON object instead of text\n"
 	      "  --export FILE  also write the N scores to FILE as little-endian float32\n"
@@ -175,10 +182,31 @@ static void print_histogram(const score_summary *h)
 	}
 }
 
-static int print_text(const char *path, const ibstore_run *run, const ibstore_run_opts *o,
-		      const ibstore_run_info *info, const score_summary *h)
+/* A data-parallel job shown through its merged state (world 0: a file). */
+typedef struct job {
+	uint32_t world, gen;
+} job;
+
+/* The first plan position not consumed by every rank, and the plan's length. */
+static void resume_point(const ibstore_run *run, const ibstore_run_opts *o,
+			 const ibstore_run_info *info, uint64_t *pos, uint64_t *len)
 {
-	printf("run state       %s\n", path);
+	const ibstore_plan *p = ibstore_run_plan(run);
+	uint64_t done = info->cursor * o->batch_size * o->world;
+	*len = p ? p->len : 0;
+	*pos = info->cursor >= info->batches || info->start + done > *len ? *len
+									  : info->start + done;
+}
+
+static int print_text(const char *path, const ibstore_run *run, const ibstore_run_opts *o,
+		      const ibstore_run_info *info, const score_summary *h, const job *jb)
+{
+	if (jb->world)
+		printf("job             %s: %" PRIu32 " rank%s, generation %" PRIu32
+		       " (its files merged: what a resume on any number of ranks continues)\n",
+		       path, jb->world, jb->world == 1 ? "" : "s", jb->gen);
+	else
+		printf("run state       %s\n", path);
 	printf("policy          %s\n", ibstore_policy_name(o->prune.policy));
 	printf("mode            %s\n", ibstore_mode_name(o->prune.mode));
 	printf("ratio           %g\n", o->prune.ratio);
@@ -190,17 +218,26 @@ static int print_text(const char *path, const ibstore_run *run, const ibstore_ru
 	printf("samples         %" PRIu64 "\n", o->samples);
 	printf("batch size      %" PRIu32 "%s\n", o->batch_size,
 	       o->drop_last ? " (last partial batch dropped)" : "");
-	printf("rank/world      %" PRIu32 "/%" PRIu32 " (%s)\n", o->rank, o->world,
-	       ibstore_slice_name(o->slice));
-	if (info->in_epoch)
+	if (!jb->world)
+		printf("rank/world      %" PRIu32 "/%" PRIu32 " (%s)\n", o->rank, o->world,
+		       ibstore_slice_name(o->slice));
+	uint64_t pos, len;
+	resume_point(run, o, info, &pos, &len);
+	if (info->in_epoch && jb->world)
+		printf("epoch           %" PRIu32 ", in progress: plan positions 0..%" PRIu64
+		       " of %" PRIu64 " trained by every rank\n", info->epoch, pos, len);
+	else if (info->in_epoch)
 		printf("epoch           %" PRIu32 ", in progress: %" PRIu64 " of %" PRIu64
-		       " batches done\n",
-		       info->epoch, info->cursor, info->batches);
+		       " batches done (plan position %" PRIu64 " of %" PRIu64 ")\n",
+		       info->epoch, info->cursor, info->batches, pos, len);
 	else if (info->epochs_done == 0)
 		printf("epoch           none begun\n");
 	else
 		printf("epoch           %" PRIu32 ", finished\n", info->epoch);
 	printf("epochs done     %" PRIu32 "\n", info->epochs_done);
+	if (info->generation && !jb->world)
+		printf("generation      %" PRIu32 " (resumed on another number of ranks)\n",
+		       info->generation);
 	if (info->reports_rejected)
 		printf("rejected        %" PRIu64 " loss reports (non-finite or unknown id)\n",
 		       info->reports_rejected);
@@ -233,12 +270,20 @@ static void json_row(const ibstore_epoch_stats *es, int first)
 }
 
 static int print_json(const ibstore_run *run, const ibstore_run_opts *o,
-		      const ibstore_run_info *info, const score_summary *h)
+		      const ibstore_run_info *info, const score_summary *h, const job *jb)
 {
 	printf("{\"epoch\":%" PRIu32 ",\"in_epoch\":%s,\"cursor\":%" PRIu64, info->epoch,
 	       info->in_epoch ? "true" : "false", info->cursor);
-	if (info->in_epoch)
-		printf(",\"batches\":%" PRIu64, info->batches);
+	if (info->in_epoch) {
+		uint64_t pos, len;
+		resume_point(run, o, info, &pos, &len);
+		printf(",\"batches\":%" PRIu64 ",\"position\":%" PRIu64 ",\"plan_len\":%" PRIu64,
+		       info->batches, pos, len);
+	}
+	printf(",\"generation\":%" PRIu32, info->generation);
+	if (jb->world)
+		printf(",\"job\":{\"world\":%" PRIu32 ",\"generation\":%" PRIu32 "}", jb->world,
+		       jb->gen);
 	printf(",\"epochs_done\":%" PRIu32 ",\"reports_rejected\":%" PRIu64 ",\"samples\":%" PRIu64,
 	       info->epochs_done, info->reports_rejected, o->samples);
 	printf(",\"config\":{\"policy\":\"%s\",\"mode\":\"%s\",\"ratio\":",
@@ -363,7 +408,22 @@ int cmd_scores(int argc, char **argv)
 		return cli_one_operand_error(CMD, argc - optind, "RUN");
 	path = argv[optind];
 
-	rc = ibstore_run_open(path, NULL, &run);
+	/* a job of per-rank files: its merged state, from a temporary file */
+	char tmpdir[] = "/tmp/ibstore-scores-XXXXXX", merged[64] = "", msg[512];
+	job jb = {0, 0};
+	if (!mkdtemp(tmpdir)) {
+		status = cli_fail(CMD, "mkdtemp: %s", strerror(errno));
+		goto done;
+	}
+	snprintf(merged, sizeof merged, "%s/merged.run", tmpdir);
+	rc = ibstore_run_merge(path, merged, &jb.world, &jb.gen, msg, sizeof msg);
+	if (rc && rc != IBSTORE_ENOTFOUND) {
+		status = cli_fail(CMD, "%s", msg);
+		goto done;
+	}
+	if (rc || (jb.world == 1 && jb.gen == 0)) /* RUN is the file itself */
+		jb = (job){0, 0};
+	rc = ibstore_run_open(jb.world ? merged : path, NULL, &run);
 	if (!rc)
 		rc = ibstore_run_config_get(run, &opts);
 	if (!rc)
@@ -382,7 +442,8 @@ int cmd_scores(int argc, char **argv)
 	summarize(scores, n, h);
 	if (export_path && export_scores(export_path, scores, n))
 		goto done;
-	rc = json ? print_json(run, &opts, &info, h) : print_text(path, run, &opts, &info, h);
+	rc = json ? print_json(run, &opts, &info, h, &jb)
+		  : print_text(path, run, &opts, &info, h, &jb);
 	if (rc) {
 		fflush(stdout);
 		status = cli_fail(CMD, "%s: epoch statistics: %s", path,
@@ -393,5 +454,9 @@ int cmd_scores(int argc, char **argv)
 done:
 	free(h);
 	ibstore_run_close(run);
+	if (merged[0]) {
+		unlink(merged);
+		rmdir(tmpdir);
+	}
 	return status;
 }
