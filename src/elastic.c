@@ -344,8 +344,10 @@ static int find_set(const char *base, jobset *j, char *err)
 		bounded = 1;
 	}
 	free(m);
-	if (rc && rc != IBSTORE_ENOTFOUND)
+	if (rc && rc != IBSTORE_ENOTFOUND) {
+		jobset_free(j);
 		return rc;
+	}
 	return j->snap ? 1 : 0;
 }
 
