@@ -94,7 +94,7 @@ class InfoBatchSampler(Sampler):
         self._peek_caller()
         ep = self._owner._current(for_len=False)
         ep.iterated = True
-        return self._gen(ep)
+        return self._gen(self._owner, ep)
 
     def _peek_caller(self):
         # A DataLoader built with sampler=ds.sampler wraps it in a
@@ -109,11 +109,15 @@ class InfoBatchSampler(Sampler):
             self._owner._learn(int(bs.batch_size), bool(bs.drop_last))
 
     @staticmethod
-    def _gen(ep):
+    def _gen(owner, ep):
         ids = ep.ids.tolist()
         for i in ids:
             ep.issued += 1
             yield i
+        if not ids and owner._ep is ep:
+            # nothing of it for update() to end (a run resumed at its end):
+            # it ends when its iteration does
+            owner._end(ep, "")
 
     def set_epoch(self, epoch):
         self._owner.set_epoch(epoch)

@@ -290,9 +290,10 @@ class Loader(core._ClosedOnExit):
                 real = ~core.is_padding(b.weights)  # its owner reports a padded sample
                 ids_all, losses_all = _dist.all_gather_pairs(
                     self._dist, self._group, self.world, b.ids[real], losses[real])
-            self._loader.report(b, losses)
-            if self._dist is not None:
+                # the other ranks' losses first: the report below advances
+                # the run and may commit, and that commit must hold them
                 self._report_gathered(ids_all, losses_all)
+            self._loader.report(b, losses)
         finally:
             self._finish_batch()
         w = weights.to(device=loss.device, dtype=loss.dtype if loss.is_floating_point()
