@@ -58,6 +58,14 @@ def parse_args(argv=None):
                    help="ibstore decode threads (default 1: on 2 cores more decode threads "
                         "compete with torch's OpenMP threads, measured 70 s vs 6 s an epoch)")
     p.add_argument("--torch-threads", type=int, default=2)
+    p.add_argument("--images", action="store_true",
+                   help="train from the training images packed as PNG files, decoded and "
+                        "augmented by ibstore's C image stage (RandomResizedCrop(28, "
+                        "scale=(--crop-scale, 1)) and a horizontal flip) instead of the raw "
+                        "IDX pixels")
+    p.add_argument("--png-train", default=os.path.join(REPO, "work", "fmnist-train-png.ibs"),
+                   help="with --images: the PNG pack (made from the IDX files when missing)")
+    p.add_argument("--crop-scale", type=float, default=0.64)
     p.add_argument("--out", default="results.json")
     p.add_argument("--plot", default=None, help="PNG path (default: none)")
     a = p.parse_args(argv)
@@ -78,6 +86,39 @@ def ensure_dataset(path, images, labels):
                         os.path.join(FMNIST, labels), path])
     if r.returncode != 0:
         sys.exit("packing %s failed" % path)
+
+
+def ensure_png_dataset(path):
+    """The 60 000 training images as PNG files in class folders, packed with
+    `ibstore pack --from folder` (made once; lossless, so the pixels are the
+    IDX file's)."""
+    if os.path.exists(path):
+        return
+    import gzip
+    import shutil
+
+    from PIL import Image
+
+    def idx(name):
+        with gzip.open(os.path.join(FMNIST, name), "rb") as f:
+            raw = f.read()
+        nd = raw[3]
+        dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(nd)]
+        return np.frombuffer(raw, np.uint8, offset=4 + 4 * nd).reshape(dims)
+
+    x, y = idx("train-images-idx3-ubyte.gz"), idx("train-labels-idx1-ubyte.gz")
+    tmp = tempfile.mkdtemp(prefix="fmnist-png-")
+    try:
+        for c in range(10):
+            os.makedirs(os.path.join(tmp, "%d" % c))
+        for i in range(len(y)):
+            Image.fromarray(x[i]).save(os.path.join(tmp, "%d" % y[i], "%05d.png" % i))
+        cli = os.environ.get("IBSTORE_CLI") or os.path.join(REPO, "build", "tools", "ibstore")
+        r = subprocess.run([cli, "pack", "-q", "--from", "folder", tmp, path])
+        if r.returncode != 0:
+            sys.exit("packing %s failed" % path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def make_model():
@@ -113,10 +154,15 @@ def run_one(args, policy, seed, test_x, test_y, tmpdir):
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     criterion = nn.CrossEntropyLoss(reduction="none")
     run = os.path.join(tmpdir, "%s-seed%d.state" % (policy, seed))
-    loader = ibstore.torch.Loader(args.train, batch_size=args.batch_size,
+    extra = {}
+    if args.images:  # PNG files through the C image stage, with augmentation
+        extra["decode"] = ibstore.torch.Images(28, train=True, scale=(args.crop_scale, 1.0),
+                                               dtype="float32", layout="chw")
+    loader = ibstore.torch.Loader(args.png_train if args.images else args.train,
+                                  batch_size=args.batch_size,
                                   num_epochs=args.epochs, prune_ratio=args.ratio, run=run,
                                   policy=policy, delta=args.delta, seed=seed,
-                                  threads=args.threads)
+                                  threads=args.threads, **extra)
     epochs = []
     try:
         for epoch in range(args.epochs):
@@ -135,6 +181,8 @@ def run_one(args, policy, seed, test_x, test_y, tmpdir):
                 except StopIteration:
                     wait += time.perf_counter() - tw
                     break
+                if args.images:
+                    x = x[:, 0]  # [n, 3, 28, 28] of a gray image: one channel, [n, 28, 28]
                 tc = time.perf_counter()
                 wait += tc - tw
                 weight_sum += float(loader.batch.weights.sum())
@@ -240,6 +288,8 @@ def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.torch_threads)
     ensure_dataset(args.train, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
+    if args.images:
+        ensure_png_dataset(args.png_train)
     ensure_dataset(args.test, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
     test_x, test_y = load_test(args.test)
     results = {p: {} for p in args.policies}
@@ -250,7 +300,8 @@ def main(argv=None):
     summary = summarize(results)
     doc = {"config": {k: getattr(args, k) for k in
                       ("train", "test", "policies", "seed_list", "epochs", "ratio", "delta",
-                       "batch_size", "lr", "threads", "torch_threads")},
+                       "batch_size", "lr", "threads", "torch_threads", "images",
+                       "png_train", "crop_scale")},
            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                        "torch": torch.__version__},
            "date": time.strftime("%Y-%m-%d"),

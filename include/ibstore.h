@@ -800,6 +800,93 @@ typedef enum {
 	IBSTORE_CORRUPT_SKIP = 1, /* it is left out of its batch and counted */
 } ibstore_corrupt_policy;
 
+/* ---- Images: decoded and augmented in the loader's decode threads ---- */
+
+typedef enum {
+	IBSTORE_LAYOUT_HWC = 0, /* a batch of images is [n, H, W, 3] */
+	IBSTORE_LAYOUT_CHW = 1, /* [n, 3, H, W] (PyTorch's) */
+} ibstore_layout;
+
+typedef enum {
+	IBSTORE_DTYPE_UINT8 = 0,   /* pixels 0..255 */
+	IBSTORE_DTYPE_FLOAT32 = 1, /* x / 255, then (x - mean[c]) / std[c] */
+} ibstore_dtype;
+
+typedef enum {
+	IBSTORE_IMAGES_EVAL = 0,  /* resize the short side to resize_short, centre
+				     crop width x height */
+	IBSTORE_IMAGES_TRAIN = 1, /* RandomResizedCrop to width x height (scale,
+				     ratio: torchvision's semantics and fallback),
+				     then a horizontal flip with probability flip */
+} ibstore_images_mode;
+
+/*
+ * The image stage (a versioned struct: ibstore_image_opts_init()).  Each
+ * sample is decoded (JPEG through libjpeg-turbo, at the smallest DCT scale
+ * of 1/8, 1/4, 1/2 and 1 that still covers the crop at the output size —
+ * the other scales decode slower than full size; PNG through libspng; WebP
+ * through libwebp; the
+ * codec chosen by the payload's magic bytes), converted to RGB (grayscale,
+ * CMYK, 16-bit and alpha images included), cropped, resized (area-weighted
+ * when shrinking, bilinear when enlarging) and written into the batch as
+ * one dense tensor.  Random choices come from a counter-based stream keyed
+ * by (seed, epoch, sample id): a resumed run, any world size and any
+ * number of threads see the same pixels.  A sample that is not an image of
+ * these formats, is truncated or corrupt, or exceeds max_pixels is a
+ * corrupt sample for the loader's policy (fail, or skip with its id).
+ */
+typedef struct ibstore_image_opts {
+	uint32_t size;            /* sizeof as the caller compiled it */
+	uint32_t width, height;   /* output size, 1..8192 (required) */
+	ibstore_layout layout;    /* default HWC */
+	ibstore_dtype dtype;      /* default UINT8 */
+	ibstore_images_mode mode; /* default EVAL */
+	float scale[2];           /* train: crop area fraction, default 0.08, 1 */
+	float ratio[2];           /* train: crop aspect ratio, default 3/4, 4/3 */
+	float flip;               /* train: flip probability, default 0.5 */
+	uint32_t resize_short;    /* eval: short side before the centre crop;
+				     0 (default): min(width, height) / 0.875
+				     rounded (256 for 224) */
+	float mean[3], std[3];    /* float32 normalisation; default 0 and 1 */
+	uint64_t max_pixels;      /* larger images are refused (decompression
+				     bombs); default 8192 * 8192 */
+	uint64_t seed;            /* the random stream's seed; the loader uses
+				     the run's seed when this is 0 (default) */
+} ibstore_image_opts;
+
+/* Fills *opts with the defaults above (width and height 0: set them). */
+#define ibstore_image_opts_init(opts) ibstore_image_opts_init_sized((opts), sizeof *(opts))
+int ibstore_image_opts_init_sized(ibstore_image_opts *opts, size_t size);
+/* "hwc", "chw"; "uint8", "float32"; "eval", "train" (exact lower case). */
+int ibstore_layout_parse(const char *name, ibstore_layout *out);
+const char *ibstore_layout_name(ibstore_layout layout);
+int ibstore_dtype_parse(const char *name, ibstore_dtype *out);
+const char *ibstore_dtype_name(ibstore_dtype dtype);
+int ibstore_images_mode_parse(const char *name, ibstore_images_mode *out);
+const char *ibstore_images_mode_name(ibstore_images_mode mode);
+
+/*
+ * One encoded sample through the image stage, outside a loader (tools,
+ * inspection).  opts NULL: decoded at full size to RGB8 [height, width, 3]
+ * with no augmentation (for a JPEG, libjpeg-turbo's own pixels); else the
+ * sample exactly as a loader with these options emits it in epoch `epoch`:
+ * its random stream keyed by (opts->seed, or `seed` when that is 0, which
+ * is what the loader passes: the run's seed), the epoch and `id`.  *out is
+ * malloc'd (free() it), *out_size its bytes, *width and *height the image's.
+ * Returns 0, or IBSTORE_EINVAL (NULL, bad options), IBSTORE_EUNSUPPORTED
+ * (not a JPEG, PNG or WebP payload), IBSTORE_ECORRUPT (truncated or
+ * corrupt), IBSTORE_ETOOBIG (more than opts->max_pixels pixels, or 8192 x
+ * 8192 with opts NULL), IBSTORE_ENOMEM; msg (may be NULL) says why.
+ */
+int ibstore_image_sample(const void *src, size_t n, const ibstore_image_opts *opts, uint64_t seed,
+			 uint32_t epoch, uint64_t id, void **out, size_t *out_size, uint32_t *width,
+			 uint32_t *height, char *msg, size_t msglen);
+
+/* Writes RGB8 pixels [height, width, 3] as a PNG file at path (through
+ * path.tmp and a rename).  0, or IBSTORE_EINVAL, IBSTORE_EIO, with msg. */
+int ibstore_image_write_png(const char *path, const void *rgb, uint32_t width, uint32_t height,
+			    char *msg, size_t msglen);
+
 typedef struct ibstore_loader_opts {
 	uint32_t size;            /* sizeof as the caller compiled it: set by
 				     ibstore_loader_opts_init() */
@@ -833,6 +920,10 @@ typedef struct ibstore_loader_opts {
 	 * May be NULL. */
 	void (*on_read)(void *ctx, uint32_t shard, uint64_t offset, uint64_t length);
 	void *on_read_ctx;
+	/* The image stage: NULL (default) hands samples over as stored; else
+	 * every sample is decoded and augmented as *images says (copied at
+	 * open) and batches are dense image tensors (ibstore_batch.shape). */
+	const ibstore_image_opts *images;
 } ibstore_loader_opts;
 
 /* Fills *opts with the defaults above and sets opts->size; IBSTORE_EINVAL
@@ -901,6 +992,11 @@ typedef struct ibstore_batch {
 				    dense [n, sample_size] block; else 0 */
 	size_t n_skipped;        /* corrupt samples left out (skip policy) */
 	const uint64_t *skipped_ids;
+	/* With the image stage: data is one dense tensor of `dtype` and shape
+	 * [n, H, W, 3] (HWC) or [n, 3, H, W] (CHW); ndim 4.  Otherwise ndim 0. */
+	uint32_t ndim;
+	uint32_t shape[4];
+	ibstore_dtype dtype;
 } ibstore_batch;
 
 /*
@@ -995,6 +1091,7 @@ typedef enum {
 	IBSTORE_STRUCT_RUN_INFO = 14,
 	IBSTORE_STRUCT_BATCH = 15,
 	IBSTORE_STRUCT_LOADER_STATS = 16,
+	IBSTORE_STRUCT_IMAGE_OPTS = 17,
 } ibstore_struct;
 
 /* sizeof the struct in this library, 0 for an unknown value: a binding that

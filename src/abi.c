@@ -27,7 +27,8 @@ typedef struct layout {
 static const layout WRITER = LAYOUT(ibstore_writer_opts, shard_size, jobs);
 static const layout PRUNE = LAYOUT(ibstore_prune_opts, policy, ema);
 static const layout RUN = LAYOUT(ibstore_run_opts, prune, checkpoint_every);
-static const layout LOADER = LAYOUT(ibstore_loader_opts, batch_size, on_read_ctx);
+static const layout LOADER = LAYOUT(ibstore_loader_opts, batch_size, images);
+static const layout IMAGE = LAYOUT(ibstore_image_opts, width, seed);
 static const layout INFO = LAYOUT(ibstore_info, format_version, keys);
 static const layout RUN_INFO = LAYOUT(ibstore_run_info, epoch, generation);
 static const layout LOADER_STATS = LAYOUT(ibstore_loader_stats, epoch, registered);
@@ -122,6 +123,13 @@ int ib_loader_opts_adopt(ibstore_loader_opts *dst, const ibstore_loader_opts *sr
 {
 	ib_loader_opts_defaults(dst);
 	return adopt(dst, sizeof *dst, &LOADER, src, msg, cap);
+}
+
+int ib_image_opts_adopt(ibstore_image_opts *dst, const ibstore_image_opts *src, char *msg,
+			size_t cap)
+{
+	ib_image_opts_defaults(dst);
+	return adopt(dst, sizeof *dst, &IMAGE, src, msg, cap);
 }
 
 /* The caller's run options of `size` bytes hold a prune member of
@@ -222,6 +230,13 @@ IB_API int ibstore_loader_opts_init_sized(ibstore_loader_opts *o, size_t size)
 	return o ? emit(o, size, &LOADER, &d, NULL, 0) : IBSTORE_EINVAL;
 }
 
+IB_API int ibstore_image_opts_init_sized(ibstore_image_opts *o, size_t size)
+{
+	ibstore_image_opts d;
+	ib_image_opts_defaults(&d);
+	return o ? emit(o, size, &IMAGE, &d, NULL, 0) : IBSTORE_EINVAL;
+}
+
 IB_API size_t ibstore_struct_size(ibstore_struct which)
 {
 	switch (which) {
@@ -241,6 +256,7 @@ IB_API size_t ibstore_struct_size(ibstore_struct which)
 	case IBSTORE_STRUCT_RUN_INFO: return sizeof(ibstore_run_info);
 	case IBSTORE_STRUCT_BATCH: return sizeof(ibstore_batch);
 	case IBSTORE_STRUCT_LOADER_STATS: return sizeof(ibstore_loader_stats);
+	case IBSTORE_STRUCT_IMAGE_OPTS: return sizeof(ibstore_image_opts);
 	}
 	return 0;
 }

@@ -23,6 +23,8 @@ int ib_prune_opts_adopt(ibstore_prune_opts *dst, const ibstore_prune_opts *src, 
 int ib_run_opts_adopt(ibstore_run_opts *dst, const ibstore_run_opts *src, char *msg, size_t cap);
 int ib_loader_opts_adopt(ibstore_loader_opts *dst, const ibstore_loader_opts *src, char *msg,
 			 size_t cap);
+int ib_image_opts_adopt(ibstore_image_opts *dst, const ibstore_image_opts *src, char *msg,
+			size_t cap);
 
 /* Output: writes `src` (this library's layout) into the caller's `dst` of
  * `size` bytes (for run options, `prune_size` for its prune member): the
@@ -39,10 +41,11 @@ int ib_run_opts_emit(ibstore_run_opts *dst, size_t size, size_t prune_size,
 
 /* The defaults of each options struct (this library's layout, size set),
  * kept beside the code that uses them: writer.c, prune.c, state.c,
- * loader.c. */
+ * loader.c, image.c. */
 void ib_writer_opts_defaults(ibstore_writer_opts *o);
 void ib_prune_opts_defaults(ibstore_prune_opts *o);
 void ib_run_opts_defaults(ibstore_run_opts *o);
 void ib_loader_opts_defaults(ibstore_loader_opts *o);
+void ib_image_opts_defaults(ibstore_image_opts *o);
 
 #endif

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "abi.h"
 #include "internal.h"
 #include "loader_int.h"
 
@@ -76,6 +77,22 @@ static int check_loader_opts(ibstore_loader *l)
 	return 0;
 }
 
+/* The image stage's options, copied (the caller's pointer is not kept). */
+static int setup_images(ibstore_loader *l)
+{
+	ib_loader_cfg *c = &l->cfg;
+	if (!c->o.images)
+		return 0;
+	int rc = ib_image_opts_adopt(&c->img, c->o.images, l->errmsg, sizeof l->errmsg);
+	c->o.images = NULL;
+	if (rc || (rc = ib_image_opts_check(&c->img, l->errmsg, sizeof l->errmsg)))
+		return rc;
+	c->images = 1;
+	c->img_size = ib_image_sample_size(&c->img);
+	c->img_seed = c->img.seed ? c->img.seed : c->ro.prune.seed;
+	return 0;
+}
+
 /* ---- open / close ---------------------------------------------------- */
 
 IB_API int ibstore_loader_open(ibstore_dataset *ds, ibstore_run *run,
@@ -104,7 +121,7 @@ IB_API int ibstore_loader_open(ibstore_dataset *ds, ibstore_run *run,
 	if (c->ro.samples != c->samples)
 		return ib_fail(l->errmsg, IBSTORE_EMISMATCH, "the run has %" PRIu64
 			     " samples, the dataset %" PRIu64, c->ro.samples, c->samples);
-	if ((rc = check_loader_opts(l)))
+	if ((rc = check_loader_opts(l)) || (rc = setup_images(l)))
 		return rc;
 	l->st.backend = "none";
 	if ((rc = ib_path_open_fds(l)))
@@ -217,6 +234,10 @@ static int size_batches(ibstore_loader *l)
 	ib_entries ix = ib_path_entries(l);
 	ib_batch_needs(&ix, ep->order, ep->len, l->cfg.ro.batch_size, ep->nbatches,
 		       ep->batch_need);
+	for (uint64_t b = 0; l->cfg.images && b < ep->nbatches; b++) { /* dense images */
+		uint64_t lo = b * l->cfg.ro.batch_size, hi = lo + l->cfg.ro.batch_size;
+		ep->batch_need[b] = ((hi < ep->len ? hi : ep->len) - lo) * l->cfg.img_size;
+	}
 	for (uint64_t b = 0; b < ep->nbatches; b++)
 		if (ep->batch_need[b] > l->mem.wcap)
 			return ib_fail(l->errmsg, IBSTORE_ETOOBIG,

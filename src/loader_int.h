@@ -24,6 +24,7 @@
 
 #define IB_DATASET_OPAQUE /* the loader uses dataset_int.h's functions only */
 #include "dataset_int.h"
+#include "image.h"
 #include "io.h"
 #include "loader_hooks.h"
 
@@ -95,7 +96,21 @@ typedef struct ib_loader_cfg {
 	const ibstore_info *about; /* the dataset's description */
 	uint64_t samples;          /* of the dataset (and the run) */
 	uint32_t shards;
+	/* the image stage (o.images copied here; o.images itself is NULL) */
+	int images;
+	ibstore_image_opts img;
+	size_t img_size;           /* bytes of one output sample */
+	uint64_t img_seed;         /* img.seed, or the run's seed when 0 */
 } ib_loader_cfg;
+
+/* What one decoding thread owns (the decode threads' and the I/O thread's
+ * own, loader_pipeline.c): the image stage's decoder and the buffer a
+ * sample's payload is decoded into before it becomes an image. */
+typedef struct ib_decoder {
+	ib_image *im;
+	uint8_t *payload;
+	size_t cap;
+} ib_decoder;
 
 /* How the shards are read (loader_path.c).  Descriptors and backend are set
  * by open; direct and use_map by epoch_begin while the threads are idle,

@@ -28,6 +28,13 @@ static void pause_us(unsigned us)
 		;
 }
 
+static void decoder_free(ib_decoder *d)
+{
+	ib_image_free(d->im);
+	free(d->payload);
+	*d = (ib_decoder){0};
+}
+
 static uint64_t batch_lo(const ibstore_loader *l, uint64_t b)
 {
 	return b * l->cfg.ro.batch_size;
@@ -68,7 +75,7 @@ static int plan_batch(ibstore_loader *l, window *w, uint64_t b)
 		lb->weights[i - lo] = l->ep.order_w[i];
 		lb->bad[i - lo] = 0;
 		lb->offsets[i - lo] = lb->data_cap; /* samples back to back */
-		lb->data_cap += e->size;
+		lb->data_cap += l->cfg.images ? l->cfg.img_size : e->size;
 		w->recs[w->nrecs++] = (wrec){.id = l->ep.order[i], .b = lb,
 					     .pos = (uint32_t)(i - lo), .e = *e};
 	}
@@ -129,7 +136,7 @@ static int plan_window(ibstore_loader *l, window *w, uint64_t b0)
 	return 0;
 }
 
-static void decode_one(ibstore_loader *l);
+static void decode_one(ibstore_loader *l, ib_decoder *d);
 
 /* ---- I/O thread ----------------------------------------------------- */
 
@@ -180,6 +187,7 @@ static void *io_main(void *arg)
 	ibstore_loader *l = arg;
 	ib_loader_flow *f = &l->flow;
 	ib_req *batch[256];
+	ib_decoder dec = {0};
 	pthread_mutex_lock(&l->sync.mu);
 	while (!l->sync.stop) {
 		window *w = NULL;
@@ -253,7 +261,7 @@ static void *io_main(void *arg)
 				continue;
 		}
 		if (f->dq.n && (f->io_inflight || f->pend.n)) {
-			decode_one(l); /* mapped batches are left to the decoders */
+			decode_one(l, &dec); /* mapped batches are left to the decoders */
 			continue;
 		}
 		if (f->io_inflight)
@@ -263,6 +271,7 @@ static void *io_main(void *arg)
 		pthread_cond_wait(&l->sync.cv_io, &l->sync.mu);
 	}
 	pthread_mutex_unlock(&l->sync.mu);
+	decoder_free(&dec);
 	return NULL;
 }
 
@@ -285,7 +294,28 @@ static void prefetch_record(const wrec *wr)
 
 /* Decodes the records one read brought, each into its batch's arena at
  * its planned offset.  No lock: every record has its own slot. */
-static void decode_request(ibstore_loader *l, window *w, const ib_req *r)
+/* The image stage for one record: its payload decoded into the thread's
+ * buffer, then the image into `out`.  A sample that is no image of the
+ * three formats, a broken one or a bomb is a corrupt sample, named. */
+static int decode_image(ibstore_loader *l, ib_decoder *d, uint64_t id, const ib_index_entry *e,
+			const uint8_t *rec, int flags, uint8_t *out, char *msg)
+{
+	if (!d->im && !(d->im = ib_image_new()))
+		return ib_fail(msg, IBSTORE_ENOMEM, "sample %" PRIu64 ": out of memory", id);
+	if (ib_grow((void **)&d->payload, &d->cap, e->size ? e->size : 1, 1))
+		return ib_fail(msg, IBSTORE_ENOMEM, "sample %" PRIu64 ": out of memory", id);
+	int rc = ib_dataset_decode(l->cfg.ds, id, e, rec, rec_len(e), flags, d->payload, msg);
+	if (rc)
+		return rc;
+	char why[IB_ERRMSG_LEN];
+	rc = ib_image_sample(d->im, &l->cfg.img, d->payload, e->size, l->cfg.img_seed,
+			     l->ep.epoch, id, out, why, sizeof why);
+	if (rc == IBSTORE_ENOMEM)
+		return ib_fail(msg, rc, "sample %" PRIu64 ": out of memory", id);
+	return rc ? ib_fail(msg, IBSTORE_ECORRUPT, "sample %" PRIu64 ": %s", id, why) : 0;
+}
+
+static void decode_request(ibstore_loader *l, ib_decoder *d, window *w, const ib_req *r)
 {
 	char msg[IB_ERRMSG_LEN];
 	int io_err = r->err ? r->err : r->done < r->need ? -EIO : 0;
@@ -305,11 +335,14 @@ static void decode_request(ibstore_loader *l, window *w, const ib_req *r)
 				     ": %s", strrchr(ibstore_dataset_shard_path(l->cfg.ds, e->shard),
 						     '/') + 1,
 				     e->offset, id, strerror(-io_err));
+		else if (l->cfg.images)
+			rc = decode_image(l, d, id, e, r->buf ? r->buf + wr->rel : wr->src, flags,
+					  b->data + b->offsets[pos], msg);
 		else
 			rc = ib_dataset_decode(l->cfg.ds, id, e, r->buf ? r->buf + wr->rel : wr->src,
 					       rec_len(e), flags, b->data + b->offsets[pos], msg);
 		b->labels[pos] = e->label;
-		b->sizes[pos] = e->size;
+		b->sizes[pos] = l->cfg.images ? (uint32_t)l->cfg.img_size : e->size;
 		if (!rc)
 			continue;
 		b->bad[pos] = rc;
@@ -346,11 +379,23 @@ static void finish_batch(ibstore_loader *l, lbatch *b)
 		pos += b->sizes[out];
 		out++;
 	}
+	const ib_loader_cfg *c = &l->cfg;
 	b->pub = (ibstore_batch){.epoch = l->ep.epoch, .index = b->index, .n = out,
 				 .ids = b->ids, .labels = b->labels, .weights = b->weights,
 				 .sizes = b->sizes, .offsets = b->offsets, .data = b->data,
-				 .data_size = pos, .sample_size = (uint32_t)l->cfg.about->fixed_size,
+				 .data_size = pos,
+				 .sample_size = (uint32_t)(c->images ? c->img_size
+								     : c->about->fixed_size),
 				 .n_skipped = nskip, .skipped_ids = b->skipped};
+	if (c->images) {
+		int chw = c->img.layout == IBSTORE_LAYOUT_CHW;
+		b->pub.ndim = 4;
+		b->pub.shape[0] = (uint32_t)out;
+		b->pub.shape[1] = chw ? 3 : c->img.height;
+		b->pub.shape[2] = chw ? c->img.height : c->img.width;
+		b->pub.shape[3] = chw ? c->img.width : 3;
+		b->pub.dtype = c->img.dtype;
+	}
 	b->status = B_READY;
 	l->st.corrupt_skipped += nskip;
 }
@@ -358,7 +403,7 @@ static void finish_batch(ibstore_loader *l, lbatch *b)
 /* Decodes the oldest completed read (called under mu, which it drops
  * while decoding) and hands on what that finishes: ready batches to the
  * consumer, the read slot and the window to the I/O thread. */
-static void decode_one(ibstore_loader *l)
+static void decode_one(ibstore_loader *l, ib_decoder *d)
 {
 	ib_req *r = ib_fifo_pop(&l->flow.dq);
 	l->flow.decoding++;
@@ -366,7 +411,7 @@ static void decode_one(ibstore_loader *l)
 	int abandoned = !l->ep.active; /* drain() frees its batches untaken */
 	pthread_mutex_unlock(&l->sync.mu);
 	if (!abandoned)
-		decode_request(l, w, r);
+		decode_request(l, d, w, r);
 	pthread_mutex_lock(&l->sync.mu);
 	int ready = 0;
 	for (uint32_t k = r->first_rec; k < r->first_rec + r->nrecs; k++) {
@@ -397,14 +442,16 @@ static void decode_one(ibstore_loader *l)
 static void *dec_main(void *arg)
 {
 	ibstore_loader *l = arg;
+	ib_decoder dec = {0};
 	pthread_mutex_lock(&l->sync.mu);
 	while (!l->sync.stop) {
 		if (l->flow.dq.n)
-			decode_one(l);
+			decode_one(l, &dec);
 		else /* woken by complete() or close() */
 			pthread_cond_wait(&l->sync.cv_dec, &l->sync.mu);
 	}
 	pthread_mutex_unlock(&l->sync.mu);
+	decoder_free(&dec);
 	return NULL;
 }
 

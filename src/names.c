@@ -197,3 +197,62 @@ IB_API const char *ibstore_corrupt_name(ibstore_corrupt_policy c)
 {
 	return name_of(corrupts, COUNT(corrupts), (int)c);
 }
+
+/* ---- the image stage (names exact) ------------------------------------ */
+
+static const name_entry layouts[] = {
+	{"hwc", IBSTORE_LAYOUT_HWC},
+	{"chw", IBSTORE_LAYOUT_CHW},
+};
+
+IB_API int ibstore_layout_parse(const char *name, ibstore_layout *out)
+{
+	int v;
+	if (!out || lookup(layouts, COUNT(layouts), 0, name, &v))
+		return IBSTORE_EINVAL;
+	*out = (ibstore_layout)v;
+	return 0;
+}
+
+IB_API const char *ibstore_layout_name(ibstore_layout layout)
+{
+	return name_of(layouts, COUNT(layouts), (int)layout);
+}
+
+static const name_entry dtypes[] = {
+	{"uint8", IBSTORE_DTYPE_UINT8},
+	{"float32", IBSTORE_DTYPE_FLOAT32},
+};
+
+IB_API int ibstore_dtype_parse(const char *name, ibstore_dtype *out)
+{
+	int v;
+	if (!out || lookup(dtypes, COUNT(dtypes), 0, name, &v))
+		return IBSTORE_EINVAL;
+	*out = (ibstore_dtype)v;
+	return 0;
+}
+
+IB_API const char *ibstore_dtype_name(ibstore_dtype dtype)
+{
+	return name_of(dtypes, COUNT(dtypes), (int)dtype);
+}
+
+static const name_entry image_modes[] = {
+	{"eval", IBSTORE_IMAGES_EVAL},
+	{"train", IBSTORE_IMAGES_TRAIN},
+};
+
+IB_API int ibstore_images_mode_parse(const char *name, ibstore_images_mode *out)
+{
+	int v;
+	if (!out || lookup(image_modes, COUNT(image_modes), 0, name, &v))
+		return IBSTORE_EINVAL;
+	*out = (ibstore_images_mode)v;
+	return 0;
+}
+
+IB_API const char *ibstore_images_mode_name(ibstore_images_mode mode)
+{
+	return name_of(image_modes, COUNT(image_modes), (int)mode);
+}

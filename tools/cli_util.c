@@ -158,6 +158,34 @@ int cli_parse_u32(const char *s, uint32_t *out)
 	return 0;
 }
 
+int cli_parse_hxw(const char *s, uint32_t *height, uint32_t *width)
+{
+	char buf[32];
+	uint32_t h, w;
+	const char *x = s ? strchr(s, 'x') : NULL;
+
+	if (!s)
+		return -1;
+	if (!x) {
+		if (cli_parse_u32(s, &h))
+			return -1;
+		w = h;
+	} else {
+		size_t n = (size_t)(x - s);
+		if (n == 0 || n >= sizeof(buf))
+			return -1;
+		memcpy(buf, s, n);
+		buf[n] = '\0';
+		if (cli_parse_u32(buf, &h) || cli_parse_u32(x + 1, &w))
+			return -1;
+	}
+	if (h == 0 || w == 0 || h > 8192 || w > 8192)
+		return -1;
+	*height = h;
+	*width = w;
+	return 0;
+}
+
 int cli_parse_double(const char *s, double *out)
 {
 	/* strtod would skip leading space and accept "inf", "nan" and hex */

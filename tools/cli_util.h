@@ -80,6 +80,10 @@ int cli_parse_u64(const char *s, uint64_t *out);
 /* Like cli_parse_u64, at most UINT32_MAX.  0 or -1. */
 int cli_parse_u32(const char *s, uint32_t *out);
 
+/* An image size: "224" (square) or "256x224" (height x width), each side in
+ * 1..8192.  0, or -1. */
+int cli_parse_hxw(const char *s, uint32_t *height, uint32_t *width);
+
 /*
  * Finite decimal number as strtod reads it ("0.5", "1e-3", ".25"): no
  * leading space, nothing after it, no inf/nan, no overflow.  0 or -1.

@@ -30,6 +30,16 @@ void cmd_get_usage(FILE *f)
 	      "                     (id, key, label, class, size, stored_size, codec,\n"
 	      "                     shard, offset, payload_offset) instead of its bytes;\n"
 	      "                     the payload is not read\n"
+	      "  --decode           the sample is an image (JPEG, PNG or WebP): write it\n"
+	      "                     decoded, as a PNG file (-o required), at full size with\n"
+	      "                     no augmentation (a JPEG's pixels are libjpeg-turbo's)\n"
+	      "  --images SIZE      with --decode: the sample exactly as the loader's image\n"
+	      "                     stage emits it (SIZE or HxW; eval: resize and centre\n"
+	      "                     crop), as uint8 pixels\n"
+	      "  --train            with --images: the training augmentation\n"
+	      "                     (RandomResizedCrop and flip) of epoch E and seed S\n"
+	      "  --epoch E          the epoch whose random draws to show (default 0)\n"
+	      "  --seed S           the run's seed (default 0, the run default)\n"
 	      "  -h, --help         show this help\n"
 	      "\n"
 	      "Exit status: 0 success, 1 failure (no such sample, checksum mismatch, ...),\n"
@@ -121,6 +131,42 @@ fail_free:
 	return CLI_EXIT_FAIL;
 }
 
+/* What --decode writes: the sample decoded (and with --images, processed as
+ * the loader would) to a PNG file. */
+typedef struct decode_req {
+	int on, train;
+	uint32_t h, w;
+	uint32_t epoch;
+	uint64_t seed;
+} decode_req;
+
+static int write_decoded(const char *output, const decode_req *d, const void *buf, size_t size,
+			 uint64_t id)
+{
+	ibstore_image_opts o;
+	char msg[512];
+	void *px = NULL;
+	size_t px_size;
+	uint32_t w, h;
+	if (d->h) {
+		ibstore_image_opts_init(&o);
+		o.height = d->h;
+		o.width = d->w;
+		o.mode = d->train ? IBSTORE_IMAGES_TRAIN : IBSTORE_IMAGES_EVAL;
+		o.layout = IBSTORE_LAYOUT_HWC;
+		o.dtype = IBSTORE_DTYPE_UINT8;
+	}
+	int rc = ibstore_image_sample(buf, size, d->h ? &o : NULL, d->seed, d->epoch, id, &px,
+				      &px_size, &w, &h, msg, sizeof msg);
+	if (rc)
+		return cli_fail(CMD, "sample %" PRIu64 ": %s", id, msg);
+	rc = ibstore_image_write_png(output, px, w, h, msg, sizeof msg);
+	free(px);
+	if (rc)
+		return cli_fail(CMD, "%s", msg);
+	return CLI_EXIT_OK;
+}
+
 /*
  * Finds an argument that looks like a negative id ("-5"), which getopt
  * would otherwise report as an unknown option "-5".
@@ -133,7 +179,8 @@ static const char *negative_id(int argc, char **argv)
 		if (strcmp(a, "--") == 0)
 			break;
 		if (strcmp(a, "-o") == 0 || strcmp(a, "-k") == 0 || strcmp(a, "--output") == 0 ||
-		    strcmp(a, "--key") == 0) {
+		    strcmp(a, "--key") == 0 || strcmp(a, "--images") == 0 ||
+		    strcmp(a, "--epoch") == 0 || strcmp(a, "--seed") == 0) {
 			i++; /* its value may begin with '-' */
 			continue;
 		}
@@ -149,6 +196,11 @@ int cmd_get(int argc, char **argv)
 		{ "key", required_argument, NULL, 'k' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "decode", no_argument, NULL, 'd' },
+		{ "images", required_argument, NULL, 'i' },
+		{ "train", no_argument, NULL, 't' },
+		{ "epoch", required_argument, NULL, 'e' },
+		{ "seed", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -158,8 +210,10 @@ int cmd_get(int argc, char **argv)
 	ibstore_location loc;
 	unsigned char *buf = NULL;
 	int json = 0, opt, rc, npos, status = CLI_EXIT_FAIL;
-	uint64_t id = 0;
+	uint64_t id = 0, v;
 	size_t size = 0;
+	decode_req dec = {0};
+	int epoch_set = 0, seed_set = 0;
 
 	neg = negative_id(argc, argv);
 	if (neg)
@@ -178,6 +232,28 @@ int cmd_get(int argc, char **argv)
 		case 'j':
 			json = 1;
 			break;
+		case 'd':
+			dec.on = 1;
+			break;
+		case 'i':
+			if (cli_parse_hxw(optarg, &dec.h, &dec.w))
+				return cli_usage_error(CMD, "--images: bad size '%s' (SIZE or HxW, "
+							    "1..8192)", optarg);
+			break;
+		case 't':
+			dec.train = 1;
+			break;
+		case 'e':
+			if (cli_parse_u64(optarg, &v) || v > UINT32_MAX)
+				return cli_usage_error(CMD, "--epoch: bad epoch '%s'", optarg);
+			dec.epoch = (uint32_t)v;
+			epoch_set = 1;
+			break;
+		case 's':
+			if (cli_parse_u64(optarg, &dec.seed))
+				return cli_usage_error(CMD, "--seed: bad seed '%s'", optarg);
+			seed_set = 1;
+			break;
 		case 'h':
 			cmd_get_usage(stdout);
 			return CLI_EXIT_OK;
@@ -195,6 +271,12 @@ int cmd_get(int argc, char **argv)
 						      : "too many arguments");
 	if (json && output)
 		return cli_usage_error(CMD, "--json and --output do not go together");
+	if (dec.on && (json || !output))
+		return cli_usage_error(CMD, "--decode writes a PNG file: give -o FILE (and no --json)");
+	if (!dec.on && dec.h)
+		return cli_usage_error(CMD, "--images needs --decode");
+	if ((dec.train || epoch_set || seed_set) && !dec.h)
+		return cli_usage_error(CMD, "--train, --epoch and --seed need --images SIZE");
 	if (!key && cli_parse_u64(argv[optind + 1], &id))
 		return cli_usage_error(CMD, "bad sample id '%s' (a decimal number)",
 				       argv[optind + 1]);
@@ -242,6 +324,10 @@ int cmd_get(int argc, char **argv)
 	if (rc)
 		goto fail_lib;
 
+	if (dec.on) {
+		status = write_decoded(output, &dec, buf, size, id);
+		goto done;
+	}
 	if (output) {
 		status = write_file(output, buf, size);
 		goto done;

@@ -270,6 +270,26 @@ class ibstore_loader_opts(ctypes.Structure):
         ("budget", c_u64),
         ("on_read", ON_READ),
         ("on_read_ctx", ctypes.c_void_p),
+        ("images", ctypes.c_void_p),  # const ibstore_image_opts * (set via images_ptr)
+    ]
+
+
+class ibstore_image_opts(ctypes.Structure):
+    _fields_ = [
+        ("size", c_u32),
+        ("width", c_u32),
+        ("height", c_u32),
+        ("layout", c_enum),
+        ("dtype", c_enum),
+        ("mode", c_enum),
+        ("scale", ctypes.c_float * 2),
+        ("ratio", ctypes.c_float * 2),
+        ("flip", ctypes.c_float),
+        ("resize_short", c_u32),
+        ("mean", ctypes.c_float * 3),
+        ("std", ctypes.c_float * 3),
+        ("max_pixels", c_u64),
+        ("seed", c_u64),
     ]
 
 
@@ -288,6 +308,9 @@ class ibstore_batch(ctypes.Structure):
         ("sample_size", c_u32),
         ("n_skipped", c_size),
         ("skipped_ids", P(c_u64)),
+        ("ndim", c_u32),
+        ("shape", c_u32 * 4),
+        ("dtype", ctypes.c_int),
     ]
 
 
@@ -378,6 +401,10 @@ _PROTOS = {
     "ibstore_backend_name": (c_char_p, [c_enum]),
     "ibstore_order_name": (c_char_p, [c_enum]),
     "ibstore_corrupt_name": (c_char_p, [c_enum]),
+    "ibstore_image_opts_init_sized": (c_int, [P(ibstore_image_opts), c_size]),
+    "ibstore_layout_name": (c_char_p, [c_enum]),
+    "ibstore_dtype_name": (c_char_p, [c_enum]),
+    "ibstore_images_mode_name": (c_char_p, [c_enum]),
     "ibstore_loader_open": (c_int, [H, H, P(ibstore_loader_opts), PH]),
     "ibstore_loader_close": (None, [H]),
     "ibstore_loader_errmsg": (c_char_p, [H]),
@@ -413,6 +440,7 @@ STRUCTS = {
     5: ibstore_loader_opts, 6: ibstore_location, 7: ibstore_problem, 8: ibstore_verify_stats,
     9: ibstore_plan_stats, 10: ibstore_plan, 11: ibstore_epoch_info, 12: ibstore_epoch_io,
     13: ibstore_epoch_stats, 14: ibstore_run_info, 15: ibstore_batch, 16: ibstore_loader_stats,
+    17: ibstore_image_opts,
 }
 
 
@@ -446,6 +474,10 @@ def run_opts_init(o):
 
 def loader_opts_init(o):
     return lib.ibstore_loader_opts_init_sized(ctypes.byref(o), ctypes.sizeof(o))
+
+
+def image_opts_init(o):
+    return lib.ibstore_image_opts_init_sized(ctypes.byref(o), ctypes.sizeof(o))
 
 
 def dataset_info_get(h, o):

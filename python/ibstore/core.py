@@ -70,6 +70,45 @@ SLICES = _enum_names(lib.ibstore_slice_name)
 BACKENDS = _enum_names(lib.ibstore_backend_name)
 ORDERS = _enum_names(lib.ibstore_order_name)
 CORRUPT = _enum_names(lib.ibstore_corrupt_name)
+LAYOUTS = _enum_names(lib.ibstore_layout_name)
+DTYPES = _enum_names(lib.ibstore_dtype_name)
+IMAGE_MODES = _enum_names(lib.ibstore_images_mode_name)
+
+
+def image_opts(size, *, train=False, layout="hwc", dtype="uint8", scale=None, ratio=None,
+               flip=None, resize=None, mean=None, std=None, max_pixels=None, seed=None):
+    """An ibstore_image_opts (the loader's image stage): ``size`` is an int
+    (square) or (height, width); train: RandomResizedCrop(scale, ratio) and a
+    flip with probability ``flip``, else eval (short side to ``resize``,
+    default size/0.875, centre crop); layout 'hwc' or 'chw'; dtype 'uint8'
+    or 'float32' (x/255 then (x - mean)/std per channel); max_pixels refuses
+    larger images; seed: the random stream's (default: the run's)."""
+    o = _lib.ibstore_image_opts()
+    _lib.image_opts_init(o)
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    o.height, o.width = h, w
+    o.mode = _choice(IMAGE_MODES, "train" if train else "eval", "image mode")
+    o.layout = _choice(LAYOUTS, layout, "layout")
+    o.dtype = _choice(DTYPES, dtype, "dtype")
+    if scale is not None:
+        o.scale[0], o.scale[1] = float(scale[0]), float(scale[1])
+    if ratio is not None:
+        o.ratio[0], o.ratio[1] = float(ratio[0]), float(ratio[1])
+    if flip is not None:
+        o.flip = float(flip)
+    if resize is not None:
+        o.resize_short = int(resize)
+    if mean is not None:
+        for c in range(3):
+            o.mean[c] = float(mean[c])
+    if std is not None:
+        for c in range(3):
+            o.std[c] = float(std[c])
+    if max_pixels is not None:
+        o.max_pixels = int(max_pixels)
+    if seed is not None:
+        o.seed = int(seed)
+    return o
 
 # IBSTORE_PADDING_WEIGHT: the weight of a padding entry (one that only
 # balances the ranks' slices; its sample's owner is another rank).
@@ -151,11 +190,12 @@ class _View:
 
     __slots__ = ("__array_interface__", "_owner")
 
-    def __init__(self, owner, addr, shape, typestr):
+    def __init__(self, owner, addr, shape, typestr, writable=False):
         self._owner = owner
         self.__array_interface__ = {
             "version": 3,
-            "data": (addr, True),  # read-only: the library hands out const memory
+            # read-only: the library hands out const memory (but see Batch.images)
+            "data": (addr, not writable),
             "shape": shape,
             "typestr": typestr,
         }
@@ -165,12 +205,12 @@ def _addr(ptr):
     return ctypes.cast(ptr, ctypes.c_void_p).value or 0
 
 
-def _view(owner, ptr, shape, dtype):
+def _view(owner, ptr, shape, dtype, writable=False):
     dtype = np.dtype(dtype)
     addr = _addr(ptr)
     if addr == 0 or 0 in shape:
         return np.empty(shape, dtype)  # nothing to show; no pointer needed
-    return np.asarray(_View(owner, addr, tuple(shape), dtype.str))
+    return np.asarray(_View(owner, addr, tuple(shape), dtype.str, writable))
 
 
 def _close_dependent(obj, close_fn):
@@ -771,6 +811,25 @@ class Batch:
                              "(use sample(i) or data/offsets/sizes)")
         return _view(m, m.c.data, (self.n, int(m.c.sample_size)), np.uint8)
 
+    @property
+    def shape(self):
+        """The batch's tensor shape with the image stage ([n, H, W, 3] or
+        [n, 3, H, W]), else None."""
+        m = self._live()
+        return tuple(int(m.c.shape[i]) for i in range(int(m.c.ndim))) or None
+
+    def images(self, writable=False):
+        """The image stage's dense tensor as a numpy view (uint8 or float32,
+        shape :attr:`shape`).  ``writable=True`` allows changes in place:
+        the loader wrote the tensor for this batch alone and never reads it
+        again (ibstore.torch.Images hands PyTorch such a view)."""
+        m = self._live()
+        if not m.c.ndim:
+            raise ValueError("this loader has no image stage (Loader(images=...))")
+        shape = tuple(int(m.c.shape[i]) for i in range(int(m.c.ndim)))
+        dtype = np.float32 if int(m.c.dtype) == DTYPES["float32"] else np.uint8
+        return _view(m, m.c.data, shape, dtype, writable)
+
     def sample(self, i):
         """A uint8 view of sample i's decoded bytes."""
         m = self._live()
@@ -826,7 +885,9 @@ class Loader(_Closable):
     threads, backend ('auto'|'uring'|'pread'|'mmap'), direct, order
     ('random'|'locality'), verify, corrupt ('fail'|'skip'), gap, max_read,
     budget, on_read (callable(shard, offset, length), called from the I/O
-    thread for every read request).
+    thread for every read request), images (:func:`image_opts`: every
+    sample decoded and augmented in the library's decode threads; batches
+    are then dense image tensors, :meth:`Batch.images`).
 
     Per epoch: ``info = loader.epoch_begin(e)``, then batches from
     :meth:`next` (None at the end) or by iterating the loader, report
@@ -837,7 +898,8 @@ class Loader(_Closable):
 
     def __init__(self, dataset, run, *, batch_size=None, drop_last=None, prefetch=None,
                  queue_depth=None, threads=None, backend=None, direct=None, order=None,
-                 verify=None, corrupt=None, gap=None, max_read=None, budget=None, on_read=None):
+                 verify=None, corrupt=None, gap=None, max_read=None, budget=None, on_read=None,
+                 images=None):
         self._h = None
         self._held = set()  # addresses of C batches not yet given back
         self._batches = weakref.WeakSet()  # Batch objects not yet released
@@ -877,6 +939,9 @@ class Loader(_Closable):
                     pass
             self._on_read = _lib.ON_READ(trampoline)  # kept alive as long as the loader
             o.on_read = self._on_read
+        self.images = images  # an ibstore_image_opts (image_opts()); the library copies it
+        if images is not None:
+            o.images = ctypes.cast(ctypes.pointer(images), ctypes.c_void_p)
         h = ctypes.c_void_p()
         rc = lib.ibstore_loader_open(dataset._handle(), run._handle(), ctypes.byref(o),
                                      ctypes.byref(h))

@@ -16,7 +16,9 @@ by sample id as scores for the next epoch's pruning and returns
 tensor that keeps the graph; the caller's tensor is not modified.  The
 batch's library memory is released after ``update()`` (or when the next
 batch is requested without an update: that batch's losses are then not
-reported).  x and y are copies and outlive the release.
+reported).  x and y are copies and outlive the release (with
+``decode=Images(...)`` x is a view of the batch's decoded tensor instead,
+which goes back to the library once x is gone).
 
 Decode hooks (``decode=``):
   'auto'    'array' when every sample has the size of the dataset attribute
@@ -28,6 +30,10 @@ Decode hooks (``decode=``):
   'image'   encoded images (PNG, JPEG, ... through PIL) -> float32 [n, C, H, W]
             / 255; ``image_mode`` (default 'RGB') and ``image_size`` (H, W)
             to resize images of different sizes
+  Images(size=224, train=True)
+            JPEG, PNG and WebP decoded and augmented in C in the loader's
+            decode threads (RandomResizedCrop + flip, or resize + centre
+            crop) -> float32 [n, 3, H, W] ready for the model; see Images
   callable  f(batch) -> tensor, given the ibstore.Batch (a tensor over its
             numpy views keeps the batch's library memory until the tensor
             is gone; return owned memory to give it back at once)
@@ -52,7 +58,7 @@ from . import _dist, core
 from .core import IbstoreError
 from .infobatch import InfoBatch
 
-__all__ = ["Loader", "InfoBatch", "decode_array", "decode_image", "IbstoreError"]
+__all__ = ["Loader", "InfoBatch", "Images", "decode_array", "decode_image", "IbstoreError"]
 
 
 def _parse_shape(s):
@@ -74,6 +80,43 @@ def decode_array(batch, shape=None, divisor=255.0):
     if shape is not None and int(np.prod(shape)) == a.shape[1]:
         x = x.reshape((a.shape[0],) + tuple(shape))
     return x
+
+
+class Images:
+    """``decode=Images(size=224, train=True)``: every sample decoded and
+    augmented in C, in the loader's decode threads (JPEG through
+    libjpeg-turbo, PNG, WebP; chosen by the payload's magic bytes), so a
+    pruned sample is never read and never decoded.  ``x`` is a float32
+    tensor ``[n, 3, H, W]`` scaled to [0, 1] as ``ToTensor`` does (then
+    ``(x - mean) / std`` per channel when given), or uint8 with
+    ``dtype='uint8'``; ``layout='hwc'`` gives ``[n, H, W, 3]``.
+
+    train: torchvision's RandomResizedCrop(size, scale, ratio) and a
+    horizontal flip with probability ``flip``; else eval: the short side
+    resized to ``resize`` (default size / 0.875, 256 for 224) and a centre
+    crop.  Random choices come from (seed, epoch, sample id): a resumed
+    run, any world size and any thread count see the same pixels.  A
+    sample that is not such an image, is broken, or has more than
+    ``max_pixels`` pixels follows the loader's ``corrupt`` policy.
+    """
+
+    def __init__(self, size=224, train=True, *, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                 flip=0.5, resize=None, mean=None, std=None, dtype="float32", layout="chw",
+                 max_pixels=None, seed=None):
+        self.size, self.train = size, bool(train)
+        self.kw = dict(scale=scale, ratio=ratio, flip=flip, resize=resize, mean=mean, std=std,
+                       dtype=dtype, layout=layout, max_pixels=max_pixels, seed=seed)
+        self.opts()  # bad values fail here, not at the first epoch
+
+    def opts(self):
+        return core.image_opts(self.size, train=self.train, **self.kw)
+
+    def __call__(self, batch):
+        # a view that keeps the batch's memory; the model may change it in place
+        return torch.from_numpy(batch.images(writable=True))
+
+    def __repr__(self):
+        return "Images(size=%r, train=%r)" % (self.size, self.train)
 
 
 def decode_image(batch, mode="RGB", size=None):
@@ -157,7 +200,9 @@ class Loader(core._ClosedOnExit):
             self.run_path = self.run.path
             self._loader = core.Loader(self.dataset, self.run, threads=threads,
                                        backend=backend, order=order, prefetch=prefetch,
-                                       budget=budget, corrupt=corrupt)
+                                       budget=budget, corrupt=corrupt,
+                                       images=decode.opts() if isinstance(decode, Images)
+                                       else None)
         except BaseException:
             self.close()
             raise
@@ -177,7 +222,7 @@ class Loader(core._ClosedOnExit):
 
     # ---- decoding ------------------------------------------------------
     def _make_decode(self, decode, image_mode, image_size):
-        if callable(decode):
+        if callable(decode):  # Images too: the library did the work
             return decode
         if decode == "auto":
             decode = self._auto_decode()
