@@ -317,4 +317,55 @@ run 0 "get --json of the 4th cifar sample" get --json "$T/dsc" 3
 check "its label is the record's label byte" \
 	test "$(json_field label <"$T/out")" = "$(od -An -tu1 -N1 "$T/batch2.bin" | tr -d ' \n')"
 
+# -------------------------------------------------------------- images --
+
+# A folder of images: a JPEG, a PNG, a WebP and one file that is no image.
+mkdir -p "$T/imgs/a" "$T/imgs/b"
+"$PY" -c '
+import sys
+import numpy as np
+from PIL import Image
+d = sys.argv[1]
+y, x = np.mgrid[0:60, 0:80]
+a = np.stack([x * 3, y * 4, (x ^ y) & 255], -1).astype(np.uint8)
+Image.fromarray(a).save(d + "/a/1.jpg", quality=90)
+Image.fromarray(a).save(d + "/a/2.png")
+Image.fromarray(a).save(d + "/b/3.webp", lossless=True)
+open(d + "/b/4.bin", "wb").write(b"no image here")
+np.save(d + "/../pixels.npy", a)
+' "$T/imgs"
+run 0 "pack --from folder of images" pack --from folder --no-fsync --quiet "$T/imgs" "$T/dsi"
+run 0 "get --decode of the PNG" get --decode -o "$T/dec.png" "$T/dsi" --key a/2.png
+check "get --decode writes the PNG's own pixels" "$PY" -c '
+import sys
+import numpy as np
+from PIL import Image
+assert (np.asarray(Image.open(sys.argv[1])) == np.load(sys.argv[2])).all()
+' "$T/dec.png" "$T/pixels.npy"
+run 0 "get --decode --images 32 --train --epoch 2 --seed 5 of the JPEG" \
+	get --decode --images 32 --train --epoch 2 --seed 5 -o "$T/aug.png" "$T/dsi" --key a/1.jpg
+check "it is a 32x32 RGB PNG" "$PY" -c '
+import sys
+from PIL import Image
+im = Image.open(sys.argv[1]); assert im.size == (32, 32) and im.mode == "RGB", im
+' "$T/aug.png"
+run 0 "the same sample, epoch and seed again" \
+	get --decode --images 32 --train --epoch 2 --seed 5 -o "$T/aug2.png" "$T/dsi" --key a/1.jpg
+check "gives the same pixels" cmp -s "$T/aug.png" "$T/aug2.png"
+run 0 "get --decode --images 24x40 (eval) of the WebP" \
+	get --decode --images 24x40 -o "$T/ev.png" "$T/dsi" --key b/3.webp
+run 1 "get --decode of a sample that is no image exits 1" \
+	get --decode -o "$T/x.png" "$T/dsi" --key b/4.bin
+check "and says it is no JPEG, PNG or WebP" grep -qi "not a JPEG, PNG or WebP\|no JPEG\|not an image\|unsupported" "$T/err"
+check "and writes no file" test ! -e "$T/x.png"
+run 2 "get --decode without -o exits 2" get --decode "$T/dsi" 0
+run 2 "get --images without --decode exits 2" get --images 32 -o "$T/y.png" "$T/dsi" 0
+run 2 "get --train without --images exits 2" get --decode --train -o "$T/y.png" "$T/dsi" 0
+run 2 "get --images 0 exits 2" get --decode --images 0 -o "$T/y.png" "$T/dsi" 0
+run 2 "get --images 9000 exits 2" get --decode --images 9000 -o "$T/y.png" "$T/dsi" 0
+run 2 "bench --train without --images exits 2" bench "$T/dsi" --train
+run 1 "bench --images over a sample that is no image fails (corrupt policy fail)" \
+	bench "$T/dsi" --images 16 --epochs 1 --policy none --batch 2
+check "naming the sample" grep -q "sample 3" "$T/err"
+
 tap_done

@@ -304,6 +304,50 @@ static void test_same_pixels_everywhere(void **state)
 	free(seen_b);
 }
 
+/* A run stopped after 3 batches of epoch 1 and reopened: the batches after
+ * its last commit come again with the same pixels (check_epoch compares
+ * every sample with ibstore_image_sample of its seed, epoch and id). */
+static void test_resume_same_pixels(void **state)
+{
+	fixture *f = *state;
+	ibstore_image_opts img = image_opts(1, IBSTORE_DTYPE_UINT8, IBSTORE_LAYOUT_HWC);
+	const char *run = fx_path(f->dir, "resume.run");
+	ibstore_run_opts ro;
+	ibstore_run_opts_init(&ro);
+	ro.samples = N;
+	ro.prune.epochs = EPOCHS;
+	ro.prune.seed = 5;
+	ro.batch_size = BATCH;
+	ro.checkpoint_every = 2;
+	ibstore_loader_opts lo;
+	ibstore_loader_opts_init(&lo);
+	lo.images = &img;
+	stream s;
+	assert_int_equal(ibstore_dataset_open(f->good, &s.ds), 0);
+	assert_int_equal(ibstore_run_open(run, &ro, &s.run), 0);
+	assert_int_equal(ibstore_loader_open(s.ds, s.run, &lo, &s.l), 0);
+	check_epoch(&s, &img, 0, NULL, NULL);
+	assert_int_equal(ibstore_loader_epoch_begin(s.l, 1, NULL), 0);
+	for (int k = 0; k < 3; k++) {
+		const ibstore_batch *b;
+		assert_int_equal(ibstore_loader_next(s.l, &b), 0);
+		assert_non_null(b);
+		float losses[BATCH] = {0};
+		assert_int_equal(ibstore_loader_report(s.l, b, losses), 0);
+		ibstore_loader_release(s.l, b);
+	}
+	close_stream(&s); /* stopped: committed at batch 2 */
+	assert_int_equal(ibstore_dataset_open(f->good, &s.ds), 0);
+	assert_int_equal(ibstore_run_open(run, NULL, &s.run), 0);
+	assert_int_equal(ibstore_loader_open(s.ds, s.run, &lo, &s.l), 0);
+	ibstore_epoch_info info;
+	assert_int_equal(ibstore_run_epoch_begin(s.run, 1, &info), 0);
+	assert_int_equal(info.cursor, 2);
+	uint64_t n = check_epoch(&s, &img, 1, NULL, NULL);
+	assert_int_equal(n, info.samples - 2 * BATCH);
+	close_stream(&s);
+}
+
 /* Broken samples: under fail the epoch stops with the sample named; under
  * skip they are left out and listed, and every emitted sample is whole. */
 static void test_broken_images(void **state)
@@ -395,6 +439,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_emits_the_stage),
 		cmocka_unit_test(test_same_pixels_everywhere),
+		cmocka_unit_test(test_resume_same_pixels),
 		cmocka_unit_test(test_broken_images),
 		cmocka_unit_test(test_bad_options),
 	};
