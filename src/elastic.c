@@ -243,6 +243,10 @@ static int read_set(const char *base, uint32_t gen, uint32_t world, jobset *j, c
 				       "%s holds rank %" PRIu32 " of %" PRIu32 " of generation %" PRIu32
 				       ", not what its name says",
 				       j->paths[r], s->cfg.rank, s->cfg.world, s->seg.gen);
+		if (r && s->seg.lineage != j->snap[0].seg.lineage)
+			return ib_fail(err, IBSTORE_ENOTFOUND,
+				       "%s and %s come from different resumes (one was cut short): "
+				       "not one set", j->paths[0], j->paths[r]);
 		if (r && ib_run_config_compare(err, &j->snap[0].cfg, &s->cfg, 0))
 			return ib_fail(err, IBSTORE_EFORMAT, "%s and %s are not of one run", j->paths[0],
 				       j->paths[r]);
@@ -268,6 +272,20 @@ static uint32_t least(const jobset *j, int *all_equal)
 		}
 	}
 	return m;
+}
+
+/* The lineage the files built from set j at resume point `key` share: every
+ * new rank computes the same from the same set, and a member left over from
+ * an earlier, unfinished resume (another point) differs, so a set mixing
+ * the two is not taken for complete. */
+static uint32_t lineage(const jobset *j, const uint64_t key[3])
+{
+	uint64_t h = 0xcbf29ce484222325ull, v[5] = {j->gen, j->world, key[0], key[1], key[2]};
+	const unsigned char *b = (const unsigned char *)v;
+	for (size_t i = 0; i < sizeof v; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	uint32_t l = (uint32_t)(h ^ (h >> 32));
+	return l ? l : 1;
 }
 
 /* 1 when file f is of m's epoch: in it, or just past its end (its plan
@@ -320,7 +338,7 @@ static int merge(jobset *j, uint32_t rank, uint32_t world, ib_run_snapshot *out,
 	out->cfg.rank = rank;
 	out->cfg.world = world;
 	out->prog.cursor = 0;
-	out->seg = (ib_run_segment){j->gen + 1, out->prog.in_epoch ? key[2] : 0};
+	out->seg = (ib_run_segment){j->gen + 1, lineage(j, key), out->prog.in_epoch ? key[2] : 0};
 	return 0;
 }
 

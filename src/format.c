@@ -391,6 +391,7 @@ void ib_run_segment_encode(const ib_run_segment *s, uint8_t out[IB_RUN_SEGMENT_S
 {
 	memset(out, 0, IB_RUN_SEGMENT_SIZE);
 	put32(out, s->gen);
+	put32(out + 4, s->lineage);
 	put64(out + 8, s->start);
 }
 
@@ -400,6 +401,7 @@ int ib_run_segment_decode(const uint8_t *p, size_t len, ib_run_segment *s, char 
 		return ib_fail(err, IBSTORE_EFORMAT, "run segment has %zu bytes, expected %d", len,
 			       IB_RUN_SEGMENT_SIZE);
 	s->gen = get32(p);
+	s->lineage = get32(p + 4);
 	s->start = get64(p + 8);
 	return 0;
 }

@@ -161,6 +161,9 @@ typedef struct ib_run_progress {
  * absent in files older than elastic resume (both 0). */
 typedef struct ib_run_segment {
 	uint32_t gen;
+	uint32_t lineage; /* the set a resume built this file from (a digest of
+			     its generation, world and resume point); the
+			     files of one set agree on it; 0 for generation 0 */
 	uint64_t start;
 } ib_run_segment;
 

@@ -191,7 +191,7 @@ static int load_segment(ibstore_run *r, MDB_txn *txn)
 	MDB_val v;
 	int rc = get_val(r, txn, "segment", &v);
 	if (rc == IBSTORE_ENOTFOUND) {
-		r->seg = (ib_run_segment){0, 0};
+		r->seg = (ib_run_segment){0, 0, 0};
 		return 0;
 	}
 	return rc ? rc : ib_run_segment_decode(v.mv_data, v.mv_size, &r->seg, r->errmsg);

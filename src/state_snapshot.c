@@ -149,7 +149,7 @@ static int decode_all(db *d, ib_run_snapshot *s)
 		return ib_fail(d->err, rc, "%s: run state: %s", d->path, why);
 	if ((rc = db_get(d, "segment", &v, 1)))
 		return rc;
-	s->seg = (ib_run_segment){0, 0};
+	s->seg = (ib_run_segment){0, 0, 0};
 	if (v.mv_size && (rc = ib_run_segment_decode(v.mv_data, v.mv_size, &s->seg, why)))
 		return ib_fail(d->err, rc, "%s: run state: %s", d->path, why);
 	if ((rc = db_get(d, "scores", &v, 0)))

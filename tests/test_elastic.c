@@ -415,6 +415,61 @@ static void test_stale_set(void **state)
 	free(k);
 }
 
+static void copy_file(const char *from, const char *to)
+{
+	size_t n;
+	uint8_t *b = fx_read_file(from, &n);
+	fx_write_file(to, b, n);
+	free(b);
+}
+
+/*
+ * A resume cut short twice: the set of the next generation holds a member
+ * left from an earlier attempt (another resume point) beside the new ones.
+ * It is complete by its names but torn: the job resumes from the set it was
+ * built from instead.
+ */
+static void test_torn_set(void **state)
+{
+	fixture *f = *state;
+	rank *k = calloc(MAXW, sizeof *k);
+	char stale[300];
+	snprintf(stale, sizeof stale, "%s/stale", f->dir);
+	open_world(k, f->base, 2);
+	begin_world(f, k, 2, 0);
+	train(&k[0], 0, 0, 2);
+	train(&k[1], 0, 0, 2);
+	close_world(k, 2);
+	/* the first attempt on 3 ranks: only its rank 0 file survives */
+	open_world(k, f->base, 3);
+	close_world(k, 3);
+	copy_file(member(f, 1, 0, 3), stale);
+	for (uint32_t r = 0; r < 3; r++)
+		assert_int_equal(unlink(member(f, 1, r, 3)), 0);
+	/* the job goes on with 2 ranks, then a second attempt on 3 writes
+	 * ranks 1 and 2 only; the old rank 0 file is back beside them */
+	open_world(k, f->base, 2);
+	assert_string_equal(ibstore_run_file(k[0].run), member(f, 0, 0, 2));
+	for (uint32_t r = 0; r < 2; r++) {
+		assert_int_equal(ibstore_run_epoch_begin(k[r].run, 0, NULL), 0);
+		train(&k[r], 0, 2, 4);
+	}
+	close_world(k, 2);
+	for (uint32_t r = 1; r < 3; r++) {
+		k[r].run = open_elastic(f->base, r, 3);
+		ibstore_run_close(k[r].run);
+	}
+	copy_file(stale, member(f, 1, 0, 3));
+	/* resumed on 1 rank: from the 2-rank set at 4 batches, not the torn one */
+	open_world(k, f->base, 1);
+	assert_string_equal(ibstore_run_file(k[0].run), member(f, 1, 0, 1));
+	assert_int_equal(begin_world(f, k, 1, 0), 4 * BATCH * 2);
+	finish_world(k, 1, 0);
+	assert_scores(k, 1, f->ref[0]);
+	close_world(k, 1);
+	free(k);
+}
+
 static int open_code(const char *base, const ibstore_run_opts *o, char *msg, size_t cap)
 {
 	ibstore_run *run = NULL;
@@ -576,6 +631,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_same_world_resumes_own_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ranks_apart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_set, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_torn_set, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
 	};
