@@ -216,7 +216,11 @@ int ib_mem_setup(ibstore_loader *l)
 			       m->rbuf_len);
 	free_all_slots(m);
 	uint64_t arenas = o->budget > m->rbuf_len ? o->budget - m->rbuf_len : 0;
-	m->nwin = l->cfg.about->bytes_raw <= arenas ? 1 : NWIN;
+	/* what an epoch decodes to: the stored samples, or the image stage's
+	 * dense tensors (larger than the encoded bytes by far) */
+	const ib_loader_cfg *c = &l->cfg;
+	uint64_t decoded = c->images ? c->samples * (uint64_t)c->img_size : c->about->bytes_raw;
+	m->nwin = decoded <= arenas ? 1 : NWIN;
 	m->wcap = arenas / (uint64_t)m->nwin;
 	if (m->wcap < ((uint64_t)4 << 20))
 		m->wcap = (uint64_t)4 << 20; /* a budget too small still makes progress */
