@@ -280,10 +280,8 @@ static uint32_t least(const jobset *j, int *all_equal)
  * the two is not taken for complete. */
 static uint32_t lineage(const jobset *j, const uint64_t key[3])
 {
-	uint64_t h = 0xcbf29ce484222325ull, v[5] = {j->gen, j->world, key[0], key[1], key[2]};
-	const unsigned char *b = (const unsigned char *)v;
-	for (size_t i = 0; i < sizeof v; i++)
-		h = (h ^ b[i]) * 0x100000001b3ull;
+	uint64_t v[5] = {j->gen, j->world, key[0], key[1], key[2]};
+	uint64_t h = ib_fnv1a(0xcbf29ce484222325ull, v, sizeof v);
 	uint32_t l = (uint32_t)(h ^ (h >> 32));
 	return l ? l : 1;
 }

@@ -205,13 +205,7 @@ size_t ib_image_sample_size(const ibstore_image_opts *o)
 /* splitmix64: the increment, then the finaliser (a bijection). */
 static uint64_t mix64(uint64_t x)
 {
-	x += 0x9e3779b97f4a7c15ull;
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return x;
+	return ib_mix64(x + 0x9e3779b97f4a7c15ull);
 }
 
 double ib_image_uniform(uint64_t seed, uint32_t epoch, uint64_t id, uint32_t k)

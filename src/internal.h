@@ -61,4 +61,25 @@ int ib_hash_file(const char *path, uint64_t *size, uint64_t *hash);
  * depending only on (seed, epoch, stream). */
 void ib_shuffle_u64(uint64_t seed, uint32_t epoch, uint32_t stream, uint64_t *a, uint64_t n);
 
+/* The splitmix64 finaliser (a bijection of 64-bit words): prune.c's and
+ * image.c's counter-based streams. */
+static inline uint64_t ib_mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	x ^= x >> 31;
+	return x;
+}
+
+/* FNV-1a over len bytes, continuing from h (start: 0xcbf29ce484222325). */
+static inline uint64_t ib_fnv1a(uint64_t h, const void *p, size_t len)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+
 #endif

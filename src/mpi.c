@@ -31,14 +31,6 @@ static int mpi_fail(char *msg, size_t msglen, int err, const char *what)
 	return IBSTORE_EIO;
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t len)
-{
-	const unsigned char *b = p;
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ b[i]) * 0x100000001b3ull;
-	return h;
-}
-
 /* What must be equal on every rank for their plans to be equal: field by
  * field, never the struct's bytes (padding). */
 static uint64_t config_hash(const ibstore_run_opts *o, uint32_t epoch, uint64_t start)
@@ -49,11 +41,11 @@ static uint64_t config_hash(const ibstore_run_opts *o, uint32_t epoch, uint64_t 
 			(uint32_t)o->drop_last,    o->world,
 			(uint32_t)o->slice,        epoch};
 	double d[] = {o->prune.ratio, o->prune.delta, o->prune.ema};
-	h = fnv(h, u, sizeof u);
-	h = fnv(h, d, sizeof d);
-	h = fnv(h, &o->prune.seed, sizeof o->prune.seed);
-	h = fnv(h, &start, sizeof start);
-	return fnv(h, &o->samples, sizeof o->samples);
+	h = ib_fnv1a(h, u, sizeof u);
+	h = ib_fnv1a(h, d, sizeof d);
+	h = ib_fnv1a(h, &o->prune.seed, sizeof o->prune.seed);
+	h = ib_fnv1a(h, &start, sizeof start);
+	return ib_fnv1a(h, &o->samples, sizeof o->samples);
 }
 
 /* This rank's own verdict on its input, before anything is exchanged. */

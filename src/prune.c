@@ -74,16 +74,6 @@ static uint64_t mt_interval(mt19937 *mt, uint64_t max)
 
 /* ---- native counter-based generator ------------------------------------ */
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return x;
-}
-
 /* A draw depends only on (seed, epoch, stream, counter). */
 typedef struct rng {
 	int compat;
@@ -99,7 +89,7 @@ static void rng_init(rng *r, int compat, uint64_t seed, uint32_t epoch, uint32_t
 	if (compat)
 		mt_seed(&r->mt, (uint32_t)(seed + epoch + 1));
 	else
-		r->key = mix64(mix64(seed ^ 0x6962737472ull) ^ ((uint64_t)stream << 32 | epoch));
+		r->key = ib_mix64(ib_mix64(seed ^ 0x6962737472ull) ^ ((uint64_t)stream << 32 | epoch));
 }
 
 /* Uniform in [0, max], inclusive. */
@@ -108,10 +98,10 @@ static uint64_t rng_upto(rng *r, uint64_t max)
 	if (r->compat)
 		return mt_interval(&r->mt, max);
 	if (max == UINT64_MAX)
-		return mix64(r->key + 0x9e3779b97f4a7c15ull * ++r->ctr);
+		return ib_mix64(r->key + 0x9e3779b97f4a7c15ull * ++r->ctr);
 	uint64_t bound = max + 1;
 	for (;;) {
-		uint64_t x = mix64(r->key + 0x9e3779b97f4a7c15ull * ++r->ctr);
+		uint64_t x = ib_mix64(r->key + 0x9e3779b97f4a7c15ull * ++r->ctr);
 		unsigned __int128 m = (unsigned __int128)x * bound;
 		uint64_t low = (uint64_t)m;
 		if (low >= bound || low >= (0 - bound) % bound)
@@ -150,7 +140,7 @@ static void shuffle(rng *r, uint32_t *a, uint64_t n, uint32_t *scratch)
 	uint64_t count[BUCKETS + 1] = {0};
 	uint64_t ctr0 = r->ctr;
 	for (uint64_t i = 0; i < n; i += 8) {
-		uint64_t x = mix64(r->key + 0x9e3779b97f4a7c15ull * ++r->ctr);
+		uint64_t x = ib_mix64(r->key + 0x9e3779b97f4a7c15ull * ++r->ctr);
 		for (uint64_t k = 0; k < 8 && i + k < n; k++, x >>= BUCKET_BITS)
 			count[(uint8_t)x + 1]++;
 	}
@@ -160,7 +150,7 @@ static void shuffle(rng *r, uint32_t *a, uint64_t n, uint32_t *scratch)
 	memcpy(start, count, sizeof start);
 	r->ctr = ctr0;
 	for (uint64_t i = 0; i < n; i += 8) {
-		uint64_t x = mix64(r->key + 0x9e3779b97f4a7c15ull * ++r->ctr);
+		uint64_t x = ib_mix64(r->key + 0x9e3779b97f4a7c15ull * ++r->ctr);
 		for (uint64_t k = 0; k < 8 && i + k < n; k++, x >>= BUCKET_BITS)
 			scratch[count[(uint8_t)x]++] = a[i + k];
 	}
