@@ -6,6 +6,15 @@
  * eval centre crop) and the output conversion (layout, dtype).  The
  * resampler is image_resize.c.
  *
+ * JPEG goes through libjpeg-turbo's libjpeg API, not TurboJPEG's, for its
+ * partial decoding: only the rows and columns of the crop (and one iMCU
+ * around them) go through the inverse DCT, upsampling and colour
+ * conversion, and the rows above and below it are only entropy-decoded.
+ * The pixels of the crop are those of the full decode, byte for byte (the
+ * margin gives the fancy upsampler its real neighbours), and every
+ * entropy-coded byte is still decoded, so a corrupt or truncated image
+ * fails whichever crop a sample draws.
+ *
  * Conversions to RGB8, as PIL's Image.convert("RGB") that torchvision
  * pipelines apply: grayscale is replicated; alpha (a channel or tRNS) is
  * dropped, not composited; 16-bit PNG samples keep their high byte
@@ -17,12 +26,14 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jpeglib.h>
+#include <jerror.h> /* after jpeglib.h: the message codes, ERREXIT */
 #include <spng.h>
-#include <turbojpeg.h>
 #include <webp/decode.h>
 
 #include "image.h"
@@ -30,11 +41,12 @@
 
 #define MAX_SIDE 8192u /* of the output */
 
-/* Every JPEG decode: a warning (truncated or corrupt data that libjpeg would
- * patch over with gray) fails the call, and progressive images with absurd
- * scan counts are refused.  Neither changes a pixel of a valid image, so
- * the pixels are those of flags 0. */
-#define TJ_FLAGS (TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS)
+/* Every JPEG decode: a warning (truncated or corrupt data that libjpeg
+ * would patch over with gray) fails the call, and progressive images of
+ * more scans than this are refused (a few kilobytes of them can take
+ * minutes: TurboJPEG's TJFLAG_LIMITSCANS has the same bound).  Neither
+ * changes a pixel of a valid image. */
+#define JPEG_MAX_SCANS 500
 
 /* libspng: the largest ancillary chunk kept and all of them together
  * (text and ICC profiles are decompressed into this cache: a bomb there
@@ -42,10 +54,19 @@
 #define PNG_CHUNK_LIMIT (16u << 20)
 #define PNG_CACHE_LIMIT (32u << 20)
 
+/* libjpeg's error manager, its way out of a failed call (error_exit
+ * longjmps to `env`, set by each function that calls into libjpeg) */
+typedef struct jpeg_err {
+	struct jpeg_error_mgr pub;
+	jmp_buf env;
+	int too_many_scans;
+} jpeg_err;
+
 struct ib_image {
-	tjhandle tj;
-	const tjscalingfactor *scales; /* TurboJPEG's own table */
-	int nscales;
+	struct jpeg_decompress_struct jd; /* created once, reused */
+	jpeg_err je;
+	struct jpeg_progress_mgr jp;
+	int jd_live; /* jd created */
 	uint8_t *pix; /* the decoded image: RGB8 (CMYK before conversion) */
 	size_t pix_cap;
 	uint8_t *rgb; /* the resized sample when it is not the output itself */
@@ -53,6 +74,7 @@ struct ib_image {
 	float *rs; /* image_resize.c's scratch, rs_cap floats */
 	size_t rs_cap;
 	uint32_t last_w, last_h; /* size of the last decode */
+	uint32_t last_crop[4];   /* its pixels decoded: x, y, w, h */
 };
 
 /* ---- formats ------------------------------------------------------------ */
@@ -84,15 +106,46 @@ const char *ib_image_format_name(ib_img_format f)
 
 /* ---- the decoder of one thread ------------------------------------------ */
 
+static void jpeg_error_exit(j_common_ptr c)
+{
+	longjmp(((jpeg_err *)c->err)->env, 1);
+}
+
+/* Warnings (level -1) are errors; trace messages are dropped. */
+static void jpeg_emit_message(j_common_ptr c, int level)
+{
+	if (level < 0)
+		c->err->error_exit(c);
+}
+
+static void jpeg_progress(j_common_ptr c)
+{
+	j_decompress_ptr d = (j_decompress_ptr)c;
+	if (d->input_scan_number > JPEG_MAX_SCANS) {
+		((jpeg_err *)c->err)->too_many_scans = 1;
+		c->err->error_exit(c);
+	}
+}
+
+static int jpeg_create(ib_image *im)
+{
+	im->jd.err = jpeg_std_error(&im->je.pub);
+	im->je.pub.error_exit = jpeg_error_exit;
+	im->je.pub.emit_message = jpeg_emit_message;
+	im->jp.progress_monitor = jpeg_progress;
+	if (setjmp(im->je.env)) /* out of memory */
+		return -1;
+	jpeg_create_decompress(&im->jd);
+	im->jd.progress = &im->jp;
+	im->jd_live = 1;
+	return 0;
+}
+
 ib_image *ib_image_new(void)
 {
 	ib_image *im = calloc(1, sizeof *im);
-	if (!im)
-		return NULL;
-	im->tj = tjInitDecompress();
-	im->scales = tjGetScalingFactors(&im->nscales);
-	if (!im->tj || !im->scales) {
-		ib_image_free(im);
+	if (im && jpeg_create(im)) {
+		free(im);
 		return NULL;
 	}
 	return im;
@@ -102,8 +155,8 @@ void ib_image_free(ib_image *im)
 {
 	if (!im)
 		return;
-	if (im->tj)
-		tjDestroy(im->tj);
+	if (im->jd_live)
+		jpeg_destroy_decompress(&im->jd);
 	free(im->pix);
 	free(im->rgb);
 	free(im->rs);
@@ -114,6 +167,11 @@ void ib_image_last_size(const ib_image *im, uint32_t *w, uint32_t *h)
 {
 	*w = im->last_w;
 	*h = im->last_h;
+}
+
+void ib_image_last_crop(const ib_image *im, uint32_t crop[4])
+{
+	memcpy(crop, im->last_crop, sizeof im->last_crop);
 }
 
 static int grow(uint8_t **buf, size_t *cap, size_t need)
@@ -331,40 +389,54 @@ typedef struct job {
 	size_t n;
 	uint32_t w, h;   /* full size */
 	int cmyk;        /* JPEG: CMYK or YCCK */
+	ib_image *jpeg;  /* JPEG: the decoder whose jd read the header */
 	spng_ctx *png;   /* PNG: the context the header was read with */
-	int num, denom;  /* JPEG's DCT scale (1/1 for the others) */
+	int denom;       /* JPEG's DCT scale 1/denom (1 for the others) */
 	uint32_t dw, dh; /* the decoded size */
+	/* the pixels wanted, in the decoded size's coordinates (JPEG: the
+	 * rest is not converted), and those im->pix holds: x, y, w, h */
+	uint32_t want[4], got[4];
 	char *err;
 	size_t cap;
 } job;
 
-/* The message of a failed TurboJPEG call, then a fresh handle: TurboJPEG
- * 2.1 leaves a handle whose header read failed half-way through a marker,
- * and the next image read with it fails the same way. */
+/* After a longjmp out of libjpeg: the message, and jd reset for the next
+ * image (jpeg_abort keeps the decoder's permanent memory). */
 static int jpeg_fail(ib_image *im, job *j, const char *what)
 {
-	int rc = ib_failn(j->err, j->cap, IBSTORE_ECORRUPT, "JPEG %s: %s", what,
-			  tjGetErrorStr2(im->tj));
-	tjDestroy(im->tj);
-	im->tj = tjInitDecompress(); /* NULL: tried again at the next JPEG */
+	char msg[JMSG_LENGTH_MAX];
+	int rc;
+	if (im->je.too_many_scans) {
+		rc = ib_failn(j->err, j->cap, IBSTORE_ECORRUPT,
+			      "JPEG %s: progressive, more than %d scans", what, JPEG_MAX_SCANS);
+	} else if (im->je.pub.msg_code == JERR_OUT_OF_MEMORY) {
+		rc = ib_failn(j->err, j->cap, IBSTORE_ENOMEM, "JPEG %s: out of memory", what);
+	} else {
+		im->je.pub.format_message((j_common_ptr)&im->jd, msg);
+		rc = ib_failn(j->err, j->cap, IBSTORE_ECORRUPT, "JPEG %s: %s", what, msg);
+	}
+	im->je.too_many_scans = 0;
+	jpeg_abort_decompress(&im->jd);
+	j->jpeg = NULL;
 	return rc;
 }
 
+/* Reads the header into im->jd, which stays ready for jpeg_decode (or is
+ * reset by job_end). */
 static int jpeg_header(ib_image *im, job *j)
 {
-	if (!im->tj && !(im->tj = tjInitDecompress()))
-		return ib_failn(j->err, j->cap, IBSTORE_ENOMEM, "JPEG: out of memory");
-	/* a stream of tables only succeeds without setting the size */
-	int w = 0, h = 0, subsamp = -1, cs = -1;
-	if (j->n > (size_t)(unsigned long)-1 ||
-	    tjDecompressHeader3(im->tj, j->src, (unsigned long)j->n, &w, &h, &subsamp, &cs))
+	struct jpeg_decompress_struct *d = &im->jd;
+	j->jpeg = im;
+	if (setjmp(im->je.env))
 		return jpeg_fail(im, j, "header");
-	if (w <= 0 || h <= 0)
-		return ib_failn(j->err, j->cap, IBSTORE_ECORRUPT,
-				"JPEG header: no image (cut short, or tables only)");
-	j->w = (uint32_t)w;
-	j->h = (uint32_t)h;
-	j->cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
+	jpeg_mem_src(d, j->src, (unsigned long)j->n);
+	/* TRUE: a stream of tables only is an error (JERR_NO_IMAGE) */
+	jpeg_read_header(d, TRUE);
+	if (d->image_width == 0 || d->image_height == 0)
+		return ib_failn(j->err, j->cap, IBSTORE_ECORRUPT, "JPEG header: no image");
+	j->w = d->image_width;
+	j->h = d->image_height;
+	j->cmyk = d->jpeg_color_space == JCS_CMYK || d->jpeg_color_space == JCS_YCCK;
 	return 0;
 }
 
@@ -416,7 +488,7 @@ static int webp_header(job *j)
 static int job_header(ib_image *im, job *j, uint64_t max_pixels)
 {
 	j->fmt = ib_image_sniff(j->src, j->n);
-	j->num = j->denom = 1;
+	j->denom = 1;
 	int rc;
 	switch (j->fmt) {
 	case IB_IMG_JPEG: rc = jpeg_header(im, j); break;
@@ -438,30 +510,30 @@ static int job_header(ib_image *im, job *j, uint64_t max_pixels)
 
 static void job_end(job *j)
 {
+	if (j->jpeg)
+		jpeg_abort_decompress(&j->jpeg->jd);
+	j->jpeg = NULL;
 	spng_ctx_free(j->png);
 	j->png = NULL;
 }
 
 /* The smallest DCT scale at which region r still covers dw x dh pixels,
- * among 1/8, 1/4, 1/2 and 1: of TurboJPEG's scales, the ones with fast
- * inverse DCTs.  With libjpeg-turbo 2.1 a 500 x 375 JPEG decodes in about
- * 0.7 ms at 1/1 but 0.95 ms at 3/4 (and 1.1 ms at 7/8), so the others cost
- * more than the smaller image saves: an eval sample of 224 from it takes
- * about a third longer at 3/4 than at 1/1.  1/1 when none smaller covers. */
-static void jpeg_pick_scale(const ib_image *im, job *j, const region *r, uint32_t dw, uint32_t dh)
+ * among 1/8, 1/4, 1/2 and 1: the scales with fast inverse DCTs.  With
+ * libjpeg-turbo 2.1 a 500 x 375 JPEG decodes in about 0.7 ms at 1/1 but
+ * 0.95 ms at 3/4 (and 1.1 ms at 7/8), so the others cost more than the
+ * smaller image saves: an eval sample of 224 from it takes about a third
+ * longer at 3/4 than at 1/1.  1/1 when none smaller covers. */
+static void jpeg_pick_scale(job *j, const region *r, uint32_t dw, uint32_t dh)
 {
-	int best = 1;
-	for (int i = 0; i < im->nscales; i++) {
-		int num = im->scales[i].num, denom = im->scales[i].denom;
-		if (num != 1 || (denom != 2 && denom != 4 && denom != 8) || denom <= best)
-			continue;
+	j->denom = 1;
+	for (int denom = 8; denom > 1; denom /= 2) {
 		/* a hair of tolerance: an eval crop is exactly the output size
 		 * scaled, give or take rounding */
-		if (r->w / denom >= dw - 1e-6 && r->h / denom >= dh - 1e-6)
-			best = denom;
+		if (r->w / denom >= dw - 1e-6 && r->h / denom >= dh - 1e-6) {
+			j->denom = denom;
+			return;
+		}
 	}
-	j->num = 1;
-	j->denom = best;
 }
 
 /* Adobe inverted CMYK (4 bytes a pixel) to RGB8, in place. */
@@ -475,20 +547,65 @@ static void cmyk_to_rgb(uint8_t *p, size_t npix)
 	}
 }
 
+/* Rows handed to one jpeg_read_scanlines call (libjpeg returns at most its
+ * rec_outbuf_height, 1 to 4, at a time). */
+#define JPEG_ROWS 16
+
+/* Decodes j->want at scale 1/j->denom into im->pix: the columns from the
+ * iMCU boundary at or before one iMCU left of the wanted ones to one iMCU
+ * past them, the rows from one iMCU above to the last wanted row.  The
+ * rest of the scan is skipped (entropy-decoded only) and the stream
+ * finished, so its errors and warnings are seen. */
 static int jpeg_decode(ib_image *im, job *j)
 {
-	tjscalingfactor sf = {j->num, j->denom};
-	int dw = TJSCALED((int)j->w, sf), dh = TJSCALED((int)j->h, sf);
-	int bpp = j->cmyk ? 4 : 3;
-	if (grow(&im->pix, &im->pix_cap, (size_t)dw * dh * bpp))
-		return ib_failn(j->err, j->cap, IBSTORE_ENOMEM, "JPEG: out of memory");
-	if (tjDecompress2(im->tj, j->src, (unsigned long)j->n, im->pix, dw, dw * bpp, dh,
-			  j->cmyk ? TJPF_CMYK : TJPF_RGB, TJ_FLAGS))
+	struct jpeg_decompress_struct *d = &im->jd;
+	if (setjmp(im->je.env))
 		return jpeg_fail(im, j, "data");
+	d->scale_num = 1;
+	d->scale_denom = (unsigned)j->denom;
+	d->out_color_space = j->cmyk ? JCS_CMYK : JCS_RGB;
+	jpeg_start_decompress(d);
+	uint32_t dw = d->output_width, dh = d->output_height;
+	uint32_t mx = (uint32_t)(d->max_h_samp_factor * d->min_DCT_scaled_size);
+	uint32_t my = (uint32_t)(d->max_v_samp_factor * d->min_DCT_scaled_size);
+	uint32_t x0 = j->want[0] > mx ? j->want[0] - mx : 0;
+	uint32_t x1 = j->want[0] + j->want[2] + mx;
+	uint32_t y0 = j->want[1] > my ? j->want[1] - my : 0;
+	uint32_t y1 = j->want[1] + j->want[3];
+	x1 = x1 < dw ? x1 : dw;
+	y1 = y1 < dh ? y1 : dh;
+	if (x0 >= x1 || y0 >= y1) /* cannot happen: want lies inside */
+		x0 = 0, x1 = dw, y0 = 0, y1 = dh;
+	JDIMENSION cx = x0, cw = x1 - x0;
+	if (cw < dw)
+		jpeg_crop_scanline(d, &cx, &cw); /* cx down to an iMCU, cw out */
+	size_t bpp = j->cmyk ? 4 : 3, stride = (size_t)cw * bpp;
+	if (grow(&im->pix, &im->pix_cap, stride * (y1 - y0)))
+		ERREXIT(d, JERR_OUT_OF_MEMORY);
+	if (y0)
+		jpeg_skip_scanlines(d, y0);
+	while (d->output_scanline < y1) {
+		JSAMPROW rows[JPEG_ROWS];
+		JDIMENSION n = y1 - d->output_scanline, got;
+		n = n < JPEG_ROWS ? n : JPEG_ROWS;
+		for (JDIMENSION i = 0; i < n; i++)
+			rows[i] = im->pix + (d->output_scanline - y0 + i) * stride;
+		got = jpeg_read_scanlines(d, rows, n);
+		if (got == 0) /* only a suspending source returns none */
+			ERREXIT(d, JERR_INPUT_EMPTY);
+	}
+	if (d->output_scanline < dh)
+		jpeg_skip_scanlines(d, dh - d->output_scanline);
+	jpeg_finish_decompress(d);
+	j->jpeg = NULL;
 	if (j->cmyk)
-		cmyk_to_rgb(im->pix, (size_t)dw * dh);
-	j->dw = (uint32_t)dw;
-	j->dh = (uint32_t)dh;
+		cmyk_to_rgb(im->pix, (size_t)cw * (y1 - y0));
+	j->dw = dw;
+	j->dh = dh;
+	j->got[0] = (uint32_t)cx;
+	j->got[1] = y0;
+	j->got[2] = (uint32_t)cw;
+	j->got[3] = y1 - y0;
 	return 0;
 }
 
@@ -509,6 +626,9 @@ static int png_decode(ib_image *im, job *j)
 		return png_fail(j, rc, "data");
 	j->dw = j->w;
 	j->dh = j->h;
+	j->got[0] = j->got[1] = 0;
+	j->got[2] = j->w;
+	j->got[3] = j->h;
 	return 0;
 }
 
@@ -522,10 +642,14 @@ static int webp_decode(ib_image *im, job *j)
 				"WebP data: truncated or corrupt");
 	j->dw = j->w;
 	j->dh = j->h;
+	j->got[0] = j->got[1] = 0;
+	j->got[2] = j->w;
+	j->got[3] = j->h;
 	return 0;
 }
 
-/* Decodes at the scale j says into im->pix (dw x dh RGB8). */
+/* Decodes at the scale j says into im->pix: RGB8, j->got[2] pixels a row,
+ * covering at least j->want (PNG and WebP: the whole image). */
 static int job_decode(ib_image *im, job *j)
 {
 	int rc;
@@ -537,6 +661,7 @@ static int job_decode(ib_image *im, job *j)
 	if (!rc) {
 		im->last_w = j->dw;
 		im->last_h = j->dh;
+		memcpy(im->last_crop, j->got, sizeof j->got);
 	}
 	return rc;
 }
@@ -547,8 +672,11 @@ int ib_image_decode_rgb(ib_image *im, const uint8_t *src, size_t n, uint64_t max
 	job j = {.src = src, .n = n, .err = err, .cap = cap};
 	*rgb = NULL;
 	int rc = job_header(im, &j, max_pixels);
-	if (!rc)
+	if (!rc) {
+		j.want[2] = j.w;
+		j.want[3] = j.h;
 		rc = job_decode(im, &j);
+	}
 	job_end(&j);
 	if (rc)
 		return rc;
@@ -615,14 +743,26 @@ int ib_image_sample(ib_image *im, const ibstore_image_opts *o, const uint8_t *sr
 	region r;
 	region_of(o, j.w, j.h, seed, epoch, id, &r);
 	if (j.fmt == IB_IMG_JPEG)
-		jpeg_pick_scale(im, &j, &r, o->width, o->height);
+		jpeg_pick_scale(&j, &r, o->width, o->height);
+	/* the region at that scale (JPEG's decoded size is the full size over
+	 * denom, rounded up) and the whole pixels the resampler reads */
+	double s = 1.0 / j.denom;
+	uint32_t sw = (j.w + (uint32_t)j.denom - 1) / (uint32_t)j.denom;
+	uint32_t sh = (j.h + (uint32_t)j.denom - 1) / (uint32_t)j.denom;
+	double rx = r.x * s, ry = r.y * s;
+	double rw = fmin(r.w * s, sw - rx), rh = fmin(r.h * s, sh - ry);
+	j.want[0] = (uint32_t)floor(rx);
+	j.want[1] = (uint32_t)floor(ry);
+	j.want[2] = (uint32_t)fmin(ceil(rx + rw), sw) - j.want[0];
+	j.want[3] = (uint32_t)fmin(ceil(ry + rh), sh) - j.want[1];
 	rc = job_decode(im, &j);
 	if (rc)
 		goto done;
-	/* the region in the decoded image's pixels */
-	double s = (double)j.num / j.denom;
-	double rx = r.x * s, ry = r.y * s;
-	double rw = fmin(r.w * s, j.dw - rx), rh = fmin(r.h * s, j.dh - ry);
+	if (j.dw != sw || j.dh != sh) { /* libjpeg rounds as TurboJPEG does */
+		rc = ib_failn(err, cap, IBSTORE_ECORRUPT, "JPEG: decoded %" PRIu32 " x %" PRIu32
+				" at 1/%d, not %" PRIu32 " x %" PRIu32, j.dw, j.dh, j.denom, sw, sh);
+		goto done;
+	}
 	uint8_t *rgb = out;
 	if (o->layout != IBSTORE_LAYOUT_HWC || o->dtype != IBSTORE_DTYPE_UINT8) {
 		if (grow(&im->rgb, &im->rgb_cap, (size_t)o->width * o->height * 3)) {
@@ -631,8 +771,8 @@ int ib_image_sample(ib_image *im, const ibstore_image_opts *o, const uint8_t *sr
 		}
 		rgb = im->rgb;
 	}
-	if (ib_image_resize(im->pix, (size_t)j.dw * 3, rx, ry, rw, rh, rgb, o->width, o->height,
-			    r.flip, &im->rs, &im->rs_cap)) {
+	if (ib_image_resize(im->pix, (size_t)j.got[2] * 3, rx - j.got[0], ry - j.got[1], rw, rh,
+			    rgb, o->width, o->height, r.flip, &im->rs, &im->rs_cap)) {
 		rc = ib_failn(err, cap, IBSTORE_ENOMEM, "out of memory");
 		goto done;
 	}

@@ -35,6 +35,11 @@ void ib_image_free(ib_image *im);
  * JPEG's at its DCT scale): for the tests and statistics. */
 void ib_image_last_size(const ib_image *im, uint32_t *w, uint32_t *h);
 
+/* The pixels of that image the last decode produced, x, y, w, h in its
+ * coordinates: a JPEG sample's crop (rounded out to whole pixels, then one
+ * iMCU more and to iMCU boundaries), the whole image otherwise. */
+void ib_image_last_crop(const ib_image *im, uint32_t crop[4]);
+
 /* Checks the options (sizes, ranges); 0 or IBSTORE_EINVAL with a message. */
 int ib_image_opts_check(const ibstore_image_opts *o, char *err, size_t cap);
 
@@ -58,7 +63,7 @@ int ib_image_sample(ib_image *im, const ibstore_image_opts *o, const uint8_t *sr
 /*
  * Decodes `src` at full size into RGB8 (no augmentation): *rgb is malloc'd,
  * w * h * 3 bytes, row-major.  For JPEG the pixels are libjpeg-turbo's own
- * (tjDecompress2, TJPF_RGB, flags 0).  Errors as ib_image_sample.
+ * (what tjDecompress2 gives for TJPF_RGB, flags 0).  Errors as ib_image_sample.
  */
 int ib_image_decode_rgb(ib_image *im, const uint8_t *src, size_t n, uint64_t max_pixels,
 			uint8_t **rgb, uint32_t *w, uint32_t *h, char *err, size_t cap);

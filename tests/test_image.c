@@ -790,6 +790,101 @@ static void test_jpeg_is_decoded_at_the_dct_scale_that_covers_the_crop(void **st
 	ib_image_free(im);
 }
 
+/* The full decode of j at 1/denom by TurboJPEG, as RGB8 (CMYK converted
+ * as the stage does). */
+static uint8_t *tj_reference(const uint8_t *j, size_t n, int cmyk, uint32_t dw, uint32_t dh)
+{
+	tjhandle tj = tjInitDecompress();
+	assert_non_null(tj);
+	uint8_t *raw = malloc((size_t)dw * dh * 4);
+	assert_non_null(raw);
+	assert_int_equal(tjDecompress2(tj, j, n, raw, (int)dw, 0, (int)dh,
+				       cmyk ? TJPF_CMYK : TJPF_RGB, 0),
+			 0);
+	if (cmyk)
+		for (size_t i = 0; i < (size_t)dw * dh; i++) {
+			unsigned k = raw[4 * i + 3];
+			for (int c = 0; c < 3; c++)
+				raw[3 * i + c] = (uint8_t)((raw[4 * i + c] * k + 127) / 255);
+		}
+	tjDestroy(tj);
+	return raw;
+}
+
+/* A JPEG sample converts only its crop and an iMCU around it (the rows
+ * above only entropy-decoded, those below too), and no pixel changes for
+ * it: each train sample equals TurboJPEG's full decode at the same DCT
+ * scale resampled over the same box, byte for byte, for every chroma
+ * subsampling, grayscale and CMYK, at scales 1 to 1/8; and the crops did
+ * leave pixels out. */
+static void test_cropped_jpeg_decoding_changes_no_pixel(void **state)
+{
+	(void)state;
+	ib_image *im = ib_image_new();
+	assert_non_null(im);
+	const uint32_t w = 1000, h = 750;
+	uint8_t *rgb = pattern(w, h, 12);
+	uint8_t *cmyk = malloc((size_t)w * h * 4);
+	assert_non_null(cmyk);
+	for (size_t i = 0; i < (size_t)w * h; i++) {
+		memcpy(cmyk + 4 * i, rgb + 3 * i, 3);
+		cmyk[4 * i + 3] = (uint8_t)(255 - rgb[3 * i + 1] / 2);
+	}
+	const int subsamps[] = {TJSAMP_420, TJSAMP_422, TJSAMP_440, TJSAMP_444, TJSAMP_GRAY, -1};
+	const uint32_t sizes[] = {224, 96, 40};
+	uint8_t *want = malloc(224 * 224 * 3);
+	assert_non_null(want);
+	float *scratch = NULL;
+	size_t cap = 0, converted = 0, whole = 0;
+	int denoms = 0;
+	for (size_t s = 0; s < sizeof subsamps / sizeof *subsamps; s++) {
+		int is_cmyk = subsamps[s] < 0;
+		size_t n;
+		uint8_t *j = is_cmyk ? jpeg(cmyk, w, h, TJPF_CMYK, TJSAMP_420, 90, &n) :
+				       jpeg_rgb(rgb, w, h, subsamps[s], &n);
+		for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++) {
+			ibstore_image_opts o = opts_of(sizes[z], sizes[z], IBSTORE_IMAGES_TRAIN);
+			for (uint64_t id = 0; id < 6; id++) {
+				uint8_t *got = sample(im, &o, j, n, 7, 1, id);
+				uint32_t dw, dh, crop[4];
+				ib_image_last_size(im, &dw, &dh);
+				ib_image_last_crop(im, crop);
+				int denom = (int)((w + dw - 1) / dw);
+				assert_int_equal(dw, (w + (uint32_t)denom - 1) / (uint32_t)denom);
+				denoms |= denom;
+				converted += (size_t)crop[2] * crop[3];
+				whole += (size_t)dw * dh;
+				uint8_t *full = tj_reference(j, n, is_cmyk, dw, dh);
+				ib_box b;
+				ib_image_box(&o, w, h, 7, 1, id, &b);
+				double rx = (double)b.x / denom, ry = (double)b.y / denom;
+				assert_int_equal(
+					ib_image_resize(full, (size_t)dw * 3, rx, ry,
+							fmin((double)b.w / denom, dw - rx),
+							fmin((double)b.h / denom, dh - ry), want,
+							sizes[z], sizes[z], b.flip, &scratch, &cap),
+					0);
+				if (memcmp(got, want, (size_t)sizes[z] * sizes[z] * 3))
+					fail_msg("subsampling %d, size %u, id %u: the sample differs "
+						 "from the full decode's (1/%d, crop %u,%u %ux%u)",
+						 subsamps[s], sizes[z], (unsigned)id, denom, crop[0],
+						 crop[1], crop[2], crop[3]);
+				free(full);
+				free(got);
+			}
+		}
+		free(j);
+	}
+	assert_int_equal(denoms, 1 | 2 | 4 | 8);
+	/* RandomResizedCrop keeps 54 % of the area on average */
+	assert_true(converted < whole * 3 / 4);
+	free(scratch);
+	free(want);
+	free(cmyk);
+	free(rgb);
+	ib_image_free(im);
+}
+
 /* The reduced decode is close to the full one resampled (the DCT scale
  * is a filter of its own, so not equal). */
 static void test_dct_scale_changes_the_pixels_only_a_little(void **state)
@@ -1148,6 +1243,7 @@ int main(void)
 		cmocka_unit_test(test_the_fallback_takes_the_middle_of_an_extreme_image),
 		cmocka_unit_test(test_eval_takes_the_centre_of_the_short_side_resized),
 		cmocka_unit_test(test_jpeg_is_decoded_at_the_dct_scale_that_covers_the_crop),
+		cmocka_unit_test(test_cropped_jpeg_decoding_changes_no_pixel),
 		cmocka_unit_test(test_dct_scale_changes_the_pixels_only_a_little),
 		cmocka_unit_test(test_resize_matches_pils_bilinear),
 		cmocka_unit_test(test_truncated_images_are_corrupt_at_any_cut),

@@ -6,17 +6,25 @@
  *   limit  a loop of libjpeg-turbo's tjDecompress2 alone, each sample at the
  *          DCT scale the image stage picks for it (the stage's own decoded
  *          size, learnt from one ib_image_sample call per sample first);
+ *   crop   a loop of libjpeg-turbo's libjpeg API decoding, at that scale,
+ *          only the rows and columns the stage converts for the sample
+ *          (ib_image_last_crop: partial decoding, jpeg_crop_scanline and
+ *          jpeg_skip_scanlines, the rest of the scan skipped), no resize:
+ *          the decode work the stage itself does;
  *   stage  a loop of ib_image_sample (decode + crop + resize + flip, or the
  *          eval path) over the same bytes, one thread, no loader.
  *
- * Prints one JSON object: images/s of each, median and all rounds.
+ * The rounds interleave the three loops.  Prints one JSON object: images/s
+ * of each, median and all rounds, and the stage's ratio to each.
  *
  * usage: bench_jpeg_limit DATASET SIZE [train|eval] [ROUNDS] [SEED] [EPOCH]
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <setjmp.h>
 #include <time.h>
+#include <jpeglib.h>
 #include <turbojpeg.h>
 
 #include "ibstore.h"
@@ -35,12 +43,69 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+static double median(const double *v, int n)
+{
+	double m[99];
+	memcpy(m, v, (size_t)n * sizeof *m);
+	qsort(m, (size_t)n, sizeof *m, cmp_double);
+	return m[n / 2];
+}
+
+static void print_rounds(const char *key, const double *v, int n)
+{
+	printf(",\"%s\":[", key);
+	for (int r = 0; r < n; r++)
+		printf("%s%.1f", r ? "," : "", v[r]);
+	printf("]");
+}
+
 typedef struct sample {
 	uint8_t *data;
 	size_t n;
 	uint64_t id;
-	uint32_t dw, dh; /* the stage's decoded size */
+	uint32_t dw, dh;  /* the stage's decoded size */
+	uint32_t crop[4]; /* and the pixels it converted */
+	int denom;
 } sample;
+
+typedef struct bench_err {
+	struct jpeg_error_mgr pub;
+	jmp_buf env;
+} bench_err;
+
+static void bench_error_exit(j_common_ptr c)
+{
+	longjmp(((bench_err *)c->err)->env, 1);
+}
+
+/* The crop loop's decode of one sample: 0, or -1 on a libjpeg error. */
+static int crop_decode(struct jpeg_decompress_struct *d, bench_err *e, const sample *x,
+		       uint8_t *pix)
+{
+	if (setjmp(e->env)) {
+		jpeg_abort_decompress(d);
+		return -1;
+	}
+	jpeg_mem_src(d, x->data, (unsigned long)x->n);
+	jpeg_read_header(d, TRUE);
+	d->scale_num = 1;
+	d->scale_denom = (unsigned)x->denom;
+	d->out_color_space = JCS_RGB;
+	jpeg_start_decompress(d);
+	JDIMENSION cx = x->crop[0], cw = x->crop[2];
+	if (cw < d->output_width)
+		jpeg_crop_scanline(d, &cx, &cw);
+	if (x->crop[1])
+		jpeg_skip_scanlines(d, x->crop[1]);
+	while (d->output_scanline < x->crop[1] + x->crop[3]) {
+		JSAMPROW row = pix;
+		jpeg_read_scanlines(d, &row, 1);
+	}
+	if (d->output_scanline < d->output_height)
+		jpeg_skip_scanlines(d, d->output_height - d->output_scanline);
+	jpeg_finish_decompress(d);
+	return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -70,6 +135,7 @@ int main(int argc, char **argv)
 	o.width = o.height = size;
 	o.mode = train ? IBSTORE_IMAGES_TRAIN : IBSTORE_IMAGES_EVAL;
 	ib_image *im = ib_image_new();
+	tjhandle tj = tjInitDecompress();
 	uint8_t *out = malloc(ib_image_sample_size(&o)), *pix = NULL;
 	size_t pix_cap = 0, n = 0;
 	char err[256];
@@ -88,14 +154,24 @@ int main(int argc, char **argv)
 		}
 		x->id = id;
 		ib_image_last_size(im, &x->dw, &x->dh);
+		ib_image_last_crop(im, x->crop);
+		int fw, fh, ss, cs;
+		if (tjDecompressHeader3(tj, x->data, (unsigned long)x->n, &fw, &fh, &ss, &cs))
+			return 1;
+		x->denom = (int)(((uint32_t)fw + x->dw - 1) / x->dw);
 		if ((size_t)x->dw * x->dh * 3 > pix_cap) {
 			pix_cap = (size_t)x->dw * x->dh * 3;
 			pix = realloc(pix, pix_cap);
 		}
 		n++;
 	}
-	tjhandle tj = tjInitDecompress();
+	struct jpeg_decompress_struct d;
+	bench_err e;
+	d.err = jpeg_std_error(&e.pub);
+	e.pub.error_exit = bench_error_exit;
+	jpeg_create_decompress(&d);
 	double *limit = calloc((size_t)rounds, sizeof *limit), *stage = calloc((size_t)rounds, 8);
+	double *crop = calloc((size_t)rounds, sizeof *crop);
 	for (int r = 0; r < rounds; r++) {
 		double t0 = now();
 		for (size_t i = 0; i < n; i++)
@@ -104,28 +180,28 @@ int main(int argc, char **argv)
 				return 1;
 		double t1 = now();
 		for (size_t i = 0; i < n; i++)
+			if (crop_decode(&d, &e, &s[i], pix))
+				return 1;
+		double t2 = now();
+		for (size_t i = 0; i < n; i++)
 			if (ib_image_sample(im, &o, s[i].data, s[i].n, seed, epoch, s[i].id, out, err,
 					    sizeof err))
 				return 1;
-		double t2 = now();
+		double t3 = now();
 		limit[r] = (double)n / (t1 - t0);
-		stage[r] = (double)n / (t2 - t1);
+		crop[r] = (double)n / (t2 - t1);
+		stage[r] = (double)n / (t3 - t2);
 	}
-	double ml[99], ms[99];
-	memcpy(ml, limit, (size_t)rounds * sizeof *ml);
-	memcpy(ms, stage, (size_t)rounds * sizeof *ms);
-	qsort(ml, (size_t)rounds, sizeof *ml, cmp_double);
-	qsort(ms, (size_t)rounds, sizeof *ms, cmp_double);
+	double ml = median(limit, rounds), mc = median(crop, rounds), ms = median(stage, rounds);
 	printf("{\"images\":%zu,\"size\":%u,\"mode\":\"%s\",\"limit_per_s\":%.1f,"
-	       "\"stage_per_s\":%.1f,\"ratio\":%.3f,\"limit_rounds\":[",
-	       n, size, train ? "train" : "eval", ml[rounds / 2], ms[rounds / 2],
-	       ms[rounds / 2] / ml[rounds / 2]);
-	for (int r = 0; r < rounds; r++)
-		printf("%s%.1f", r ? "," : "", limit[r]);
-	printf("],\"stage_rounds\":[");
-	for (int r = 0; r < rounds; r++)
-		printf("%s%.1f", r ? "," : "", stage[r]);
-	printf("]}\n");
+	       "\"crop_per_s\":%.1f,\"stage_per_s\":%.1f,\"ratio\":%.3f,\"crop_ratio\":%.3f",
+	       n, size, train ? "train" : "eval", ml, mc, ms, ms / ml, ms / mc);
+	print_rounds("limit_rounds", limit, rounds);
+	print_rounds("crop_rounds", crop, rounds);
+	print_rounds("stage_rounds", stage, rounds);
+	printf("}\n");
+	jpeg_destroy_decompress(&d);
+	free(crop);
 	for (size_t i = 0; i < n; i++)
 		free(s[i].data);
 	free(s);
