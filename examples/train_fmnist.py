@@ -60,11 +60,16 @@ def parse_args(argv=None):
     p.add_argument("--torch-threads", type=int, default=2)
     p.add_argument("--images", action="store_true",
                    help="train from the training images packed as PNG files, decoded and "
-                        "augmented by ibstore's C image stage (RandomResizedCrop(28, "
-                        "scale=(--crop-scale, 1)) and a horizontal flip) instead of the raw "
+                        "augmented by ibstore's C image stage (--augment: random crop with "
+                        "--pad pixels of padding, or RandomResizedCrop(28, "
+                        "scale=(--crop-scale, 1)); then a horizontal flip) instead of the raw "
                         "IDX pixels")
     p.add_argument("--png-train", default=os.path.join(REPO, "work", "fmnist-train-png.ibs"),
                    help="with --images: the PNG pack (made from the IDX files when missing)")
+    p.add_argument("--augment", choices=("pad", "rrc"), default="pad",
+                   help="with --images: 'pad' (default): RandomCrop(28, padding=--pad); "
+                        "'rrc': RandomResizedCrop(28, scale=(--crop-scale, 1))")
+    p.add_argument("--pad", type=int, default=2)
     p.add_argument("--crop-scale", type=float, default=0.64)
     p.add_argument("--out", default="results.json")
     p.add_argument("--plot", default=None, help="PNG path (default: none)")
@@ -156,8 +161,10 @@ def run_one(args, policy, seed, test_x, test_y, tmpdir):
     run = os.path.join(tmpdir, "%s-seed%d.state" % (policy, seed))
     extra = {}
     if args.images:  # PNG files through the C image stage, with augmentation
-        extra["decode"] = ibstore.torch.Images(28, train=True, scale=(args.crop_scale, 1.0),
-                                               dtype="float32", layout="chw")
+        aug = (dict(pad=args.pad) if args.augment == "pad"
+               else dict(scale=(args.crop_scale, 1.0)))
+        extra["decode"] = ibstore.torch.Images(28, train=True, dtype="float32", layout="chw",
+                                               **aug)
     loader = ibstore.torch.Loader(args.png_train if args.images else args.train,
                                   batch_size=args.batch_size,
                                   num_epochs=args.epochs, prune_ratio=args.ratio, run=run,
@@ -301,7 +308,7 @@ def main(argv=None):
     doc = {"config": {k: getattr(args, k) for k in
                       ("train", "test", "policies", "seed_list", "epochs", "ratio", "delta",
                        "batch_size", "lr", "threads", "torch_threads", "images",
-                       "png_train", "crop_scale")},
+                       "png_train", "augment", "pad", "crop_scale")},
            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                        "torch": torch.__version__},
            "date": time.strftime("%Y-%m-%d"),

@@ -852,6 +852,12 @@ typedef struct ibstore_image_opts {
 				     bombs); default 8192 * 8192 */
 	uint64_t seed;            /* the random stream's seed; the loader uses
 				     the run's seed when this is 0 (default) */
+	uint32_t pad;             /* train: when > 0, torchvision's
+				     RandomCrop(size, padding=pad) instead of
+				     RandomResizedCrop: the image resized to
+				     width x height, framed by pad black pixels,
+				     a width x height window at a uniform offset
+				     0..2 pad each way, then the flip; default 0 */
 } ibstore_image_opts;
 
 /* Fills *opts with the defaults above (width and height 0: set them). */

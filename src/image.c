@@ -71,6 +71,8 @@ struct ib_image {
 	size_t pix_cap;
 	uint8_t *rgb; /* the resized sample when it is not the output itself */
 	size_t rgb_cap;
+	uint8_t *unpadded; /* train with pad: the resized image before the shift */
+	size_t unpadded_cap;
 	float *rs; /* image_resize.c's scratch, rs_cap floats */
 	size_t rs_cap;
 	uint32_t last_w, last_h; /* size of the last decode */
@@ -159,6 +161,7 @@ void ib_image_free(ib_image *im)
 		jpeg_destroy_decompress(&im->jd);
 	free(im->pix);
 	free(im->rgb);
+	free(im->unpadded);
 	free(im->rs);
 	free(im);
 }
@@ -234,6 +237,13 @@ int ib_image_opts_check(const ibstore_image_opts *o, char *err, size_t cap)
 	if (!(o->flip >= 0 && o->flip <= 1))
 		return ib_failn(err, cap, IBSTORE_EINVAL, "image flip %g: not a probability 0..1",
 				(double)o->flip);
+	if (o->pad > MAX_SIDE)
+		return ib_failn(err, cap, IBSTORE_EINVAL, "image pad %" PRIu32 ": more than %u",
+				o->pad, MAX_SIDE);
+	if (o->pad && o->mode != IBSTORE_IMAGES_TRAIN)
+		return ib_failn(err, cap, IBSTORE_EINVAL,
+				"image pad %" PRIu32 ": a training augmentation (mode train), "
+				"not for eval", o->pad);
 	if (o->resize_short > 8 * MAX_SIDE)
 		return ib_failn(err, cap, IBSTORE_EINVAL,
 				"image resize_short %" PRIu32 ": more than %u", o->resize_short,
@@ -280,9 +290,12 @@ double ib_image_uniform(uint64_t seed, uint32_t epoch, uint64_t id, uint32_t k)
 /* ---- crop geometry ------------------------------------------------------ */
 
 /* The draws of a train sample: attempt i (0..9) uses k = 4i (area), 4i + 1
- * (log aspect ratio), 4i + 2 (top) and 4i + 3 (left); the flip is k = 40. */
+ * (log aspect ratio), 4i + 2 (top) and 4i + 3 (left); the flip is k = 40;
+ * with pad, the window's top is k = 41 and its left k = 42. */
 #define K_ATTEMPT(i, j) (4u * (i) + (j))
 #define K_FLIP 40u
+#define K_PAD_TOP 41u
+#define K_PAD_LEFT 42u
 
 /* torchvision.transforms.RandomResizedCrop.get_params, in doubles, with
  * Python's round (half to even: rint) and randint(0, n) = floor(u * (n + 1)). */
@@ -355,7 +368,9 @@ static void eval_region(const ibstore_image_opts *o, uint32_t w, uint32_t h, reg
 static void region_of(const ibstore_image_opts *o, uint32_t w, uint32_t h, uint64_t seed,
 		      uint32_t epoch, uint64_t id, region *r)
 {
-	if (o->mode == IBSTORE_IMAGES_TRAIN) {
+	if (o->mode == IBSTORE_IMAGES_TRAIN && o->pad) {
+		*r = (region){0, 0, w, h, ib_image_uniform(seed, epoch, id, K_FLIP) < (double)o->flip};
+	} else if (o->mode == IBSTORE_IMAGES_TRAIN) {
 		ib_box b;
 		train_box(o, w, h, seed, epoch, id, &b);
 		*r = (region){b.x, b.y, b.w, b.h, b.flip};
@@ -367,6 +382,11 @@ static void region_of(const ibstore_image_opts *o, uint32_t w, uint32_t h, uint6
 void ib_image_box(const ibstore_image_opts *o, uint32_t w, uint32_t h, uint64_t seed,
 		  uint32_t epoch, uint64_t id, ib_box *out)
 {
+	if (o->mode == IBSTORE_IMAGES_TRAIN && o->pad) {
+		*out = (ib_box){0, 0, w, h,
+				ib_image_uniform(seed, epoch, id, K_FLIP) < (double)o->flip};
+		return;
+	}
 	if (o->mode == IBSTORE_IMAGES_TRAIN) {
 		train_box(o, w, h, seed, epoch, id, out);
 		return;
@@ -733,6 +753,37 @@ static void emit(const ibstore_image_opts *o, const uint8_t *rgb, void *out)
 	}
 }
 
+/* torchvision's RandomCrop(size, padding=pad) then the flip, on the image
+ * already resized to W x H (src): the image framed by `pad` black pixels
+ * on every side, the W x H window at (left, top), each drawn uniformly
+ * from 0..2 pad, mirrored when `flip`.  dst and src do not overlap. */
+static void pad_crop(const ibstore_image_opts *o, const uint8_t *src, uint8_t *dst,
+		     uint64_t seed, uint32_t epoch, uint64_t id, int flip)
+{
+	uint32_t W = o->width, H = o->height, span = 2 * o->pad + 1;
+	/* the window's origin relative to the image: top - pad, left - pad */
+	int64_t dy = (int64_t)(ib_image_uniform(seed, epoch, id, K_PAD_TOP) * span) - o->pad;
+	int64_t dx = (int64_t)(ib_image_uniform(seed, epoch, id, K_PAD_LEFT) * span) - o->pad;
+	for (uint32_t y = 0; y < H; y++) {
+		uint8_t *d = dst + (size_t)y * W * 3;
+		int64_t sy = (int64_t)y + dy;
+		if (sy < 0 || sy >= H) {
+			memset(d, 0, (size_t)W * 3);
+			continue;
+		}
+		const uint8_t *s = src + (size_t)sy * W * 3;
+		for (uint32_t x = 0; x < W; x++) {
+			int64_t sx = (int64_t)(flip ? W - 1 - x : x) + dx;
+			uint8_t *px = d + (size_t)x * 3;
+			if (sx < 0 || sx >= W) {
+				px[0] = px[1] = px[2] = 0;
+			} else {
+				memcpy(px, s + sx * 3, 3);
+			}
+		}
+	}
+}
+
 int ib_image_sample(ib_image *im, const ibstore_image_opts *o, const uint8_t *src, size_t n,
 		    uint64_t seed, uint32_t epoch, uint64_t id, void *out, char *err, size_t cap)
 {
@@ -771,11 +822,24 @@ int ib_image_sample(ib_image *im, const ibstore_image_opts *o, const uint8_t *sr
 		}
 		rgb = im->rgb;
 	}
+	/* with pad, the resize goes to a scratch image and the shifted, flipped
+	 * window from there to rgb */
+	uint8_t *resized = rgb;
+	if (o->pad) {
+		if (grow(&im->unpadded, &im->unpadded_cap, (size_t)o->width * o->height * 3)) {
+			rc = ib_failn(err, cap, IBSTORE_ENOMEM, "out of memory");
+			goto done;
+		}
+		resized = im->unpadded;
+	}
 	if (ib_image_resize(im->pix, (size_t)j.got[2] * 3, rx - j.got[0], ry - j.got[1], rw, rh,
-			    rgb, o->width, o->height, r.flip, &im->rs, &im->rs_cap)) {
+			    resized, o->width, o->height, o->pad ? 0 : r.flip, &im->rs,
+			    &im->rs_cap)) {
 		rc = ib_failn(err, cap, IBSTORE_ENOMEM, "out of memory");
 		goto done;
 	}
+	if (o->pad)
+		pad_crop(o, resized, rgb, seed, epoch, id, r.flip);
 	emit(o, rgb, out);
 done:
 	job_end(&j);

@@ -352,6 +352,22 @@ im = Image.open(sys.argv[1]); assert im.size == (32, 32) and im.mode == "RGB", i
 run 0 "the same sample, epoch and seed again" \
 	get --decode --images 32 --train --epoch 2 --seed 5 -o "$T/aug2.png" "$T/dsi" --key a/1.jpg
 check "gives the same pixels" cmp -s "$T/aug.png" "$T/aug2.png"
+run 0 "get --decode --images 80x60 --train --pad 4 of the PNG" \
+	get --decode --images 60x80 --train --pad 4 --epoch 1 --seed 3 -o "$T/pad.png" "$T/dsi" --key a/2.png
+check "is a window of the image framed by 4 black pixels" "$PY" -c '
+import sys
+import numpy as np
+from PIL import Image
+got, a = np.asarray(Image.open(sys.argv[1])), np.load(sys.argv[2])
+p = np.zeros((68, 88, 3), np.uint8); p[4:64, 4:84] = a
+wins = [w for t in range(9) for l in range(9) for w in (p[t:t + 60, l:l + 80],
+        p[t:t + 60, l:l + 80][:, ::-1])]
+assert got.shape == (60, 80, 3) and any((got == w).all() for w in wins)
+' "$T/pad.png" "$T/pixels.npy"
+run 2 "get --pad without --train exits 2" \
+	get --decode --images 32 --pad 4 -o "$T/y.png" "$T/dsi" 0
+check "saying it needs --train" grep -q "needs --train" "$T/err"
+run 2 "bench --pad 0 exits 2" bench "$T/dsi" --images 16 --train --pad 0
 run 0 "get --decode --images 24x40 (eval) of the WebP" \
 	get --decode --images 24x40 -o "$T/ev.png" "$T/dsi" --key b/3.webp
 run 1 "get --decode of a sample that is no image exits 1" \

@@ -1168,6 +1168,121 @@ static void test_corrupt_foreign_and_oversized_payloads_are_refused(void **state
 	ib_image_free(im);
 }
 
+/* torchvision's RandomCrop(size, padding=p) + RandomHorizontalFlip, written
+ * from its definition: the image framed by p zeros, the window at (left,
+ * top), mirrored. */
+static void pad_window(const uint8_t *img, uint32_t w, uint32_t h, uint32_t p, uint32_t left,
+		       uint32_t top, int flip, uint8_t *out)
+{
+	uint32_t pw = w + 2 * p, ph = h + 2 * p;
+	uint8_t *padded = calloc((size_t)pw * ph * 3, 1);
+	assert_non_null(padded);
+	for (uint32_t y = 0; y < h; y++)
+		memcpy(padded + (((size_t)y + p) * pw + p) * 3, img + (size_t)y * w * 3,
+		       (size_t)w * 3);
+	for (uint32_t y = 0; y < h; y++)
+		for (uint32_t x = 0; x < w; x++)
+			memcpy(out + ((size_t)y * w + x) * 3,
+			       padded + (((size_t)y + top) * pw + left + (flip ? w - 1 - x : x)) * 3,
+			       3);
+	free(padded);
+}
+
+/* With pad, a train sample of an image already at the output size is a
+ * window of the zero-framed image (flipped or not) and nothing else; the
+ * window's offsets are uniform over 0..2 pad and the flip is a fair coin;
+ * the same key gives the same window. */
+static void test_pad_crop_is_a_window_of_the_framed_image(void **state)
+{
+	(void)state;
+	enum { W = 28, H = 28, P = 2, SPAN = 2 * P + 1, N = 3000 };
+	ib_image *im = ib_image_new();
+	assert_non_null(im);
+	uint8_t *img = pattern(W, H, 7);
+	for (size_t i = 0; i < (size_t)W * H * 3; i++)
+		img[i] |= 1; /* no pixel of the image is black: padding is told apart */
+	size_t len;
+	uint8_t *p = png_rgb(img, W, H, &len);
+	ibstore_image_opts o = opts_of(W, H, IBSTORE_IMAGES_TRAIN);
+	o.pad = P;
+	uint8_t want[W * H * 3];
+	unsigned left_seen[SPAN] = {0}, top_seen[SPAN] = {0}, flips = 0;
+	for (uint64_t id = 0; id < N; id++) {
+		uint8_t *got = sample(im, &o, p, len, 11, 3, id);
+		int found = 0;
+		for (uint32_t t = 0; t < SPAN && !found; t++)
+			for (uint32_t l = 0; l < SPAN && !found; l++)
+				for (int f = 0; f < 2 && !found; f++) {
+					pad_window(img, W, H, P, l, t, f, want);
+					if (memcmp(got, want, sizeof want) == 0) {
+						found = 1;
+						left_seen[l]++;
+						top_seen[t]++;
+						flips += (unsigned)f;
+					}
+				}
+		if (!found)
+			fail_msg("sample %" PRIu64 " is no window of the padded image", id);
+		uint8_t *again = sample(im, &o, p, len, 11, 3, id);
+		assert_memory_equal(got, again, sizeof want);
+		free(again);
+		free(got);
+	}
+	/* each offset near N / SPAN = 600 (sd ~22), the flip near N / 2 */
+	for (int k = 0; k < SPAN; k++) {
+		if (left_seen[k] < 480 || left_seen[k] > 720 || top_seen[k] < 480 ||
+		    top_seen[k] > 720)
+			fail_msg("offset %d drawn %u (left) / %u (top) times of %d", k, left_seen[k],
+				 top_seen[k], N);
+	}
+	assert_in_range(flips, N / 2 - 150, N / 2 + 150);
+	/* flip 0: never mirrored (the unmirrored window is found first only
+	 * when it matches; a symmetric window would count as unflipped) */
+	o.flip = 0;
+	for (uint64_t id = 0; id < 50; id++) {
+		uint8_t *got = sample(im, &o, p, len, 11, 3, id);
+		int found = 0;
+		for (uint32_t t = 0; t < SPAN && !found; t++)
+			for (uint32_t l = 0; l < SPAN && !found; l++) {
+				pad_window(img, W, H, P, l, t, 0, want);
+				found = memcmp(got, want, sizeof want) == 0;
+			}
+		assert_true(found);
+		free(got);
+	}
+	/* a larger image is resized to the output first: the centre window
+	 * (offset pad, pad) of a solid colour is that colour; the frame black */
+	const uint8_t c[3] = {90, 180, 45};
+	uint8_t *big = solid(100, 60, c);
+	size_t blen;
+	uint8_t *bp = png_rgb(big, 100, 60, &blen);
+	o.flip = 0.5f;
+	unsigned black_rows = 0;
+	for (uint64_t id = 0; id < 200; id++) {
+		uint8_t *got = sample(im, &o, bp, blen, 5, 0, id);
+		for (uint32_t y = 0; y < H; y++) {
+			int row_black = 1;
+			for (uint32_t x = 0; x < W; x++) {
+				const uint8_t *px = got + ((size_t)y * W + x) * 3;
+				int black = px[0] == 0 && px[1] == 0 && px[2] == 0;
+				if (!black && memcmp(px, c, 3) != 0)
+					fail_msg("pixel %u,%u of sample %" PRIu64 ": %u %u %u", x, y, id,
+						 px[0], px[1], px[2]);
+				row_black &= black;
+			}
+			black_rows += (unsigned)row_black;
+		}
+		free(got);
+	}
+	/* the mean frame height is E|top - P| over 0..2P: 6/5 rows of 28 */
+	assert_in_range(black_rows, 200 * 6 / 5 - 60, 200 * 6 / 5 + 60);
+	free(bp);
+	free(big);
+	free(p);
+	free(img);
+	ib_image_free(im);
+}
+
 static void expect_invalid(const ibstore_image_opts *o, const char *field)
 {
 	char err[ERR_CAP] = "";
@@ -1221,6 +1336,11 @@ static void test_options_are_checked_field_by_field(void **state)
 	expect_invalid(&o, "mean[2]");
 	o = good, o.max_pixels = 0;
 	expect_invalid(&o, "max_pixels");
+	o = good, o.pad = 8193;
+	expect_invalid(&o, "pad");
+	o = good, o.mode = IBSTORE_IMAGES_EVAL, o.pad = 4;
+	expect_invalid(&o, "pad");
+	assert_int_equal(o.size, sizeof o); /* the struct's size covers pad */
 	o = good, o.scale[0] = o.scale[1] = 1, o.flip = 1, o.width = o.height = 8192;
 	assert_int_equal(ib_image_opts_check(&o, err, sizeof err), 0);
 }
@@ -1248,6 +1368,7 @@ int main(void)
 		cmocka_unit_test(test_resize_matches_pils_bilinear),
 		cmocka_unit_test(test_truncated_images_are_corrupt_at_any_cut),
 		cmocka_unit_test(test_corrupt_foreign_and_oversized_payloads_are_refused),
+		cmocka_unit_test(test_pad_crop_is_a_window_of_the_framed_image),
 		cmocka_unit_test(test_options_are_checked_field_by_field),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

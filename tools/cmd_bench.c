@@ -78,6 +78,8 @@ void cmd_bench_usage(FILE *f)
 	      "                         HxW) RGB, eval: short side resized, centre crop;\n"
 	      "                         MB/s then counts the decoded pixels emitted\n"
 	      "  --train                with --images: RandomResizedCrop and flip instead\n"
+	      "  --pad N                with --train: RandomCrop with N pixels of padding\n"
+	      "                         instead of RandomResizedCrop\n"
 	      "  --float                with --images: float32 CHW tensors (x / 255) instead\n"
 	      "                         of uint8 HWC\n"
 	      "Measurement:\n"
@@ -130,6 +132,7 @@ enum {
 	OPT_IMAGES,
 	OPT_TRAIN,
 	OPT_FLOAT,
+	OPT_PAD,
 };
 
 /* Parses a count > 0 (u32) for option `name`; 0, or the exit status. */
@@ -163,6 +166,7 @@ static int parse_args(int argc, char **argv, bench_args *a)
 		{"images", required_argument, NULL, OPT_IMAGES},
 		{"train", no_argument, NULL, OPT_TRAIN},
 		{"float", no_argument, NULL, OPT_FLOAT},
+		{"pad", required_argument, NULL, OPT_PAD},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -240,6 +244,12 @@ static int parse_args(int argc, char **argv, bench_args *a)
 			break;
 		case OPT_TRAIN: a->train = 1; break;
 		case OPT_FLOAT: a->floats = 1; break;
+		case OPT_PAD:
+			if (cli_parse_u32(optarg, &a->img.pad) || a->img.pad < 1 ||
+			    a->img.pad > 8192)
+				return cli_usage_error(CMD, "--pad: '%s' is not a count in 1..8192",
+						       optarg);
+			break;
 		case 'h': cmd_bench_usage(stdout); return -1;
 		default:
 			rc = cli_parse_prune_opt(CMD, opt, optarg, p);
@@ -259,6 +269,8 @@ static int parse_args(int argc, char **argv, bench_args *a)
 		return cli_usage_error(CMD, "%s", msg);
 	if ((a->train || a->floats) && !a->images)
 		return cli_usage_error(CMD, "--train and --float need --images SIZE");
+	if (a->img.pad && !a->train)
+		return cli_usage_error(CMD, "--pad is a training augmentation: it needs --train");
 	if (a->images) {
 		a->img.mode = a->train ? IBSTORE_IMAGES_TRAIN : IBSTORE_IMAGES_EVAL;
 		a->img.dtype = a->floats ? IBSTORE_DTYPE_FLOAT32 : IBSTORE_DTYPE_UINT8;

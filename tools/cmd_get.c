@@ -38,6 +38,9 @@ void cmd_get_usage(FILE *f)
 	      "                     crop), as uint8 pixels\n"
 	      "  --train            with --images: the training augmentation\n"
 	      "                     (RandomResizedCrop and flip) of epoch E and seed S\n"
+	      "  --pad N            with --train: RandomCrop with N pixels of padding\n"
+	      "                     instead of RandomResizedCrop (the image resized to\n"
+	      "                     SIZE, framed in black, a random SIZE window)\n"
 	      "  --epoch E          the epoch whose random draws to show (default 0)\n"
 	      "  --seed S           the run's seed (default 0, the run default)\n"
 	      "  -h, --help         show this help\n"
@@ -135,7 +138,7 @@ fail_free:
  * the loader would) to a PNG file. */
 typedef struct decode_req {
 	int on, train;
-	uint32_t h, w;
+	uint32_t h, w, pad;
 	uint32_t epoch;
 	uint64_t seed;
 } decode_req;
@@ -155,6 +158,7 @@ static int write_decoded(const char *output, const decode_req *d, const void *bu
 		o.mode = d->train ? IBSTORE_IMAGES_TRAIN : IBSTORE_IMAGES_EVAL;
 		o.layout = IBSTORE_LAYOUT_HWC;
 		o.dtype = IBSTORE_DTYPE_UINT8;
+		o.pad = d->pad;
 	}
 	int rc = ibstore_image_sample(buf, size, d->h ? &o : NULL, d->seed, d->epoch, id, &px,
 				      &px_size, &w, &h, msg, sizeof msg);
@@ -180,7 +184,8 @@ static const char *negative_id(int argc, char **argv)
 			break;
 		if (strcmp(a, "-o") == 0 || strcmp(a, "-k") == 0 || strcmp(a, "--output") == 0 ||
 		    strcmp(a, "--key") == 0 || strcmp(a, "--images") == 0 ||
-		    strcmp(a, "--epoch") == 0 || strcmp(a, "--seed") == 0) {
+		    strcmp(a, "--epoch") == 0 || strcmp(a, "--seed") == 0 ||
+		    strcmp(a, "--pad") == 0) {
 			i++; /* its value may begin with '-' */
 			continue;
 		}
@@ -199,6 +204,7 @@ int cmd_get(int argc, char **argv)
 		{ "decode", no_argument, NULL, 'd' },
 		{ "images", required_argument, NULL, 'i' },
 		{ "train", no_argument, NULL, 't' },
+		{ "pad", required_argument, NULL, 'p' },
 		{ "epoch", required_argument, NULL, 'e' },
 		{ "seed", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
@@ -243,6 +249,11 @@ int cmd_get(int argc, char **argv)
 		case 't':
 			dec.train = 1;
 			break;
+		case 'p':
+			if (cli_parse_u32(optarg, &dec.pad) || dec.pad < 1 || dec.pad > 8192)
+				return cli_usage_error(CMD, "--pad: '%s' is not a count in 1..8192",
+						       optarg);
+			break;
 		case 'e':
 			if (cli_parse_u64(optarg, &v) || v > UINT32_MAX)
 				return cli_usage_error(CMD, "--epoch: bad epoch '%s'", optarg);
@@ -277,6 +288,8 @@ int cmd_get(int argc, char **argv)
 		return cli_usage_error(CMD, "--images needs --decode");
 	if ((dec.train || epoch_set || seed_set) && !dec.h)
 		return cli_usage_error(CMD, "--train, --epoch and --seed need --images SIZE");
+	if (dec.pad && !dec.train)
+		return cli_usage_error(CMD, "--pad is a training augmentation: it needs --train");
 	if (!key && cli_parse_u64(argv[optind + 1], &id))
 		return cli_usage_error(CMD, "bad sample id '%s' (a decimal number)",
 				       argv[optind + 1]);

@@ -290,6 +290,7 @@ class ibstore_image_opts(ctypes.Structure):
         ("std", ctypes.c_float * 3),
         ("max_pixels", c_u64),
         ("seed", c_u64),
+        ("pad", c_u32),
     ]
 
 

@@ -76,13 +76,15 @@ IMAGE_MODES = _enum_names(lib.ibstore_images_mode_name)
 
 
 def image_opts(size, *, train=False, layout="hwc", dtype="uint8", scale=None, ratio=None,
-               flip=None, resize=None, mean=None, std=None, max_pixels=None, seed=None):
+               flip=None, resize=None, mean=None, std=None, max_pixels=None, seed=None,
+               pad=None):
     """An ibstore_image_opts (the loader's image stage): ``size`` is an int
     (square) or (height, width); train: RandomResizedCrop(scale, ratio) and a
     flip with probability ``flip``, else eval (short side to ``resize``,
     default size/0.875, centre crop); layout 'hwc' or 'chw'; dtype 'uint8'
     or 'float32' (x/255 then (x - mean)/std per channel); max_pixels refuses
-    larger images; seed: the random stream's (default: the run's)."""
+    larger images; seed: the random stream's (default: the run's); pad (train
+    only): RandomCrop(size, padding=pad) instead of RandomResizedCrop."""
     o = _lib.ibstore_image_opts()
     _lib.image_opts_init(o)
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
@@ -108,6 +110,8 @@ def image_opts(size, *, train=False, layout="hwc", dtype="uint8", scale=None, ra
         o.max_pixels = int(max_pixels)
     if seed is not None:
         o.seed = int(seed)
+    if pad is not None:
+        o.pad = int(pad)
     return o
 
 # IBSTORE_PADDING_WEIGHT: the weight of a padding entry (one that only

@@ -94,7 +94,10 @@ class Images:
     train: torchvision's RandomResizedCrop(size, scale, ratio) and a
     horizontal flip with probability ``flip``; else eval: the short side
     resized to ``resize`` (default size / 0.875, 256 for 224) and a centre
-    crop.  Random choices come from (seed, epoch, sample id): a resumed
+    crop.  ``pad=P`` (train): torchvision's RandomCrop(size, padding=P)
+    instead of RandomResizedCrop: the image resized to ``size``, framed by
+    P black pixels, a ``size`` window at a uniform offset, then the flip
+    (the CIFAR-style recipe).  Random choices come from (seed, epoch, sample id): a resumed
     run, any world size and any thread count see the same pixels.  A
     sample that is not such an image, is broken, or has more than
     ``max_pixels`` pixels follows the loader's ``corrupt`` policy.
@@ -102,10 +105,10 @@ class Images:
 
     def __init__(self, size=224, train=True, *, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
                  flip=0.5, resize=None, mean=None, std=None, dtype="float32", layout="chw",
-                 max_pixels=None, seed=None):
+                 max_pixels=None, seed=None, pad=None):
         self.size, self.train = size, bool(train)
         self.kw = dict(scale=scale, ratio=ratio, flip=flip, resize=resize, mean=mean, std=std,
-                       dtype=dtype, layout=layout, max_pixels=max_pixels, seed=seed)
+                       dtype=dtype, layout=layout, max_pixels=max_pixels, seed=seed, pad=pad)
         self.opts()  # bad values fail here, not at the first epoch
 
     def opts(self):

@@ -110,3 +110,38 @@ def test_images_bad_options():
         ibstore.torch.Images(size=24, layout="nchw")
     with pytest.raises(ValueError):
         ibstore.torch.Images(size=24, dtype="float16")
+
+
+def test_images_pad_crop_matches_the_cli(photos, tmp_path):
+    """pad=P: the CIFAR-style RandomCrop with padding, the same pixels as
+    `ibstore get --decode --images S --train --pad P`, black frames included."""
+    good, _, _ = photos
+    dec = ibstore.torch.Images(size=24, train=True, pad=3, dtype="uint8", layout="hwc")
+    got = {}
+    with ibstore.torch.Loader(good, batch_size=8, num_epochs=1, policy="none", seed=4,
+                              decode=dec) as ld:
+        for x, y in ld.epoch(0):
+            for k, i in enumerate(ld.batch.ids.tolist()):
+                got[i] = x[k].numpy().copy()
+            ld.update(torch.ones(x.shape[0]))
+    assert len(got) == N
+    framed = 0
+    for i in range(0, N, 3):
+        out = tmp_path / ("p%d.png" % i)
+        r = subprocess.run([cli_path(), "get", "--decode", "--images", "24", "--train",
+                            "--pad", "3", "--seed", "4", "-o", str(out), good, str(i)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        np.testing.assert_array_equal(got[i], np.asarray(Image.open(out)))
+    for a in got.values():  # a window off the centre shows part of the frame
+        framed += int((a[0] == 0).all() or (a[-1] == 0).all() or (a[:, 0] == 0).all()
+                      or (a[:, -1] == 0).all())
+    assert 0 < framed < N
+
+
+def test_images_pad_is_for_training_only(photos):
+    good, _, _ = photos
+    with pytest.raises(ibstore.IbstoreError, match="pad"):
+        with ibstore.torch.Loader(good, batch_size=8, num_epochs=1, policy="none",
+                                  decode=ibstore.torch.Images(size=16, train=False, pad=2)):
+            pass
