@@ -824,7 +824,8 @@ typedef enum {
  * The image stage (a versioned struct: ibstore_image_opts_init()).  Each
  * sample is decoded (JPEG through libjpeg-turbo, at the smallest DCT scale
  * of 1/8, 1/4, 1/2 and 1 that still covers the crop at the output size —
- * the other scales decode slower than full size; PNG through libspng; WebP
+ * the other scales decode slower than full size — converting only the
+ * crop's rows and columns; PNG through libspng; WebP
  * through libwebp; the
  * codec chosen by the payload's magic bytes), converted to RGB (grayscale,
  * CMYK, 16-bit and alpha images included), cropped, resized (area-weighted

@@ -15,34 +15,75 @@
 
 #define HUGE_SIZE ((size_t)2 << 20)
 
-/* Read slots come from huge pages when the system has them reserved,
- * else from 2 MiB-aligned memory advised for transparent huge pages: on
- * virtio disks every 4 KiB page of an O_DIRECT buffer costs a ring slot. */
-static uint8_t *alloc_buffer(size_t cap, const char **kind)
+/* Batches per decode thread in a window of decoded images. */
+#define IMG_WINDOW_BATCHES 4
+
+/* len bytes (a multiple of HUGE_SIZE) of anonymous memory aligned to
+ * HUGE_SIZE and advised for transparent huge pages; *thp says whether the
+ * advice was taken.  NULL when out of memory. */
+static uint8_t *map_thp(size_t len, int *thp)
 {
-	size_t len = (cap + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1);
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
-	if (p != MAP_FAILED) {
-		*kind = "hugetlb";
-		return p;
-	}
-	p = mmap(NULL, len + HUGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		 -1, 0);
+	void *p = mmap(NULL, len + HUGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
 	uintptr_t a = ((uintptr_t)p + HUGE_SIZE - 1) & ~(uintptr_t)(HUGE_SIZE - 1);
 	if (a > (uintptr_t)p)
 		munmap(p, a - (uintptr_t)p);
 	munmap((void *)(a + len), (uintptr_t)p + len + HUGE_SIZE - (a + len));
-	*kind = madvise((void *)a, len, MADV_HUGEPAGE) == 0 ? "thp" : "normal";
+	*thp = madvise((void *)a, len, MADV_HUGEPAGE) == 0;
 	return (uint8_t *)a;
+}
+
+static size_t huge_round(size_t cap)
+{
+	return (cap + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1);
+}
+
+/* Read slots come from huge pages when the system has them reserved,
+ * else from 2 MiB-aligned memory advised for transparent huge pages: on
+ * virtio disks every 4 KiB page of an O_DIRECT buffer costs a ring slot. */
+static uint8_t *alloc_buffer(size_t cap, const char **kind)
+{
+	size_t len = huge_round(cap);
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (p != MAP_FAILED) {
+		*kind = "hugetlb";
+		return p;
+	}
+	int thp = 0;
+	uint8_t *a = map_thp(len, &thp);
+	*kind = thp ? "thp" : "normal";
+	return a;
 }
 
 static void free_buffer(uint8_t *p, size_t cap)
 {
 	if (p)
-		munmap(p, (cap + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1));
+		munmap(p, huge_round(cap));
+}
+
+/* Arenas of a huge page or more are transparent huge pages too: the first
+ * epoch writes every arena of the budget once, and in 4 KiB pages that was
+ * a page fault per page (114 000 for 450 MiB of decoded images, a fifth of
+ * the first epoch's time on one decode thread: bench/images/run).
+ * Smaller arenas come from malloc.  arena_free takes the same cap. */
+static uint8_t *arena_alloc(uint64_t cap)
+{
+	if (cap >= HUGE_SIZE) {
+		int thp;
+		return cap > SIZE_MAX - HUGE_SIZE ? NULL : map_thp(huge_round((size_t)cap), &thp);
+	}
+	return malloc(cap ? (size_t)cap : 1);
+}
+
+static void arena_free(uint8_t *p, uint64_t cap)
+{
+	if (cap >= HUGE_SIZE)
+		free_buffer(p, (size_t)cap);
+	else
+		free(p);
 }
 
 void ib_batch_free(lbatch *b)
@@ -50,7 +91,8 @@ void ib_batch_free(lbatch *b)
 	if (!b)
 		return;
 	free(b->ent);
-	free(b->data);
+	if (b->data)
+		arena_free(b->data, b->arena_cap);
 	free(b->errmsg);
 	free(b);
 }
@@ -103,7 +145,7 @@ static void trim_pool(ib_loader_mem *m, uint64_t need)
 		for (unsigned i = 1; i < m->npool; i++)
 			if (m->pool_cap[i] < m->pool_cap[k])
 				k = i;
-		free(m->pool[k]);
+		arena_free(m->pool[k], m->pool_cap[k]);
 		m->pool_bytes -= m->pool_cap[k];
 		m->pool[k] = m->pool[--m->npool];
 		m->pool_cap[k] = m->pool_cap[m->npool];
@@ -111,7 +153,7 @@ static void trim_pool(ib_loader_mem *m, uint64_t need)
 }
 
 /* Arena for a batch: a released one when one is big enough (fresh memory
- * costs a page fault and a zeroed page every 4 KiB), else a new one. */
+ * costs a page fault and a zeroed page), else a new one. */
 uint8_t *ib_take_arena(ibstore_loader *l, lbatch *b)
 {
 	ib_loader_mem *m = &l->mem;
@@ -128,7 +170,7 @@ uint8_t *ib_take_arena(ibstore_loader *l, lbatch *b)
 		}
 	}
 	trim_pool(m, cap);
-	uint8_t *p = malloc(cap ? cap : 1);
+	uint8_t *p = arena_alloc(cap);
 	b->arena_cap = cap;
 	if (p)
 		m->arena_live += cap;
@@ -149,7 +191,7 @@ void ib_give_arena(ibstore_loader *l, lbatch *b)
 		m->pool_cap[m->npool++] = b->arena_cap;
 		m->pool_bytes += b->arena_cap;
 	} else {
-		free(b->data);
+		arena_free(b->data, b->arena_cap);
 	}
 	b->data = NULL;
 }
@@ -222,6 +264,21 @@ int ib_mem_setup(ibstore_loader *l)
 	uint64_t decoded = c->images ? c->samples * (uint64_t)c->img_size : c->about->bytes_raw;
 	m->nwin = decoded <= arenas ? 1 : NWIN;
 	m->wcap = arenas / (uint64_t)m->nwin;
+	if (c->images) {
+		/* Decoding is CPU-bound: batches decoded further ahead than the
+		 * decode threads can fill buy nothing, and every arena is fresh
+		 * memory the first epoch pays to fault in and zero (the whole
+		 * budget of 224 x 224 images was a fifth of the first epoch's
+		 * time, bench/images/run).  A window is then IMG_WINDOW_BATCHES
+		 * batches per decode thread, the reads of both windows still
+		 * enough to keep the queue full. */
+		uint64_t per = (uint64_t)c->ro.batch_size * c->img_size;
+		uint64_t want = per * IMG_WINDOW_BATCHES * (o->threads ? o->threads : 1);
+		if (want < m->wcap) {
+			m->nwin = NWIN;
+			m->wcap = want;
+		}
+	}
 	if (m->wcap < ((uint64_t)4 << 20))
 		m->wcap = (uint64_t)4 << 20; /* a budget too small still makes progress */
 	return 0;
@@ -233,5 +290,5 @@ void ib_mem_free(ibstore_loader *l)
 	free_buffer(m->rbuf, m->rbuf_len);
 	free(m->free_slot);
 	for (unsigned i = 0; i < m->npool; i++)
-		free(m->pool[i]);
+		arena_free(m->pool[i], m->pool_cap[i]);
 }
