@@ -298,10 +298,18 @@ double ib_image_uniform(uint64_t seed, uint32_t epoch, uint64_t id, uint32_t k)
 #define K_PAD_LEFT 42u
 
 /* torchvision.transforms.RandomResizedCrop.get_params, in doubles, with
- * Python's round (half to even: rint) and randint(0, n) = floor(u * (n + 1)). */
+ * Python's round (half to even: rint) and randint(0, n) = floor(u * (n + 1));
+ * with pad, the whole image (resized, then pad_crop draws its window). */
 static void train_box(const ibstore_image_opts *o, uint32_t w, uint32_t h, uint64_t seed,
 		      uint32_t epoch, uint64_t id, ib_box *b)
 {
+	b->flip = ib_image_uniform(seed, epoch, id, K_FLIP) < (double)o->flip;
+	if (o->pad) {
+		b->x = b->y = 0;
+		b->w = w;
+		b->h = h;
+		return;
+	}
 	double area = (double)w * h;
 	double s0 = o->scale[0], s1 = o->scale[1];
 	double lr0 = log((double)o->ratio[0]), lr1 = log((double)o->ratio[1]);
@@ -318,7 +326,6 @@ static void train_box(const ibstore_image_opts *o, uint32_t w, uint32_t h, uint6
 					  (h - b->h + 1));
 			b->x = (uint32_t)(ib_image_uniform(seed, epoch, id, K_ATTEMPT(i, 3)) *
 					  (w - b->w + 1));
-			b->flip = ib_image_uniform(seed, epoch, id, K_FLIP) < (double)o->flip;
 			return;
 		}
 	}
@@ -334,7 +341,6 @@ static void train_box(const ibstore_image_opts *o, uint32_t w, uint32_t h, uint6
 	b->h = ch < 1 ? 1 : ch > h ? h : (uint32_t)ch;
 	b->x = (w - b->w) / 2;
 	b->y = (h - b->h) / 2;
-	b->flip = ib_image_uniform(seed, epoch, id, K_FLIP) < (double)o->flip;
 }
 
 /* A region of the source in (fractional) pixels. */
@@ -368,9 +374,7 @@ static void eval_region(const ibstore_image_opts *o, uint32_t w, uint32_t h, reg
 static void region_of(const ibstore_image_opts *o, uint32_t w, uint32_t h, uint64_t seed,
 		      uint32_t epoch, uint64_t id, region *r)
 {
-	if (o->mode == IBSTORE_IMAGES_TRAIN && o->pad) {
-		*r = (region){0, 0, w, h, ib_image_uniform(seed, epoch, id, K_FLIP) < (double)o->flip};
-	} else if (o->mode == IBSTORE_IMAGES_TRAIN) {
+	if (o->mode == IBSTORE_IMAGES_TRAIN) {
 		ib_box b;
 		train_box(o, w, h, seed, epoch, id, &b);
 		*r = (region){b.x, b.y, b.w, b.h, b.flip};
@@ -382,11 +386,6 @@ static void region_of(const ibstore_image_opts *o, uint32_t w, uint32_t h, uint6
 void ib_image_box(const ibstore_image_opts *o, uint32_t w, uint32_t h, uint64_t seed,
 		  uint32_t epoch, uint64_t id, ib_box *out)
 {
-	if (o->mode == IBSTORE_IMAGES_TRAIN && o->pad) {
-		*out = (ib_box){0, 0, w, h,
-				ib_image_uniform(seed, epoch, id, K_FLIP) < (double)o->flip};
-		return;
-	}
 	if (o->mode == IBSTORE_IMAGES_TRAIN) {
 		train_box(o, w, h, seed, epoch, id, out);
 		return;
@@ -629,6 +628,16 @@ static int jpeg_decode(ib_image *im, job *j)
 	return 0;
 }
 
+/* PNG and WebP decode the whole image at full size. */
+static void decoded_whole(job *j)
+{
+	j->dw = j->w;
+	j->dh = j->h;
+	j->got[0] = j->got[1] = 0;
+	j->got[2] = j->w;
+	j->got[3] = j->h;
+}
+
 static int png_decode(ib_image *im, job *j)
 {
 	size_t len;
@@ -644,11 +653,7 @@ static int png_decode(ib_image *im, job *j)
 	rc = spng_decode_image(j->png, im->pix, len, SPNG_FMT_RGB8, 0);
 	if (rc)
 		return png_fail(j, rc, "data");
-	j->dw = j->w;
-	j->dh = j->h;
-	j->got[0] = j->got[1] = 0;
-	j->got[2] = j->w;
-	j->got[3] = j->h;
+	decoded_whole(j);
 	return 0;
 }
 
@@ -660,11 +665,7 @@ static int webp_decode(ib_image *im, job *j)
 	if (!WebPDecodeRGBInto(j->src, j->n, im->pix, len, (int)j->w * 3))
 		return ib_failn(j->err, j->cap, IBSTORE_ECORRUPT,
 				"WebP data: truncated or corrupt");
-	j->dw = j->w;
-	j->dh = j->h;
-	j->got[0] = j->got[1] = 0;
-	j->got[2] = j->w;
-	j->got[3] = j->h;
+	decoded_whole(j);
 	return 0;
 }
 

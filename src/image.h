@@ -83,7 +83,8 @@ typedef struct ib_box {
  * The region of a w x h image that ib_image_sample takes for (seed, epoch,
  * id): train mode draws torchvision's RandomResizedCrop (10 attempts of
  * area in scale·w·h and log-uniform aspect ratio, else the fallback: the
- * whole image clamped to the ratio range, centred) and the flip; eval mode
+ * whole image clamped to the ratio range, centred), or with pad the whole
+ * image (the padded window is drawn after the resize), and the flip; eval mode
  * gives the centre crop of the image resized to resize_short.  Exposed for
  * the tests that compare its distribution with torchvision's formula.
  */

@@ -212,6 +212,28 @@ static void test_enum_names_round_trip(void **state)
 
 /* ---- decoding ----------------------------------------------------------- */
 
+/* TurboJPEG's full decode of j at dw x dh (its size at some DCT scale) as
+ * RGB8; a CMYK image converted by Adobe's inverted convention, the one the
+ * stage follows: r = c * k / 255 (rounded) of the values TurboJPEG gives. */
+static uint8_t *tj_reference(const uint8_t *j, size_t n, int cmyk, uint32_t dw, uint32_t dh)
+{
+	tjhandle tj = tjInitDecompress();
+	assert_non_null(tj);
+	uint8_t *raw = malloc((size_t)dw * dh * 4);
+	assert_non_null(raw);
+	assert_int_equal(tjDecompress2(tj, j, n, raw, (int)dw, 0, (int)dh,
+				       cmyk ? TJPF_CMYK : TJPF_RGB, 0),
+			 0);
+	if (cmyk)
+		for (size_t i = 0; i < (size_t)dw * dh; i++) {
+			unsigned k = raw[4 * i + 3];
+			for (int c = 0; c < 3; c++)
+				raw[3 * i + c] = (uint8_t)((raw[4 * i + c] * k + 127) / 255);
+		}
+	tjDestroy(tj);
+	return raw;
+}
+
 static void test_jpeg_pixels_are_libjpeg_turbos_own(void **state)
 {
 	(void)state;
@@ -229,9 +251,7 @@ static void test_jpeg_pixels_are_libjpeg_turbos_own(void **state)
 		uint8_t *got = decode(im, j, n, &dw, &dh);
 		assert_int_equal(dw, w);
 		assert_int_equal(dh, h);
-		uint8_t *want = malloc((size_t)w * h * 3);
-		assert_non_null(want);
-		assert_int_equal(tjDecompress2(tj, j, n, want, (int)w, 0, (int)h, TJPF_RGB, 0), 0);
+		uint8_t *want = tj_reference(j, n, 0, w, h);
 		assert_memory_equal(got, want, (size_t)w * h * 3);
 		if (subsamps[s] == TJSAMP_GRAY)
 			for (size_t i = 0; i < (size_t)w * h; i++) {
@@ -282,25 +302,16 @@ static void test_cmyk_jpeg_converts_as_adobe_inverted(void **state)
 	}
 	size_t n;
 	uint8_t *j = jpeg(cmyk, w, h, TJPF_CMYK, TJSAMP_444, 95, &n);
-	tjhandle tj = tjInitDecompress();
-	assert_non_null(tj);
-	uint8_t *raw = malloc((size_t)w * h * 4);
-	assert_non_null(raw);
-	assert_int_equal(tjDecompress2(tj, j, n, raw, (int)w, 0, (int)h, TJPF_CMYK, 0), 0);
+	uint8_t *want = tj_reference(j, n, 1, w, h);
 	ib_image *im = ib_image_new();
 	assert_non_null(im);
 	uint32_t dw, dh;
 	uint8_t *got = decode(im, j, n, &dw, &dh);
-	for (size_t i = 0; i < (size_t)w * h; i++) {
-		unsigned k = raw[4 * i + 3];
-		for (int c = 0; c < 3; c++)
-			assert_int_equal(got[3 * i + c], (raw[4 * i + c] * k + 127) / 255);
-	}
+	assert_memory_equal(got, want, (size_t)w * h * 3);
 	free(got);
-	free(raw);
+	free(want);
 	free(j);
 	free(cmyk);
-	tjDestroy(tj);
 	ib_image_free(im);
 }
 
@@ -788,27 +799,6 @@ static void test_jpeg_is_decoded_at_the_dct_scale_that_covers_the_crop(void **st
 	free(j);
 	free(rgb);
 	ib_image_free(im);
-}
-
-/* The full decode of j at 1/denom by TurboJPEG, as RGB8 (CMYK converted
- * as the stage does). */
-static uint8_t *tj_reference(const uint8_t *j, size_t n, int cmyk, uint32_t dw, uint32_t dh)
-{
-	tjhandle tj = tjInitDecompress();
-	assert_non_null(tj);
-	uint8_t *raw = malloc((size_t)dw * dh * 4);
-	assert_non_null(raw);
-	assert_int_equal(tjDecompress2(tj, j, n, raw, (int)dw, 0, (int)dh,
-				       cmyk ? TJPF_CMYK : TJPF_RGB, 0),
-			 0);
-	if (cmyk)
-		for (size_t i = 0; i < (size_t)dw * dh; i++) {
-			unsigned k = raw[4 * i + 3];
-			for (int c = 0; c < 3; c++)
-				raw[3 * i + c] = (uint8_t)((raw[4 * i + c] * k + 127) / 255);
-		}
-	tjDestroy(tj);
-	return raw;
 }
 
 /* A JPEG sample converts only its crop and an iMCU around it (the rows

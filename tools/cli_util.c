@@ -186,6 +186,13 @@ int cli_parse_hxw(const char *s, uint32_t *height, uint32_t *width)
 	return 0;
 }
 
+int cli_parse_pad(const char *cmd, const char *s, uint32_t *pad)
+{
+	if (cli_parse_u32(s, pad) || *pad < 1 || *pad > 8192)
+		return cli_usage_error(cmd, "--pad: '%s' is not a count in 1..8192", s);
+	return 0;
+}
+
 int cli_parse_double(const char *s, double *out)
 {
 	/* strtod would skip leading space and accept "inf", "nan" and hex */

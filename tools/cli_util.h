@@ -84,6 +84,10 @@ int cli_parse_u32(const char *s, uint32_t *out);
  * 1..8192.  0, or -1. */
 int cli_parse_hxw(const char *s, uint32_t *height, uint32_t *width);
 
+/* --pad's value (the image stage's RandomCrop padding), 1..8192: 0, or a
+ * usage error printed for command `cmd` and its exit status. */
+int cli_parse_pad(const char *cmd, const char *s, uint32_t *pad);
+
 /*
  * Finite decimal number as strtod reads it ("0.5", "1e-3", ".25"): no
  * leading space, nothing after it, no inf/nan, no overflow.  0 or -1.

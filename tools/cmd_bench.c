@@ -245,10 +245,8 @@ static int parse_args(int argc, char **argv, bench_args *a)
 		case OPT_TRAIN: a->train = 1; break;
 		case OPT_FLOAT: a->floats = 1; break;
 		case OPT_PAD:
-			if (cli_parse_u32(optarg, &a->img.pad) || a->img.pad < 1 ||
-			    a->img.pad > 8192)
-				return cli_usage_error(CMD, "--pad: '%s' is not a count in 1..8192",
-						       optarg);
+			if ((rc = cli_parse_pad(CMD, optarg, &a->img.pad)))
+				return rc;
 			break;
 		case 'h': cmd_bench_usage(stdout); return -1;
 		default:

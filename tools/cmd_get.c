@@ -250,9 +250,8 @@ int cmd_get(int argc, char **argv)
 			dec.train = 1;
 			break;
 		case 'p':
-			if (cli_parse_u32(optarg, &dec.pad) || dec.pad < 1 || dec.pad > 8192)
-				return cli_usage_error(CMD, "--pad: '%s' is not a count in 1..8192",
-						       optarg);
+			if ((rc = cli_parse_pad(CMD, optarg, &dec.pad)))
+				return rc;
 			break;
 		case 'e':
 			if (cli_parse_u64(optarg, &v) || v > UINT32_MAX)

@@ -158,7 +158,10 @@ int main(int argc, char **argv)
 		int fw, fh, ss, cs;
 		if (tjDecompressHeader3(tj, x->data, (unsigned long)x->n, &fw, &fh, &ss, &cs))
 			return 1;
-		x->denom = (int)(((uint32_t)fw + x->dw - 1) / x->dw);
+		/* the scale whose size, rounded up as libjpeg does, is the stage's */
+		for (x->denom = 8; x->denom > 1; x->denom /= 2)
+			if (((uint32_t)fw + (uint32_t)x->denom - 1) / (uint32_t)x->denom == x->dw)
+				break;
 		if ((size_t)x->dw * x->dh * 3 > pix_cap) {
 			pix_cap = (size_t)x->dw * x->dh * 3;
 			pix = realloc(pix, pix_cap);
